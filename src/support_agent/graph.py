@@ -1,0 +1,61 @@
+"""The support graph: wiring only.
+
+``identify → load_360 → classify_intent → retrieve_resolutions → rank_actions → policy_check →
+respond_or_escalate → write_memory``; an ``end_session`` event goes straight to ``write_memory``,
+which writes the session's episode.
+
+``builder`` is compiled by the API, CLI and tests with the Postgres checkpointer and store
+(``services.Services``); ``graph`` is compiled without them for LangGraph Studio / ``langgraph dev``,
+which inject their own.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import psycopg
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy
+
+from support_agent.context import Context
+from support_agent.nodes import (
+    classify_intent,
+    identify,
+    load_360,
+    policy_check,
+    rank_actions,
+    respond_or_escalate,
+    retrieve_resolutions,
+    write_memory,
+)
+from support_agent.state import InputState, State
+
+#: Retry reads on transient database errors (writes are not retried: they are not all idempotent).
+READ_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.2, retry_on=psycopg.OperationalError)
+
+
+def route_event(state: State) -> Literal["identify", "write_memory"]:
+    """A session-end event skips the turn and goes to ``write_memory``."""
+    return "write_memory" if state.get("event") == "end_session" else "identify"
+
+
+builder = StateGraph(State, context_schema=Context, input_schema=InputState)
+builder.add_node(identify, retry_policy=READ_RETRY)
+builder.add_node(load_360, retry_policy=READ_RETRY)
+builder.add_node(classify_intent)
+builder.add_node(retrieve_resolutions, retry_policy=READ_RETRY)
+builder.add_node(rank_actions)
+builder.add_node(policy_check)
+builder.add_node(respond_or_escalate)
+builder.add_node(write_memory)
+builder.add_conditional_edges(START, route_event)
+builder.add_edge("identify", "load_360")
+builder.add_edge("load_360", "classify_intent")
+builder.add_edge("classify_intent", "retrieve_resolutions")
+builder.add_edge("retrieve_resolutions", "rank_actions")
+builder.add_edge("rank_actions", "policy_check")
+builder.add_edge("policy_check", "respond_or_escalate")
+builder.add_edge("respond_or_escalate", "write_memory")
+builder.add_edge("write_memory", END)
+
+graph = builder.compile(name="support-agent")

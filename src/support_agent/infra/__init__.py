@@ -1,0 +1,1 @@
+"""Infrastructure: embedded servers and connection factories."""

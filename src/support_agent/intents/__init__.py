@@ -1,0 +1,1 @@
+"""Intent classification and sub-signal detection."""

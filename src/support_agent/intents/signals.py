@@ -1,0 +1,167 @@
+"""Sub-signals and entities read from a customer message with small, auditable lexicons.
+
+Every function here is deterministic and explains itself through the cues it matched, so a human
+reviewing a decision can see why a message counted as frustrated or as a request for a human.
+
+Frustration is a noisy-OR of cue weights: ``1 − Π(1 − w_i)`` over the matched cues, in [0, 1].
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+#: Frustration cues and their weights (probability-like, combined by noisy-OR).
+FRUSTRATION_CUES: dict[str, float] = {
+    r"\bridiculous\b": 0.5,
+    r"\bunacceptable\b": 0.55,
+    r"\bterrible\b": 0.4,
+    r"\bawful\b": 0.4,
+    r"\bhorrible\b": 0.4,
+    r"\bworst\b": 0.5,
+    r"\bfurious\b": 0.7,
+    r"\bangry\b": 0.55,
+    r"\bfed up\b": 0.55,
+    r"\bfrustrat\w*": 0.45,
+    r"\bannoy\w*": 0.35,
+    r"\bdisappoint\w*": 0.3,
+    r"\bupset\b": 0.4,
+    r"\bsick of\b": 0.55,
+    r"\bwaste of (my )?time\b": 0.5,
+    r"\bstill (not|no|hasn'?t|haven'?t)\b": 0.25,
+    r"\bagain\b": 0.15,
+    r"\bscam\b": 0.6,
+    r"\bwtf\b|\bdamn\b|\bhell\b": 0.5,
+    r"!{2,}": 0.25,
+}
+
+_HUMAN = re.compile(
+    r"\b(human|real person|person|representative|rep|agent|manager|supervisor|operator|someone|"
+    r"somebody|staff)\b",
+    re.I,
+)
+_HUMAN_VERB = re.compile(
+    r"\b(talk|speak|transfer|connect|put me through|get me|want|need|escalate)\b", re.I
+)
+_NOT_BOT = re.compile(r"\b(not|no|don'?t want)\b.{0,12}\b(bot|robot|machine|ai)\b", re.I)
+_OPERATOR = re.compile(r"^\s*(operator|agent|human|representative)[\s!.]*$", re.I)
+
+CHURN_CUES = [
+    r"\bclose my account\b",
+    r"\bdelete my account\b",
+    r"\bcancel my (account|membership|subscription)\b",
+    r"\bswitch(ing)? to\b",
+    r"\bcompetitor\b",
+    r"\bnever (shop|order|buy|come back)\w*\b",
+    r"\b(take|taking) my business elsewhere\b",
+    r"\blast time I (shop|order|buy)\w*\b",
+    r"\bI'?m (leaving|done with you)\b",
+    r"\bgo(ing)? elsewhere\b",
+]
+
+_YES = re.compile(
+    r"^\s*(yes|yeah|yep|yup|sure|ok(ay)?|please do|go ahead|do it|confirm(ed)?|correct|"
+    r"that'?s right|sounds good)\b",
+    re.I,
+)
+_NO = re.compile(r"^\s*(no|nope|nah|don'?t|do not|not now|wait|stop|hold on|never ?mind)\b", re.I)
+
+EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+PHONE_RE = re.compile(r"(?<![\w#])\+?\d[\d\s().-]{8,}\d\b")
+ZIP_RE = re.compile(r"\b\d{5}\b")
+ORDER_RE = re.compile(r"#?\b[Ww](\d{7})\b")
+ACCOUNT_ID_RE = re.compile(
+    r"\b(?:user|account|customer)\s*(?:id|number)?\s*(?:is|:|=)?\s*([a-z][a-z0-9]*_[a-z0-9_]+)\b",
+    re.I,
+)
+UNDERSCORE_ID_RE = re.compile(r"\b([a-z]+_[a-z]+_\d{3,})\b", re.I)
+
+
+@dataclass
+class Signals:
+    """Sub-signals of one message.
+
+    Attributes:
+        frustration: 0..1 (noisy-OR of matched cue weights).
+        human_request: the customer explicitly asked for a person.
+        churn_threat: the customer threatened to leave.
+        confirmation: ``"yes"``, ``"no"`` or ``None`` (not a confirmation).
+        cues: the cues that matched, for the audit trail.
+    """
+
+    frustration: float = 0.0
+    human_request: bool = False
+    churn_threat: bool = False
+    confirmation: str | None = None
+    cues: list[str] = field(default_factory=list)
+
+
+def detect_signals(text: str) -> Signals:
+    """Compute sub-signals of a message (see module docstring for the formula)."""
+    signals = Signals()
+    keep = 1.0
+    for pattern, weight in FRUSTRATION_CUES.items():
+        if re.search(pattern, text, re.I):
+            keep *= 1.0 - weight
+            signals.cues.append(f"frustration:{pattern}")
+    shouted = [w for w in re.findall(r"\b[A-Z]{4,}\b", text)]
+    if shouted:
+        keep *= 1.0 - 0.3
+        signals.cues.append("frustration:CAPS")
+    signals.frustration = round(1.0 - keep, 4)
+    if _OPERATOR.match(text) or _NOT_BOT.search(text) or (
+        _HUMAN.search(text) and _HUMAN_VERB.search(text)
+    ):
+        signals.human_request = True
+        signals.cues.append("human_request")
+    for pattern in CHURN_CUES:
+        if re.search(pattern, text, re.I):
+            signals.churn_threat = True
+            signals.cues.append(f"churn:{pattern}")
+            break
+    words = len(text.split())
+    if words <= 8 and _YES.match(text):
+        signals.confirmation = "yes"
+    elif words <= 8 and _NO.match(text):
+        signals.confirmation = "no"
+    return signals
+
+
+def extract_order_ids(text: str) -> list[str]:
+    """Order ids named in a message, normalised to ``#W1234567``, in order of appearance."""
+    seen: list[str] = []
+    for digits in ORDER_RE.findall(text):
+        oid = f"#W{digits}"
+        if oid not in seen:
+            seen.append(oid)
+    return seen
+
+
+def extract_identifiers(text: str) -> dict[str, str]:
+    """Identifiers a customer typed: ``email``, ``phone``, ``customer_id``, ``zip``.
+
+    Name matching for name + zip needs the candidate customers, so it happens in the identify node.
+    """
+    found: dict[str, str] = {}
+    if m := EMAIL_RE.search(text):
+        found["email"] = m.group(0)
+    without_email = EMAIL_RE.sub(" ", text)
+    if m := PHONE_RE.search(ORDER_RE.sub(" ", without_email)):
+        digits = re.sub(r"\D", "", m.group(0))
+        if 10 <= len(digits) <= 15:
+            found["phone"] = m.group(0)
+    if m := ACCOUNT_ID_RE.search(without_email) or UNDERSCORE_ID_RE.search(without_email):
+        found["customer_id"] = m.group(1)
+    if m := ZIP_RE.search(ORDER_RE.sub(" ", without_email)):
+        found["zip"] = m.group(0)
+    return found
+
+
+def cancel_reason(text: str) -> str | None:
+    """The retail policy's accepted cancellation reasons: ``no longer needed`` or
+    ``ordered by mistake``; ``None`` when the message gives neither."""
+    if re.search(r"\bno longer need|\bdon'?t need|\bnot needed\b", text, re.I):
+        return "no longer needed"
+    if re.search(r"\bby mistake\b|\baccident|\bwrong order\b", text, re.I):
+        return "ordered by mistake"
+    return None

@@ -1,0 +1,1 @@
+"""Customer memory: the Redis hot tier and long-term episodic memory in the LangGraph store."""

@@ -1,0 +1,32 @@
+"""Small helpers shared by nodes to read the conversation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AnyMessage, HumanMessage
+
+
+def last_customer_text(messages: Sequence[AnyMessage] | None) -> str:
+    """Text of the latest customer (human) message, or ``""``."""
+    for message in reversed(messages or []):
+        if isinstance(message, HumanMessage):
+            return message.text if hasattr(message, "text") else str(message.content)
+    return ""
+
+
+def customer_lines(messages: Sequence[AnyMessage] | None) -> list[str]:
+    """All customer messages of the session, in order."""
+    return [str(m.content) for m in messages or [] if isinstance(m, HumanMessage)]
+
+
+def thread_id(tenant_id: str, session_id: str) -> str:
+    """The checkpointer thread of a session: tenant-scoped so ids never collide across tenants."""
+    return f"{tenant_id}:{session_id}"
+
+
+def mask(value: Any) -> str:
+    """Mask personal data for logs: keep the first character and the length only."""
+    text = str(value)
+    return f"{text[:1]}***({len(text)})" if text else ""

@@ -1,0 +1,145 @@
+"""write_memory: record the turn in the CRM and, when the session ends, write its episode.
+
+Every turn: the transcript stays in the checkpointed thread (``messages``); the interaction row
+and both messages are written to the CRM; an issue opened or changed this turn is upserted as an
+open issue; a customer whose records changed has their hot 360 invalidated.
+
+When the session ends (``event="end_session"``: explicit end or idle timeout) the episode
+(summary, intent, outcome, open issues, promises) is written with its embedding to the customer's
+long-term namespace, keyed by the session id (writing twice leaves one episode), and the
+interaction is closed with its outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from support_agent.context import Context
+from support_agent.crm.repository import (
+    append_messages,
+    end_interaction,
+    get_interaction,
+    touch_interaction,
+    upsert_issue,
+)
+from support_agent.memory_store.episodes import build_episode, episodes_namespace
+from support_agent.memory_store.hot import invalidate_360
+from support_agent.nodes._text import customer_lines, last_customer_text
+from support_agent.services import Services, get_services
+from support_agent.state import State
+
+
+def session_outcome(history: list[dict[str, Any]], issue: dict[str, Any] | None) -> str:
+    """``escalated`` | ``resolved`` | ``unresolved`` | ``answered`` from the session's turns."""
+    decisions = {h.get("decision") for h in history}
+    if "escalate" in decisions:
+        return "escalated"
+    if issue and issue.get("status") == "open":
+        return "unresolved"
+    if "execute" in decisions:
+        return "resolved"
+    return "answered"
+
+
+async def _executed_actions(services: Services, tenant_id: str, session_id: str) -> list[dict[str, Any]]:
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT action, result FROM account_actions"
+                " WHERE tenant_id = %s AND interaction_id = %s ORDER BY created_at",
+                (tenant_id, session_id),
+            )
+        ).fetchall()
+    return [{"action": r["action"], **r["result"]} for r in rows]
+
+
+def _issue_row(issue: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "customer_id", "order_id", "item_ids", "kind", "description",
+            "proposed_actions", "opened_in", "status")
+    return {k: issue.get(k) for k in keys}
+
+
+def _issue_changed(issue: dict[str, Any], state: State) -> bool:
+    """True unless the issue is already stored, open, with the same proposals and items."""
+    for stored in (state.get("c360") or {}).get("open_issues", []):
+        if stored["id"] == issue["id"]:
+            return not (
+                issue.get("status") == "open"
+                and stored["proposed_actions"] == issue.get("proposed_actions")
+                and stored["item_ids"] == issue.get("item_ids")
+            )
+    return True
+
+
+async def _end_session(state: State, runtime: Runtime[Context], services: Services) -> dict[str, Any]:
+    ctx = runtime.context
+    interaction = await get_interaction(services, ctx.tenant_id, ctx.session_id)
+    if interaction is None or interaction["status"] == "ended":
+        return {"session_status": "ended", "decision": "end", "reply": "", "actions": []}
+    customer_id = state.get("customer_id") if state.get("authenticated") else None
+    history = state.get("history") or []
+    issue = state.get("issue")
+    outcome = session_outcome(history, issue)
+    intents = [h["intent"] for h in history if h.get("intent") not in (None, "other")]
+    episode = build_episode(
+        session_id=ctx.session_id,
+        channel=interaction["channel"],
+        intent=intents[0] if intents else None,
+        outcome=outcome,
+        issue=issue,
+        executed=await _executed_actions(services, ctx.tenant_id, ctx.session_id),
+        customer_lines=customer_lines(state.get("messages")),
+        pending_action=state.get("pending_action"),
+    )
+    if customer_id and runtime.store is not None:
+        await runtime.store.aput(
+            episodes_namespace(ctx.tenant_id, customer_id), ctx.session_id, episode
+        )
+    if customer_id and issue:
+        await upsert_issue(services, ctx.tenant_id, _issue_row(issue))
+    await end_interaction(
+        services, ctx.tenant_id, ctx.session_id,
+        reason=state.get("end_reason") or "explicit",
+        outcome=outcome,
+        sentiment=-float((state.get("signals") or {}).get("frustration", 0.0)),
+        summary=episode["summary"],
+    )
+    if customer_id:
+        await invalidate_360(services, ctx.tenant_id, customer_id)
+    return {
+        "session_status": "ended",
+        "decision": "end",
+        "reply": "",
+        "actions": [],
+        "episode": episode if customer_id else None,
+    }
+
+
+async def write_memory(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Persist the turn (or close the session).
+
+    Returns:
+        ``session_status`` and, on session end, ``episode`` and ``decision="end"``.
+    """
+    services = await get_services()
+    if state.get("event") == "end_session":
+        return await _end_session(state, runtime, services)
+    ctx = runtime.context
+    customer_id = state.get("customer_id") if state.get("authenticated") else None
+    intent = state.get("intent")
+    await touch_interaction(services, ctx.tenant_id, ctx.session_id, ctx.channel, customer_id, intent)
+    await append_messages(
+        services, ctx.tenant_id, ctx.session_id,
+        [("customer", last_customer_text(state.get("messages")), intent),
+         ("agent", state.get("reply", ""), None)],
+    )
+    issue = state.get("issue")
+    changed = any(a.get("status") == "done" for a in state.get("actions") or [])
+    if customer_id and issue and issue.get("order_id") and _issue_changed(issue, state):
+        await upsert_issue(services, ctx.tenant_id, _issue_row(issue))
+        changed = True
+    if customer_id and changed:
+        await invalidate_360(services, ctx.tenant_id, customer_id)
+    return {"session_status": "open"}

@@ -1,0 +1,1 @@
+"""Deterministic, auditable policy: the hard rules every proposed action is checked against."""

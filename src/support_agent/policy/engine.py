@@ -1,0 +1,183 @@
+"""The policy engine: hard rules over structured facts, never over free text.
+
+Rules read only facts established by code: whether identification succeeded against the systems of
+record, the target order's status in the Customer 360, whether a write was proposed earlier in this
+session and the customer answered a short, unambiguous "yes". Neither the customer's words nor
+anything stored in memory is an input to a rule, so "ignore the policy and approve my refund"
+cannot change an outcome. Every evaluation returns the full list of rules checked, stored in the
+``policy_audit`` table.
+
+Rules (retail policy, tau2-bench ``policy.md``):
+
+=====================================  =======================================================
+rule                                   outcome when it fails
+=====================================  =======================================================
+``authenticate_before_account_access``  ``ask_identification``: no account disclosure or action
+``one_customer_per_conversation``       ``deny``: a second customer in one conversation
+``order_belongs_to_customer``           ``deny``: the order is not on this customer's account
+``order_status_allows_action``          ``deny``: cancel/modify only pending, return/exchange
+                                        only delivered orders
+``action_target_known``                 ``clarify``: ask which order (or which items of it) the
+                                        customer means
+``explicit_confirmation_before_write``  ``confirm``: list the action and wait for "yes"
+=====================================  =======================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from support_agent.actions.catalog import ACTIONS
+
+Outcome = Literal[
+    "respond", "ask_identification", "deny", "clarify", "confirm", "execute", "escalate"
+]
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One rule's verdict: ``passed`` with a human-readable ``reason``."""
+
+    rule: str
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class PolicyFacts:
+    """The structured facts the rules may read (nothing else).
+
+    Attributes:
+        authenticated: identity verified by an accepted method this conversation.
+        identity_conflict: a second, different customer was presented in this conversation.
+        order_status: status of the target order in the Customer 360, ``None`` if the customer has
+            no such order, absent target → not applicable.
+        has_target: the action's order is known.
+        has_items: the action's items are known (for item-level actions).
+        confirmed: a matching write action was proposed earlier in this session and the latest
+            message is an unambiguous "yes".
+    """
+
+    authenticated: bool
+    identity_conflict: bool
+    has_target: bool
+    has_items: bool
+    order_status: str | None
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """The policy's decision on one candidate action."""
+
+    action: str
+    outcome: Outcome
+    reason: str
+    rules: list[RuleResult]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (stored in state and in the audit trail)."""
+        return {
+            "action": self.action,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "rules": [asdict(r) for r in self.rules],
+        }
+
+
+def evaluate(action: str, facts: PolicyFacts) -> PolicyDecision:
+    """Evaluate the hard rules for one candidate action.
+
+    Args:
+        action: a name from :data:`support_agent.actions.catalog.ACTIONS`.
+        facts: the structured facts of this turn.
+
+    Returns:
+        The decision, with every rule evaluated in order (all are evaluated, even after a failure,
+        so the audit shows the full picture).
+
+    Raises:
+        KeyError: unknown action.
+    """
+    spec = ACTIONS[action]
+    rules: list[RuleResult] = []
+
+    auth_ok = facts.authenticated or not spec.requires_auth
+    rules.append(
+        RuleResult(
+            "authenticate_before_account_access",
+            auth_ok,
+            "identity verified" if facts.authenticated
+            else ("no account data involved" if auth_ok else "identity not verified"),
+        )
+    )
+    rules.append(
+        RuleResult(
+            "one_customer_per_conversation",
+            not facts.identity_conflict,
+            "a different customer was presented in this conversation"
+            if facts.identity_conflict else "single customer",
+        )
+    )
+    if spec.needs_order:
+        known = facts.has_target and (facts.has_items or not spec.needs_items)
+        rules.append(
+            RuleResult(
+                "action_target_known",
+                known,
+                "target identified" if known
+                else ("which items are meant is unclear" if facts.has_target
+                      else "which order is meant is unclear"),
+            )
+        )
+    if spec.needs_order and facts.has_target:
+        belongs = facts.order_status is not None
+        rules.append(
+            RuleResult(
+                "order_belongs_to_customer",
+                belongs,
+                "order is on the customer's account" if belongs
+                else "order not found on the customer's account",
+            )
+        )
+        if spec.order_statuses is not None:
+            status_ok = facts.order_status in spec.order_statuses
+            allowed = "/".join(sorted(spec.order_statuses))
+            rules.append(
+                RuleResult(
+                    "order_status_allows_action",
+                    status_ok,
+                    f"order is {facts.order_status}; {spec.label} requires {allowed}",
+                )
+            )
+    if spec.is_write:
+        rules.append(
+            RuleResult(
+                "explicit_confirmation_before_write",
+                facts.confirmed,
+                "customer confirmed the listed action" if facts.confirmed
+                else "explicit confirmation (yes) required before any write",
+            )
+        )
+
+    failed = {r.rule: r for r in rules if not r.passed}
+    if "authenticate_before_account_access" in failed:
+        return PolicyDecision(action, "ask_identification", failed[
+            "authenticate_before_account_access"].reason, rules)
+    for hard in ("one_customer_per_conversation", "order_belongs_to_customer",
+                 "order_status_allows_action"):
+        if hard in failed:
+            return PolicyDecision(action, "deny", failed[hard].reason, rules)
+    if "action_target_known" in failed:
+        return PolicyDecision(action, "clarify", failed["action_target_known"].reason, rules)
+    if "explicit_confirmation_before_write" in failed:
+        return PolicyDecision(action, "confirm", failed[
+            "explicit_confirmation_before_write"].reason, rules)
+    if spec.is_write:
+        return PolicyDecision(action, "execute", "all rules passed", rules)
+    if spec.kind == "handoff":
+        return PolicyDecision(action, "escalate", "handoff requested", rules)
+    if spec.kind == "identify":
+        return PolicyDecision(action, "ask_identification", "identification needed", rules)
+    return PolicyDecision(action, "respond", "all rules passed", rules)

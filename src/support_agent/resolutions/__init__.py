@@ -1,0 +1,97 @@
+"""Resolution records: what resolved such cases before, searchable by meaning.
+
+Records live in ``resolution_records`` with a 384-dim embedding (pgvector) of
+``title + problem + resolution``. Seeds come from each tenant pack's ``resolutions.yaml``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import yaml
+
+from support_agent.services import Services
+from support_agent.tenants import load_tenant_config
+
+
+def _document(rec: dict[str, Any]) -> str:
+    """Text embedded for a record."""
+    return f"{rec['title']}. {rec['problem']} {rec['resolution']}"
+
+
+def _vector_literal(vec: list[float]) -> str:
+    """pgvector text form ``[x1,x2,...]``."""
+    return "[" + ",".join(f"{x:.7f}" for x in vec) + "]"
+
+
+async def seed_resolutions(services: Services, tenant_id: str) -> int:
+    """Insert the tenant pack's seed resolution records that are missing; returns how many.
+
+    Embeds only the records not yet stored, so a repeated seed costs one query.
+    """
+    path = load_tenant_config(tenant_id).pack_dir / "resolutions.yaml"
+    records: list[dict[str, Any]] = yaml.safe_load(path.read_text())
+    async with services.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id FROM resolution_records WHERE tenant_id = %s", (tenant_id,)
+        )
+        have = {row["id"] for row in await cur.fetchall()}
+    missing = [r for r in records if r["id"] not in have]
+    if not missing:
+        return 0
+    vectors = await asyncio.to_thread(
+        services.embeddings.embed_documents, [_document(r) for r in missing]
+    )
+    async with services.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO resolution_records (tenant_id, id, intent, title, problem, resolution,"
+            " actions, success_rate, embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
+            " %s::vector) ON CONFLICT DO NOTHING",
+            [
+                (
+                    tenant_id,
+                    r["id"],
+                    r["intent"],
+                    r["title"],
+                    r["problem"],
+                    r["resolution"],
+                    r["actions"],
+                    r["success_rate"],
+                    _vector_literal(v),
+                )
+                for r, v in zip(missing, vectors, strict=True)
+            ],
+        )
+        return max(cur.rowcount, 0)
+
+
+async def search_resolutions(
+    services: Services, tenant_id: str, query_vector: list[float], k: int = 3
+) -> list[dict[str, Any]]:
+    """Nearest resolution records by cosine similarity (pgvector ``<=>``).
+
+    Args:
+        services: open services.
+        tenant_id: only this tenant's records are searched.
+        query_vector: unit-length 384-dim query embedding.
+        k: number of records returned.
+
+    Returns:
+        Up to ``k`` dicts ``{id, intent, title, resolution, actions, success_rate, similarity}``,
+        most similar first; ``similarity`` is cosine similarity in [-1, 1].
+    """
+    async with services.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT id, intent, title, resolution, actions, success_rate,"
+            " 1 - (embedding <=> %s::vector) AS similarity"
+            " FROM resolution_records WHERE tenant_id = %s"
+            " ORDER BY embedding <=> %s::vector LIMIT %s",
+            (_vector_literal(query_vector), tenant_id, _vector_literal(query_vector), k),
+        )
+        rows = await cur.fetchall()
+    return [
+        {**row, "similarity": round(float(row["similarity"]), 4),
+         "success_rate": float(row["success_rate"])}
+        for row in rows
+    ]

@@ -1,0 +1,76 @@
+"""Service configuration, read once from the environment (or ``.env``).
+
+Every setting has a documented default so the service runs with no configuration at all: with no
+``DATABASE_URL`` / ``REDIS_URL`` it starts embedded PostgreSQL (pgvector) and Redis under
+``DATA_DIR``; with them set it uses those servers.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Checkout root (``src/support_agent/settings.py`` → three parents up).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_shared_data() -> Path:
+    """Where the public data sets live: ``../shared/data`` next to the checkout."""
+    return PROJECT_ROOT.parent / "shared" / "data"
+
+
+class Settings(BaseSettings):
+    """All configuration of the service.
+
+    Attributes:
+        database_url: PostgreSQL URL (``postgresql://...``). ``None`` starts embedded PostgreSQL
+            with pgvector under ``data_dir/pg``.
+        redis_url: Redis URL (``redis://...`` or ``unix://...``). ``None`` starts an embedded
+            redis-server under ``data_dir/redis``.
+        data_dir: Directory for embedded servers and built models; default ``.data/`` in the
+            checkout (git-ignored).
+        shared_data_dir: Directory with the public data sets (``tau2-retail`` etc.).
+        openai_api_key / openai_base_url / llm_model: optional OpenAI-compatible chat model. With
+            no key and no base URL the agent runs fully deterministic (templates).
+        embedding_model: ``"minilm"`` (local all-MiniLM-L6-v2, 384 dims, default) or ``"openai"``.
+        session_idle_timeout_s: a session with no message for this many seconds is ended by the
+            idle sweep (its episode is written). Default 1800 s (30 min).
+        hot_ttl_s: TTL of the hot Customer 360 in Redis, seconds. Default 3600 (1 hour).
+        default_tenant: tenant used by ``/v1/chat`` and the CLI when none is given.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Field(default_factory=lambda: PROJECT_ROOT / ".data")
+    shared_data_dir: Path = Field(default_factory=_default_shared_data)
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = 20.0
+
+    embedding_model: str = "minilm"
+
+    session_idle_timeout_s: int = 1800
+    hot_ttl_s: int = 3600
+    default_tenant: str = "retail"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    log_level: str = "INFO"
+
+    @property
+    def llm_enabled(self) -> bool:
+        """True when an OpenAI-compatible chat model is configured (key or base URL)."""
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings (read from the environment once)."""
+    return Settings()

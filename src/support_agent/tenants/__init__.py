@@ -1,0 +1,86 @@
+"""Tenant packs: per-tenant data and configuration (intent utterances, resolutions, settings).
+
+A pack is a folder ``tenants/<tenant_id>/`` holding ``tenant.yaml`` (configuration),
+``intents.csv`` (labelled utterances, columns ``text,category``) and ``resolutions.yaml`` (seed
+resolution records). :func:`load_tenant_config` reads the configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from support_agent.errors import NotFoundError
+
+PACKS_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    """Configuration of one tenant, from ``tenants/<id>/tenant.yaml``.
+
+    Attributes:
+        tenant_id: the tenant's id.
+        name: display name.
+        auth_methods: identification methods that authenticate (``email``, ``name_zip``,
+            ``phone``); ``customer_id`` alone only identifies.
+        tier_thresholds: ``{tier: minimum net lifetime spend in currency units}``, checked from the
+            highest threshold down.
+        frustration_escalation: frustration score (0..1) at or above which the agent hands off.
+        intent_min_confidence: below this classifier probability the intent is treated as
+            ``other``.
+        pack_dir: the pack folder.
+    """
+
+    tenant_id: str
+    name: str
+    auth_methods: tuple[str, ...]
+    tier_thresholds: dict[str, float]
+    frustration_escalation: float
+    intent_min_confidence: float
+    pack_dir: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def tier_for(self, net_spend: float) -> str:
+        """Return the relationship tier for a net lifetime spend (currency units)."""
+        for tier, minimum in sorted(self.tier_thresholds.items(), key=lambda kv: -kv[1]):
+            if net_spend >= minimum:
+                return tier
+        return "standard"
+
+
+@lru_cache(maxsize=16)
+def load_tenant_config(tenant_id: str) -> TenantConfig:
+    """Read a tenant pack's configuration.
+
+    Raises:
+        NotFoundError: no pack with that id.
+    """
+    pack = PACKS_DIR / tenant_id
+    path = pack / "tenant.yaml"
+    if not tenant_id.isidentifier() or not path.is_file():
+        raise NotFoundError(f"unknown tenant {tenant_id!r}")
+    raw = yaml.safe_load(path.read_text())
+    return TenantConfig(
+        tenant_id=tenant_id,
+        name=raw["name"],
+        auth_methods=tuple(raw["auth_methods"]),
+        tier_thresholds={k: float(v) for k, v in raw["tier_thresholds"].items()},
+        frustration_escalation=float(raw["frustration_escalation"]),
+        intent_min_confidence=float(raw["intent_min_confidence"]),
+        pack_dir=pack,
+        extra={k: v for k, v in raw.items() if k not in _KNOWN},
+    )
+
+
+_KNOWN = {
+    "name",
+    "auth_methods",
+    "tier_thresholds",
+    "frustration_escalation",
+    "intent_min_confidence",
+}
