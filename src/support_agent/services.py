@@ -32,6 +32,7 @@ from support_agent.embeddings import MINILM_DIMS, make_embeddings
 from support_agent.errors import InfrastructureError
 from support_agent.infra.embedded import EmbeddedServers, start_embedded
 from support_agent.settings import Settings, get_settings
+from support_agent.tenants import preload_tenant_configs
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -91,12 +92,15 @@ class Services:
             InfrastructureError: PostgreSQL or Redis is unreachable.
         """
         global _current
-        settings = settings or get_settings()
-        embedded = start_embedded(
+        settings = settings or await asyncio.to_thread(get_settings)
+        # Blocking start-up work runs in a thread: the event loop may already serve requests.
+        embedded = await asyncio.to_thread(
+            start_embedded,
             settings.data_dir,
             need_postgres=settings.database_url is None,
             need_redis=settings.redis_url is None,
         )
+        await asyncio.to_thread(preload_tenant_configs)
         database_url = settings.database_url or embedded.database_url
         redis_url = settings.redis_url or embedded.redis_url
         assert database_url is not None and redis_url is not None
@@ -158,7 +162,7 @@ class Services:
         finally:
             await rds.aclose()
             await pool.close()
-            embedded.close()
+            await asyncio.to_thread(embedded.close)
 
 
 _current: Services | None = None

@@ -84,3 +84,11 @@ _KNOWN = {
     "frustration_escalation",
     "intent_min_confidence",
 }
+
+
+def preload_tenant_configs() -> list[str]:
+    """Read every pack's configuration into the cache (so nodes never block on file I/O)."""
+    ids = sorted(p.parent.name for p in PACKS_DIR.glob("*/tenant.yaml"))
+    for tenant_id in ids:
+        load_tenant_config(tenant_id)
+    return ids

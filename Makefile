@@ -1,0 +1,47 @@
+# support-agent: every target sets itself up on a fresh machine (see `make help`).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 8000
+STUDIO_PORT ?= 8123
+
+.PHONY: help setup demo serve studio test lint eval bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	# torch first and pinned: a CPU wheel of exactly this version is on these machines; anything
+	# else pulls several GB of CUDA packages (STACK.md).
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install everything (idempotent)
+
+demo: setup  ## two sessions on two channels with a real retail customer
+	$(BIN)/support-agent demo
+
+serve: setup  ## run the API on http://127.0.0.1:$(PORT) (loads retail data first)
+	$(BIN)/support-agent load retail
+	$(BIN)/support-agent serve --port $(PORT)
+
+studio: setup  ## LangGraph Studio's local server (never port 2024: it is taken here)
+	LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH_TRACING=false \
+		$(BIN)/langgraph dev --port $(STUDIO_PORT) --no-browser
+
+test: setup  ## run the test suite against real embedded PostgreSQL and Redis
+	$(BIN)/pytest -q
+
+lint: setup  ## ruff and mypy
+	$(BIN)/ruff check src tests evals bench
+	$(BIN)/mypy
+
+bench: setup  ## latency benchmarks (printed table)
+	$(BIN)/python bench/run.py
+
+clean:  ## remove the venv and local data
+	rm -rf $(VENV) .data

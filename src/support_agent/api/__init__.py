@@ -1,0 +1,1 @@
+"""The HTTP API: chat widget and human agents' console endpoints."""

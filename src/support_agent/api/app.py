@@ -1,0 +1,146 @@
+"""FastAPI application: lifespan-managed services, routes, and one error shape.
+
+Every error answers ``{"error": {"code": "...", "message": "..."}}`` with a stable code:
+``INVALID_REQUEST`` (422), ``NOT_FOUND`` (404), ``SESSION_ENDED`` (409), ``SERVICE_UNAVAILABLE``
+(503, a database or cache is down) and ``INTERNAL_ERROR`` (500). Messages are fixed per code or
+come from our own domain errors, never from an internal exception's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from support_agent.api.deps import ServicesDep
+from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
+from support_agent.conversation import end_session, run_turn, sweep_idle_sessions
+from support_agent.errors import SupportAgentError
+from support_agent.services import Services
+from support_agent.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 60.0
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
+
+
+async def _sweeper(services: Services) -> None:
+    """End idle sessions once a minute (writes their episodes)."""
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            await sweep_idle_sessions(services)
+        except (psycopg.Error, RedisError, SupportAgentError) as exc:
+            logger.warning("idle_sweep_failed", extra={"error": type(exc).__name__})
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: configuration (default :func:`get_settings`).
+        services: already-open services to use (tests); otherwise the lifespan opens them.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            svc = services or await stack.enter_async_context(
+                Services.open(settings or get_settings())
+            )
+            app.state.services = svc
+            sweeper = asyncio.create_task(_sweeper(svc))
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+
+    app = FastAPI(
+        title="support-agent",
+        version="0.1.0",
+        lifespan=lifespan,
+        responses={422: {"model": ErrorBody}, 404: {"model": ErrorBody}, 500: {"model": ErrorBody}},
+    )
+
+    @app.exception_handler(SupportAgentError)
+    async def _domain_error(_: Request, exc: SupportAgentError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(422, "INVALID_REQUEST", f"invalid request: {where or 'body'}: "
+                      f"{first.get('msg', 'malformed')}")
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _db_down(_: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        logger.error("database_unavailable", extra={"error": type(exc).__name__})
+        return _error(503, "SERVICE_UNAVAILABLE", "the database is unavailable; retry shortly")
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled_error", extra={"error": type(exc).__name__})
+        return _error(500, "INTERNAL_ERROR", "internal error")
+
+    @app.get("/healthz")
+    async def healthz(svc: ServicesDep) -> JSONResponse:
+        """Liveness and readiness: PostgreSQL and Redis reachable."""
+        checks: dict[str, bool] = {}
+        try:
+            async with svc.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+            checks["postgres"] = True
+        except (psycopg.Error, TimeoutError):
+            checks["postgres"] = False
+        try:
+            checks["redis"] = bool(await svc.redis.ping())
+        except RedisError:
+            checks["redis"] = False
+        ok = checks["postgres"]  # Redis down degrades to PostgreSQL reads; still serving.
+        return JSONResponse(status_code=200 if ok else 503,
+                            content={"status": "ok" if ok else "unavailable", **checks})
+
+    @app.post("/v1/chat", response_model=ChatResponse)
+    async def chat(body: ChatRequest, svc: ServicesDep) -> dict[str, Any]:
+        """Handle one customer message; starts a session when ``session_id`` is absent."""
+        identity = body.customer.model_dump(exclude_none=True) if body.customer else None
+        result = await run_turn(
+            svc,
+            tenant_id=svc.settings.default_tenant,
+            channel=body.channel,
+            message=body.message,
+            session_id=body.session_id,
+            identity=identity,
+        )
+        return {
+            "session_id": result.session_id,
+            "reply": result.reply,
+            "decision": result.decision,
+            "intent": result.intent,
+            "actions": result.actions,
+            "handoff": result.handoff,
+        }
+
+    @app.post("/v1/sessions/{session_id}/end", response_model=EndSessionResponse)
+    async def end(session_id: str, svc: ServicesDep) -> dict[str, Any]:
+        """End a session now and write its episode (idempotent)."""
+        return await end_session(svc, tenant_id=svc.settings.default_tenant,
+                                 session_id=session_id)
+
+    return app

@@ -1,0 +1,63 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class CustomerIdentity(BaseModel):
+    """Identifiers the channel already knows; any one of email, phone, customer_id, or name + zip."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=32)
+    customer_id: str | None = Field(default=None, max_length=100)
+    name: str | None = Field(default=None, max_length=200)
+    zip: str | None = Field(default=None, max_length=16)
+
+    @model_validator(mode="after")
+    def _name_needs_zip(self) -> CustomerIdentity:
+        if (self.name is None) != (self.zip is None):
+            raise ValueError("name and zip must be given together")
+        return self
+
+
+class ChatRequest(BaseModel):
+    """``POST /v1/chat``: one customer message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str = Field(default="chat", min_length=1, max_length=32, pattern=r"^[a-z_]+$")
+    customer: CustomerIdentity | None = None
+    session_id: str | None = Field(default=None, min_length=1, max_length=100,
+                                   pattern=r"^[A-Za-z0-9_-]+$")
+    message: str = Field(min_length=1, max_length=4000)
+
+
+class ChatResponse(BaseModel):
+    """The agent's answer to one message."""
+
+    session_id: str
+    reply: str
+    decision: Literal["respond", "ask_identification", "confirm", "execute", "deny", "escalate",
+                      "end"]
+    intent: str | None
+    actions: list[dict[str, Any]]
+    handoff: dict[str, Any] | None
+
+
+class EndSessionResponse(BaseModel):
+    """``POST /v1/sessions/{id}/end``: the session is closed and its episode written."""
+
+    session_id: str
+    status: Literal["ended"]
+    episode: dict[str, Any] | None
+
+
+class ErrorBody(BaseModel):
+    """``{"error": {"code": ..., "message": ...}}``."""
+
+    error: dict[str, str]
