@@ -1,0 +1,89 @@
+"""Shared fixtures: one real embedded PostgreSQL (pgvector) + Redis per test session.
+
+The session fixture starts both servers under a fresh temporary DATA_DIR, loads the retail tenant
+and syncs the hot tier. Tests that change data pick their own customers or session ids, so they
+stay independent of each other.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from support_agent.conversation import TurnResult, run_turn
+from support_agent.crm.loader import load_retail
+from support_agent.memory_store.hot import sync_hot_tier
+from support_agent.services import Services
+from support_agent.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, database_url=None, redis_url=None, openai_api_key=None,
+                    openai_base_url=None)
+
+
+@pytest.fixture(scope="session")
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    async with Services.open(settings) as svc:
+        await load_retail(svc)
+        await sync_hot_tier(svc, "retail")
+        yield svc
+
+
+def new_session() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+async def say(services: Services, session_id: str, message: str, channel: str = "chat",
+              **identity: str) -> TurnResult:
+    return await run_turn(services, tenant_id="retail", channel=channel, message=message,
+                          session_id=session_id, identity=identity or None)
+
+
+async def customer_with(services: Services, status: str, offset: int = 0) -> dict[str, object]:
+    """A retail customer with exactly one order in ``status`` and a single-item such order whose
+    product name is unique among their orders (so a message naming it is unambiguous)."""
+    async with services.pool.connection() as conn:
+        rows = await (await conn.execute(
+            """
+            SELECT c.id, c.first_name, c.last_name, c.zip, c.email, o.id AS order_id,
+                   min(oi.name) AS item, min(oi.item_id) AS item_id
+            FROM customers c
+            JOIN orders o ON o.tenant_id = c.tenant_id AND o.customer_id = c.id
+            JOIN order_items oi ON oi.tenant_id = o.tenant_id AND oi.order_id = o.id
+            WHERE c.tenant_id = 'retail' AND o.status = %s
+              AND (SELECT count(*) FROM orders o2 WHERE o2.tenant_id = 'retail'
+                   AND o2.customer_id = c.id AND o2.status = %s) = 1
+              AND (SELECT count(*) FROM customers c2 WHERE c2.tenant_id = 'retail'
+                   AND c2.first_name = c.first_name AND c2.last_name = c.last_name
+                   AND c2.zip = c.zip) = 1
+            GROUP BY c.id, c.first_name, c.last_name, c.zip, c.email, o.id
+            HAVING count(*) = 1
+               AND NOT EXISTS (SELECT 1 FROM orders o3 JOIN order_items i3
+                   ON i3.tenant_id = o3.tenant_id AND i3.order_id = o3.id
+                   WHERE o3.tenant_id = 'retail' AND o3.customer_id = c.id
+                   AND o3.id <> o.id AND i3.name = min(oi.name))
+            ORDER BY c.id OFFSET %s LIMIT 1
+            """,
+            (status, status, offset),
+        )).fetchall()
+    assert rows, f"no customer with a single {status} order"
+    return dict(rows[0])

@@ -1,0 +1,76 @@
+"""classify_intent: the classifier on unseen phrasings, and the sub-signals."""
+
+from __future__ import annotations
+
+import pytest
+
+from support_agent.intents.classifier import classifier_for
+from support_agent.intents.signals import (
+    cancel_reason,
+    detect_signals,
+    extract_identifiers,
+    extract_order_ids,
+)
+from support_agent.services import Services
+from support_agent.tenants import load_tenant_config
+
+# Phrasings written for the test, not present in the training file.
+UNSEEN = [
+    ("could you tell me where my parcel is right now", "order_status"),
+    ("please call off my order, I don't want it", "cancel"),
+    ("the vase came shattered, I want my money back", "return"),
+    ("can I get this jacket in an XL instead", "exchange"),
+    ("I need the delivery to go to my new apartment", "modify_address"),
+    ("still waiting on the money you owe me from the return", "refund_status"),
+    ("put me through to a live person", "human_agent"),
+]
+
+
+async def test_classifier_on_unseen_phrasings(services: Services) -> None:
+    config = load_tenant_config("retail")
+    clf = classifier_for("retail", config.pack_dir / "intents.csv",
+                         services.settings.data_dir / "models", services.embeddings)
+    correct = sum(clf.predict(text).intent == label for text, label in UNSEEN)
+    assert correct >= len(UNSEEN) - 1, [(t, clf.predict(t).intent) for t, _ in UNSEEN]
+    prediction = clf.predict("where is my order")
+    assert prediction.intent == "order_status"
+    assert 0.0 <= prediction.confidence <= 1.0
+    assert [r[1] for r in prediction.ranking] == sorted((r[1] for r in prediction.ranking),
+                                                        reverse=True)
+
+
+async def test_classifier_model_is_cached_on_disk(services: Services) -> None:
+    files = list((services.settings.data_dir / "models").glob("retail-intents-*.joblib"))
+    assert len(files) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "frustrated"),
+    [("This is RIDICULOUS, still not fixed!!", True), ("thanks, that works", False)],
+)
+def test_frustration(text: str, frustrated: bool) -> None:
+    assert (detect_signals(text).frustration >= 0.75) is frustrated
+
+
+def test_frustration_is_noisy_or_of_cue_weights() -> None:
+    # "ridiculous" (0.5) and "unacceptable" (0.55): 1 - 0.5·0.45 = 0.775
+    assert detect_signals("ridiculous and unacceptable").frustration == pytest.approx(0.775)
+
+
+def test_human_request_churn_and_confirmation() -> None:
+    assert detect_signals("can I talk to a real person please").human_request
+    assert not detect_signals("the person at the door took the parcel").human_request
+    assert detect_signals("I'll take my business elsewhere").churn_threat
+    assert detect_signals("yes please").confirmation == "yes"
+    assert detect_signals("no, not now").confirmation == "no"
+    assert detect_signals("yes the lamp is broken and I want to tell you a long story about it"
+                          ).confirmation is None
+
+
+def test_entities() -> None:
+    assert extract_order_ids("order #W1234567 and w7654321") == ["#W1234567", "#W7654321"]
+    found = extract_identifiers("I'm Ann Lee, zip 10001, email Ann.Lee@Example.com")
+    assert found == {"email": "Ann.Lee@Example.com", "zip": "10001"}
+    assert extract_identifiers("call +1 (555) 010-2030")["phone"] == "+1 (555) 010-2030"
+    assert cancel_reason("I ordered it by mistake") == "ordered by mistake"
+    assert cancel_reason("just cancel it") is None

@@ -1,0 +1,93 @@
+"""write_memory: CRM records per turn; one episode per ended session; idle timeout; isolation."""
+
+from __future__ import annotations
+
+import pytest
+
+from support_agent.conversation import end_session, sweep_idle_sessions
+from support_agent.errors import NotFoundError, SessionEndedError
+from support_agent.memory_store.episodes import episodes_namespace
+from support_agent.services import Services
+from tests.conftest import customer_with, new_session, say
+
+
+async def _episodes(services: Services, customer_id: str) -> list[str]:
+    items = await services.store.asearch(episodes_namespace("retail", customer_id), limit=100)
+    return [it.key for it in items]
+
+
+async def test_turns_are_recorded_in_the_crm(services: Services) -> None:
+    cust = await customer_with(services, "delivered", offset=11)
+    session = new_session()
+    await say(services, session, f"my email is {cust['email']}")
+    await say(services, session, f"the {cust['item']} I got arrived broken")
+    async with services.pool.connection() as conn:
+        inter = await (await conn.execute(
+            "SELECT * FROM interactions WHERE tenant_id='retail' AND id=%s", (session,))
+        ).fetchone()
+        msgs = await (await conn.execute(
+            "SELECT role FROM messages WHERE tenant_id='retail' AND interaction_id=%s ORDER BY seq",
+            (session,))).fetchall()
+        issues = await (await conn.execute(
+            "SELECT order_id, status FROM issues WHERE tenant_id='retail' AND customer_id=%s",
+            (cust["id"],))).fetchall()
+    assert inter is not None and inter["status"] == "open" and inter["customer_id"] == cust["id"]
+    assert [m["role"] for m in msgs] == ["customer", "agent", "customer", "agent"]
+    assert [(i["order_id"], i["status"]) for i in issues] == [(cust["order_id"], "open")]
+
+
+async def test_session_end_writes_one_searchable_episode(services: Services) -> None:
+    cust = await customer_with(services, "delivered", offset=12)
+    other = await customer_with(services, "delivered", offset=13)
+    session = new_session()
+    await say(services, session, f"my email is {cust['email']}")
+    await say(services, session, f"the {cust['item']} I got arrived broken")
+    out = await end_session(services, tenant_id="retail", session_id=session)
+    episode = out["episode"]
+    assert episode["conversationId"] == session
+    assert cust["order_id"] in episode["summary"]
+    assert episode["outcome"] == "unresolved"
+    assert episode["openIssues"][0]["order_id"] == cust["order_id"]
+    assert episode["promises"]
+    again = await end_session(services, tenant_id="retail", session_id=session)
+    assert again["status"] == "ended"
+    assert (await _episodes(services, str(cust["id"]))).count(session) == 1
+    hits = await services.store.asearch(episodes_namespace("retail", str(cust["id"])),
+                                        query=f"broken {cust['item']}", limit=1)
+    assert hits and hits[0].key == session and hits[0].score is not None
+    assert session not in await _episodes(services, str(other["id"]))
+    assert await services.store.asearch(("tenant", "other", "customer", str(cust["id"])),
+                                        limit=10) == []
+    async with services.pool.connection() as conn:
+        inter = await (await conn.execute(
+            "SELECT status, outcome, end_reason FROM interactions WHERE tenant_id='retail'"
+            " AND id=%s", (session,))).fetchone()
+    assert inter is not None
+    assert (inter["status"], inter["outcome"], inter["end_reason"]) == (
+        "ended", "unresolved", "explicit")
+    with pytest.raises(SessionEndedError):
+        await say(services, session, "hello again")
+
+
+async def test_idle_sessions_are_ended_by_the_sweep(services: Services) -> None:
+    cust = await customer_with(services, "delivered", offset=14)
+    session = new_session()
+    await say(services, session, f"my email is {cust['email']}")
+    async with services.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE interactions SET last_activity_at = now() - interval '2 hours'"
+            " WHERE tenant_id='retail' AND id=%s", (session,))
+    ended = await sweep_idle_sessions(services)
+    assert session in ended
+    async with services.pool.connection() as conn:
+        inter = await (await conn.execute(
+            "SELECT status, end_reason FROM interactions WHERE tenant_id='retail' AND id=%s",
+            (session,))).fetchone()
+    assert inter is not None and (inter["status"], inter["end_reason"]) == ("ended",
+                                                                          "idle_timeout")
+    assert session in await _episodes(services, str(cust["id"]))
+
+
+async def test_ending_an_unknown_session_is_not_found(services: Services) -> None:
+    with pytest.raises(NotFoundError):
+        await end_session(services, tenant_id="retail", session_id="no-such-session")

@@ -1,0 +1,60 @@
+"""retrieve_resolutions and rank_actions: relevant records found; scores follow the formula."""
+
+from __future__ import annotations
+
+import pytest
+
+from support_agent.nodes.rank_actions import WEIGHTS, score_candidate
+from support_agent.resolutions import search_resolutions
+from support_agent.services import Services
+from tests.conftest import customer_with, new_session, say
+
+
+async def test_resolution_search_finds_the_matching_case(services: Services) -> None:
+    vector = services.embeddings.embed_query("I want to cancel, I bought it by accident")
+    records = await search_resolutions(services, "retail", vector, k=3)
+    assert records[0]["id"] == "res-retail-004"
+    sims = [r["similarity"] for r in records]
+    assert sims == sorted(sims, reverse=True)
+    assert await search_resolutions(services, "other-tenant", vector, k=3) == []
+
+
+def test_score_is_the_documented_weighted_sum() -> None:
+    resolutions = [
+        {"kind": "resolution", "actions": ["return_items"], "similarity": 0.6, "success_rate": 0.8},
+        {"kind": "resolution", "actions": ["return_items"], "similarity": 0.3, "success_rate": 0.9},
+    ]
+    out = score_candidate("return_items", intent="return", confidence=0.9,
+                          resolutions=resolutions, continues_memory=True, frustration=0.0,
+                          human_request=False, value=0.0)
+    assert out["terms"] == {"fit": 0.9, "evidence": 0.48, "memory": 1.0, "urgency": 0.0}
+    assert out["score"] == pytest.approx(0.5 * 0.9 + 0.25 * 0.48 + 0.15 * 1.0)
+    assert sum(WEIGHTS.values()) == pytest.approx(1.0)
+
+
+def test_escalation_urgency_grows_with_value() -> None:
+    low = score_candidate("escalate_to_human", intent="complaint", confidence=1.0, resolutions=[],
+                          continues_memory=False, frustration=0.8, human_request=False, value=0.0)
+    high = score_candidate("escalate_to_human", intent="complaint", confidence=1.0, resolutions=[],
+                           continues_memory=False, frustration=0.8, human_request=False, value=1.0)
+    assert low["terms"]["urgency"] == pytest.approx(0.4)
+    assert high["terms"]["urgency"] == pytest.approx(0.8)
+    assert high["score"] > low["score"]
+
+
+async def test_ranked_candidates_are_explained_and_sorted(services: Services) -> None:
+    cust = await customer_with(services, "delivered", offset=5)
+    session = new_session()
+    await say(services, session, f"my email is {cust['email']}")
+    await say(services, session, f"the {cust['item']} I got arrived broken")
+    state = (await services.graph.aget_state(
+        {"configurable": {"thread_id": f"retail:{session}"}})).values
+    candidates = state["candidates"]
+    scores = [c["score"] for c in candidates]
+    assert scores == sorted(scores, reverse=True)
+    for cand in candidates:
+        expected = sum(cand["weights"][k] * v for k, v in cand["terms"].items())
+        assert cand["score"] == pytest.approx(expected, abs=1e-3)
+    assert candidates[0]["action"] in ("return_items", "exchange_items")
+    assert candidates[0]["target"]["order_id"] == cust["order_id"]
+    assert any(r["kind"] == "resolution" for r in state["resolutions"])
