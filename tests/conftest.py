@@ -36,8 +36,13 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, database_url=None, redis_url=None, openai_api_key=None,
-                    openai_base_url=None)
+    return Settings(
+        data_dir=data_dir,
+        database_url=None,
+        redis_url=None,
+        openai_api_key=None,
+        openai_base_url=None,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,18 +57,26 @@ def new_session() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
-async def say(services: Services, session_id: str, message: str, channel: str = "chat",
-              **identity: str) -> TurnResult:
-    return await run_turn(services, tenant_id="retail", channel=channel, message=message,
-                          session_id=session_id, identity=identity or None)
+async def say(
+    services: Services, session_id: str, message: str, channel: str = "chat", **identity: str
+) -> TurnResult:
+    return await run_turn(
+        services,
+        tenant_id="retail",
+        channel=channel,
+        message=message,
+        session_id=session_id,
+        identity=identity or None,
+    )
 
 
 async def customer_with(services: Services, status: str, offset: int = 0) -> dict[str, object]:
     """A retail customer with exactly one order in ``status`` and a single-item such order whose
     product name is unique among their orders (so a message naming it is unambiguous)."""
     async with services.pool.connection() as conn:
-        rows = await (await conn.execute(
-            """
+        rows = await (
+            await conn.execute(
+                """
             SELECT c.id, c.first_name, c.last_name, c.zip, c.email, o.id AS order_id,
                    min(oi.name) AS item, min(oi.item_id) AS item_id
             FROM customers c
@@ -83,7 +96,8 @@ async def customer_with(services: Services, status: str, offset: int = 0) -> dic
                    AND o3.id <> o.id AND i3.name = min(oi.name))
             ORDER BY c.id OFFSET %s LIMIT 1
             """,
-            (status, status, offset),
-        )).fetchall()
+                (status, status, offset),
+            )
+        ).fetchall()
     assert rows, f"no customer with a single {status} order"
     return dict(rows[0])

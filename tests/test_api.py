@@ -29,22 +29,29 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
 
 async def test_chat_two_sessions_over_http(client: httpx.AsyncClient, services: Services) -> None:
     cust = await customer_with(services, "delivered", offset=17)
-    r = await client.post("/v1/chat", json={"channel": "chat",
-                                            "customer": {"email": cust["email"]},
-                                            "message": f"the {cust['item']} I got arrived broken"})
+    r = await client.post(
+        "/v1/chat",
+        json={
+            "channel": "chat",
+            "customer": {"email": cust["email"]},
+            "message": f"the {cust['item']} I got arrived broken",
+        },
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body) == {"session_id", "reply", "decision", "intent", "actions", "handoff"}
     assert body["decision"] == "confirm" and cust["order_id"] in body["reply"]
     end = await client.post(f"/v1/sessions/{body['session_id']}/end")
     assert end.status_code == 200 and end.json()["episode"]["conversationId"] == body["session_id"]
-    r2 = await client.post("/v1/chat", json={"channel": "phone",
-                                             "customer": {"email": cust["email"]},
-                                             "message": "any update?"})
+    r2 = await client.post(
+        "/v1/chat",
+        json={"channel": "phone", "customer": {"email": cust["email"]}, "message": "any update?"},
+    )
     assert r2.status_code == 200
     assert cust["order_id"] in r2.json()["reply"]
-    again = await client.post("/v1/chat", json={"session_id": body["session_id"],
-                                                "message": "hello?"})
+    again = await client.post(
+        "/v1/chat", json={"session_id": body["session_id"], "message": "hello?"}
+    )
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "SESSION_ENDED"
 
@@ -58,8 +65,9 @@ async def test_chat_two_sessions_over_http(client: httpx.AsyncClient, services: 
         ({"message": "hi", "session_id": "../etc"}, 422, "INVALID_REQUEST"),
     ],
 )
-async def test_bad_requests_get_a_clear_error(client: httpx.AsyncClient, payload: dict[str, object],
-                                              status: int, code: str) -> None:
+async def test_bad_requests_get_a_clear_error(
+    client: httpx.AsyncClient, payload: dict[str, object], status: int, code: str
+) -> None:
     r = await client.post("/v1/chat", json=payload)
     assert r.status_code == status
     assert r.json()["error"]["code"] == code
@@ -67,8 +75,9 @@ async def test_bad_requests_get_a_clear_error(client: httpx.AsyncClient, payload
 
 
 async def test_malformed_json_and_unknown_session(client: httpx.AsyncClient) -> None:
-    r = await client.post("/v1/chat", content=b"{not json", headers={"content-type":
-                                                                    "application/json"})
+    r = await client.post(
+        "/v1/chat", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422 and r.json()["error"]["code"] == "INVALID_REQUEST"
     r = await client.post("/v1/sessions/does-not-exist/end")
     assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND"

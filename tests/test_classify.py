@@ -28,15 +28,20 @@ UNSEEN = [
 
 async def test_classifier_on_unseen_phrasings(services: Services) -> None:
     config = load_tenant_config("retail")
-    clf = classifier_for("retail", config.pack_dir / "intents.csv",
-                         services.settings.data_dir / "models", services.embeddings)
+    clf = classifier_for(
+        "retail",
+        config.pack_dir / "intents.csv",
+        services.settings.data_dir / "models",
+        services.embeddings,
+    )
     correct = sum(clf.predict(text).intent == label for text, label in UNSEEN)
     assert correct >= len(UNSEEN) - 1, [(t, clf.predict(t).intent) for t, _ in UNSEEN]
     prediction = clf.predict("where is my order")
     assert prediction.intent == "order_status"
     assert 0.0 <= prediction.confidence <= 1.0
-    assert [r[1] for r in prediction.ranking] == sorted((r[1] for r in prediction.ranking),
-                                                        reverse=True)
+    assert [r[1] for r in prediction.ranking] == sorted(
+        (r[1] for r in prediction.ranking), reverse=True
+    )
 
 
 async def test_classifier_model_is_cached_on_disk(services: Services) -> None:
@@ -63,8 +68,12 @@ def test_human_request_churn_and_confirmation() -> None:
     assert detect_signals("I'll take my business elsewhere").churn_threat
     assert detect_signals("yes please").confirmation == "yes"
     assert detect_signals("no, not now").confirmation == "no"
-    assert detect_signals("yes the lamp is broken and I want to tell you a long story about it"
-                          ).confirmation is None
+    assert (
+        detect_signals(
+            "yes the lamp is broken and I want to tell you a long story about it"
+        ).confirmation
+        is None
+    )
 
 
 def test_entities() -> None:

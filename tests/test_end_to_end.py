@@ -24,8 +24,9 @@ async def test_two_sessions_two_channels(services: Services) -> None:
     await end_session(services, tenant_id="retail", session_id=chat, reason="idle_timeout")
 
     phone = new_session()
-    hello = await say(services, phone, f"Hello, this is {name}, zip code {cust['zip']}.",
-                      channel="phone")
+    hello = await say(
+        services, phone, f"Hello, this is {name}, zip code {cust['zip']}.", channel="phone"
+    )
     assert hello.memory["open_issue"]["order_id"] == cust["order_id"]
     assert chat in hello.memory["episodes"]
     update = await say(services, phone, "Any update?", channel="phone")
@@ -39,7 +40,11 @@ async def test_two_sessions_two_channels(services: Services) -> None:
 def _cli(args: list[str], env: dict[str, str]) -> dict[str, object]:
     proc = subprocess.run(
         [sys.executable, "-m", "support_agent.cli", *args],
-        env=env, capture_output=True, text=True, timeout=180, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
@@ -48,9 +53,13 @@ def _cli(args: list[str], env: dict[str, str]) -> dict[str, object]:
 async def test_session_resumes_after_a_process_restart(services: Services, data_dir: Path) -> None:
     cust = await customer_with(services, "delivered", offset=16)
     session = new_session()
-    env = {**os.environ, "DATA_DIR": str(data_dir),
-           "DATABASE_URL": str(services.embedded.database_url),
-           "REDIS_URL": str(services.embedded.redis_url), "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATA_DIR": str(data_dir),
+        "DATABASE_URL": str(services.embedded.database_url),
+        "REDIS_URL": str(services.embedded.redis_url),
+        "LOG_LEVEL": "WARNING",
+    }
     first = _cli(["chat", f"my email is {cust['email']}", "--session-id", session], env)
     assert first["customer_id"] == cust["id"]
     # A new process continues the same thread: no need to identify again.
@@ -58,7 +67,8 @@ async def test_session_resumes_after_a_process_restart(services: Services, data_
     assert second["customer_id"] == cust["id"]
     assert second["decision"] == "respond"
     assert cust["order_id"] in str(second["reply"]) and "delivered" in str(second["reply"])
-    state = (await services.graph.aget_state(
-        {"configurable": {"thread_id": f"retail:{session}"}})).values
+    state = (
+        await services.graph.aget_state({"configurable": {"thread_id": f"retail:{session}"}})
+    ).values
     assert state["turn"] == 2
     assert len(state["messages"]) == 4

@@ -15,15 +15,21 @@ async def test_email_in_text_authenticates(services: Services) -> None:
 
 async def test_name_and_zip_in_text_authenticates(services: Services) -> None:
     cust = await customer_with(services, "delivered")
-    result = await say(services, new_session(),
-                       f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    result = await say(
+        services, new_session(), f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}"
+    )
     assert result.customer_id == cust["id"]
 
 
 async def test_name_zip_from_request_authenticates(services: Services) -> None:
     cust = await customer_with(services, "delivered")
-    result = await say(services, new_session(), "hello",
-                       name=f"{cust['first_name']} {cust['last_name']}", zip=str(cust["zip"]))
+    result = await say(
+        services,
+        new_session(),
+        "hello",
+        name=f"{cust['first_name']} {cust['last_name']}",
+        zip=str(cust["zip"]),
+    )
     assert result.customer_id == cust["id"]
 
 
@@ -49,8 +55,9 @@ async def test_missing_identity_asks(services: Services) -> None:
 
 async def test_name_with_wrong_zip_is_not_a_match(services: Services) -> None:
     cust = await customer_with(services, "delivered")
-    result = await say(services, new_session(),
-                       f"I'm {cust['first_name']} {cust['last_name']}, zip 00000")
+    result = await say(
+        services, new_session(), f"I'm {cust['first_name']} {cust['last_name']}, zip 00000"
+    )
     assert result.customer_id is None
     assert result.decision == "ask_identification"
 

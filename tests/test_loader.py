@@ -5,16 +5,27 @@ from __future__ import annotations
 from support_agent.crm.loader import load_retail
 from support_agent.services import Services
 
-TABLES = ["customers", "customer_identities", "payment_methods", "products", "product_variants",
-          "orders", "order_items", "order_fulfillments", "payments", "resolution_records"]
+TABLES = [
+    "customers",
+    "customer_identities",
+    "payment_methods",
+    "products",
+    "product_variants",
+    "orders",
+    "order_items",
+    "order_fulfillments",
+    "payments",
+    "resolution_records",
+]
 
 
 async def _counts(services: Services) -> dict[str, int]:
     out = {}
     async with services.pool.connection() as conn:
         for table in TABLES:
-            row = await (await conn.execute(
-                f"SELECT count(*) AS n FROM {table} WHERE tenant_id = 'retail'")).fetchone()
+            row = await (
+                await conn.execute(f"SELECT count(*) AS n FROM {table} WHERE tenant_id = 'retail'")
+            ).fetchone()
             assert row is not None
             out[table] = int(row["n"])
     return out

@@ -22,15 +22,24 @@ async def test_turns_are_recorded_in_the_crm(services: Services) -> None:
     await say(services, session, f"my email is {cust['email']}")
     await say(services, session, f"the {cust['item']} I got arrived broken")
     async with services.pool.connection() as conn:
-        inter = await (await conn.execute(
-            "SELECT * FROM interactions WHERE tenant_id='retail' AND id=%s", (session,))
+        inter = await (
+            await conn.execute(
+                "SELECT * FROM interactions WHERE tenant_id='retail' AND id=%s", (session,)
+            )
         ).fetchone()
-        msgs = await (await conn.execute(
-            "SELECT role FROM messages WHERE tenant_id='retail' AND interaction_id=%s ORDER BY seq",
-            (session,))).fetchall()
-        issues = await (await conn.execute(
-            "SELECT order_id, status FROM issues WHERE tenant_id='retail' AND customer_id=%s",
-            (cust["id"],))).fetchall()
+        msgs = await (
+            await conn.execute(
+                "SELECT role FROM messages WHERE tenant_id='retail' AND interaction_id=%s"
+                " ORDER BY seq",
+                (session,),
+            )
+        ).fetchall()
+        issues = await (
+            await conn.execute(
+                "SELECT order_id, status FROM issues WHERE tenant_id='retail' AND customer_id=%s",
+                (cust["id"],),
+            )
+        ).fetchall()
     assert inter is not None and inter["status"] == "open" and inter["customer_id"] == cust["id"]
     assert [m["role"] for m in msgs] == ["customer", "agent", "customer", "agent"]
     assert [(i["order_id"], i["status"]) for i in issues] == [(cust["order_id"], "open")]
@@ -52,19 +61,29 @@ async def test_session_end_writes_one_searchable_episode(services: Services) -> 
     again = await end_session(services, tenant_id="retail", session_id=session)
     assert again["status"] == "ended"
     assert (await _episodes(services, str(cust["id"]))).count(session) == 1
-    hits = await services.store.asearch(episodes_namespace("retail", str(cust["id"])),
-                                        query=f"broken {cust['item']}", limit=1)
+    hits = await services.store.asearch(
+        episodes_namespace("retail", str(cust["id"])), query=f"broken {cust['item']}", limit=1
+    )
     assert hits and hits[0].key == session and hits[0].score is not None
     assert session not in await _episodes(services, str(other["id"]))
-    assert await services.store.asearch(("tenant", "other", "customer", str(cust["id"])),
-                                        limit=10) == []
+    assert (
+        await services.store.asearch(("tenant", "other", "customer", str(cust["id"])), limit=10)
+        == []
+    )
     async with services.pool.connection() as conn:
-        inter = await (await conn.execute(
-            "SELECT status, outcome, end_reason FROM interactions WHERE tenant_id='retail'"
-            " AND id=%s", (session,))).fetchone()
+        inter = await (
+            await conn.execute(
+                "SELECT status, outcome, end_reason FROM interactions WHERE tenant_id='retail'"
+                " AND id=%s",
+                (session,),
+            )
+        ).fetchone()
     assert inter is not None
     assert (inter["status"], inter["outcome"], inter["end_reason"]) == (
-        "ended", "unresolved", "explicit")
+        "ended",
+        "unresolved",
+        "explicit",
+    )
     with pytest.raises(SessionEndedError):
         await say(services, session, "hello again")
 
@@ -76,15 +95,19 @@ async def test_idle_sessions_are_ended_by_the_sweep(services: Services) -> None:
     async with services.pool.connection() as conn:
         await conn.execute(
             "UPDATE interactions SET last_activity_at = now() - interval '2 hours'"
-            " WHERE tenant_id='retail' AND id=%s", (session,))
+            " WHERE tenant_id='retail' AND id=%s",
+            (session,),
+        )
     ended = await sweep_idle_sessions(services)
     assert session in ended
     async with services.pool.connection() as conn:
-        inter = await (await conn.execute(
-            "SELECT status, end_reason FROM interactions WHERE tenant_id='retail' AND id=%s",
-            (session,))).fetchone()
-    assert inter is not None and (inter["status"], inter["end_reason"]) == ("ended",
-                                                                          "idle_timeout")
+        inter = await (
+            await conn.execute(
+                "SELECT status, end_reason FROM interactions WHERE tenant_id='retail' AND id=%s",
+                (session,),
+            )
+        ).fetchone()
+    assert inter is not None and (inter["status"], inter["end_reason"]) == ("ended", "idle_timeout")
     assert session in await _episodes(services, str(cust["id"]))
 
 

@@ -1,4 +1,4 @@
-"""respond_or_escalate: warm handoff with context, and the optional LLM under a groundedness check."""
+"""respond_or_escalate: warm handoff with context; the optional LLM under a groundedness check."""
 
 from __future__ import annotations
 
@@ -25,15 +25,23 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted"
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         self.seen.append(messages)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(self.replies.pop(0)))])
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: AsyncCallbackManagerForLLMRun | None = None,
-                         **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         return self._generate(messages, stop)
 
 
@@ -66,8 +74,9 @@ async def test_frustration_escalates(services: Services) -> None:
     cust = await customer_with(services, "delivered", offset=8)
     session = new_session()
     await say(services, session, f"my email is {cust['email']}")
-    result = await say(services, session,
-                       "This is RIDICULOUS and unacceptable, I am furious, worst service ever!!")
+    result = await say(
+        services, session, "This is RIDICULOUS and unacceptable, I am furious, worst service ever!!"
+    )
     assert result.decision == "escalate"
     assert result.handoff is not None
     assert result.handoff["reason"] == "customer frustration above threshold"
@@ -82,11 +91,13 @@ def test_grounded_check() -> None:
 async def test_llm_rewrite_is_used_when_grounded(services: Services) -> None:
     cust = await customer_with(services, "delivered", offset=9)
     session = new_session()
-    model = ScriptedChatModel(replies=[
-        "Lovely to hear from you! What can I do for you today?",
-        f"So sorry! Your {cust['item']} in order {cust['order_id']}: return or exchange? "
-        "Just say yes to go ahead.",
-    ])
+    model = ScriptedChatModel(
+        replies=[
+            "Lovely to hear from you! What can I do for you today?",
+            f"So sorry! Your {cust['item']} in order {cust['order_id']}: return or exchange? "
+            "Just say yes to go ahead.",
+        ]
+    )
     swap = _swap_model(services, model)
     next(swap)
     try:

@@ -24,19 +24,42 @@ def test_score_is_the_documented_weighted_sum() -> None:
         {"kind": "resolution", "actions": ["return_items"], "similarity": 0.6, "success_rate": 0.8},
         {"kind": "resolution", "actions": ["return_items"], "similarity": 0.3, "success_rate": 0.9},
     ]
-    out = score_candidate("return_items", intent="return", confidence=0.9,
-                          resolutions=resolutions, continues_memory=True, frustration=0.0,
-                          human_request=False, value=0.0)
+    out = score_candidate(
+        "return_items",
+        intent="return",
+        confidence=0.9,
+        resolutions=resolutions,
+        continues_memory=True,
+        frustration=0.0,
+        human_request=False,
+        value=0.0,
+    )
     assert out["terms"] == {"fit": 0.9, "evidence": 0.48, "memory": 1.0, "urgency": 0.0}
     assert out["score"] == pytest.approx(0.5 * 0.9 + 0.25 * 0.48 + 0.15 * 1.0)
     assert sum(WEIGHTS.values()) == pytest.approx(1.0)
 
 
 def test_escalation_urgency_grows_with_value() -> None:
-    low = score_candidate("escalate_to_human", intent="complaint", confidence=1.0, resolutions=[],
-                          continues_memory=False, frustration=0.8, human_request=False, value=0.0)
-    high = score_candidate("escalate_to_human", intent="complaint", confidence=1.0, resolutions=[],
-                           continues_memory=False, frustration=0.8, human_request=False, value=1.0)
+    low = score_candidate(
+        "escalate_to_human",
+        intent="complaint",
+        confidence=1.0,
+        resolutions=[],
+        continues_memory=False,
+        frustration=0.8,
+        human_request=False,
+        value=0.0,
+    )
+    high = score_candidate(
+        "escalate_to_human",
+        intent="complaint",
+        confidence=1.0,
+        resolutions=[],
+        continues_memory=False,
+        frustration=0.8,
+        human_request=False,
+        value=1.0,
+    )
     assert low["terms"]["urgency"] == pytest.approx(0.4)
     assert high["terms"]["urgency"] == pytest.approx(0.8)
     assert high["score"] > low["score"]
@@ -47,8 +70,9 @@ async def test_ranked_candidates_are_explained_and_sorted(services: Services) ->
     session = new_session()
     await say(services, session, f"my email is {cust['email']}")
     await say(services, session, f"the {cust['item']} I got arrived broken")
-    state = (await services.graph.aget_state(
-        {"configurable": {"thread_id": f"retail:{session}"}})).values
+    state = (
+        await services.graph.aget_state({"configurable": {"thread_id": f"retail:{session}"}})
+    ).values
     candidates = state["candidates"]
     scores = [c["score"] for c in candidates]
     assert scores == sorted(scores, reverse=True)

@@ -42,8 +42,12 @@ async def _load(args: argparse.Namespace) -> int:
     async def run(services: Any) -> int:
         report = await LOADERS[args.tenant](services)
         synced = await sync_hot_tier(services, args.tenant)
-        print(json.dumps({"tenant": args.tenant, "inserted": report.inserted,
-                          "hot_tier_synced": synced}, indent=2))
+        print(
+            json.dumps(
+                {"tenant": args.tenant, "inserted": report.inserted, "hot_tier_synced": synced},
+                indent=2,
+            )
+        )
         return 0
 
     return await _with_services(run)
@@ -53,8 +57,14 @@ async def _sync(args: argparse.Namespace) -> int:
     from support_agent.memory_store.hot import sync_hot_tier
 
     async def run(services: Any) -> int:
-        print(json.dumps({"tenant": args.tenant,
-                          "hot_tier_synced": await sync_hot_tier(services, args.tenant)}))
+        print(
+            json.dumps(
+                {
+                    "tenant": args.tenant,
+                    "hot_tier_synced": await sync_hot_tier(services, args.tenant),
+                }
+            )
+        )
         return 0
 
     return await _with_services(run)
@@ -63,14 +73,27 @@ async def _sync(args: argparse.Namespace) -> int:
 async def _chat(args: argparse.Namespace) -> int:
     from support_agent.conversation import run_turn
 
-    identity = {k: v for k, v in {"email": args.email, "phone": args.phone,
-                                  "customer_id": args.customer_id, "name": args.name,
-                                  "zip": args.zip}.items() if v}
+    identity = {
+        k: v
+        for k, v in {
+            "email": args.email,
+            "phone": args.phone,
+            "customer_id": args.customer_id,
+            "name": args.name,
+            "zip": args.zip,
+        }.items()
+        if v
+    }
 
     async def run(services: Any) -> int:
-        result = await run_turn(services, tenant_id=args.tenant, channel=args.channel,
-                                message=args.message, session_id=args.session_id,
-                                identity=identity or None)
+        result = await run_turn(
+            services,
+            tenant_id=args.tenant,
+            channel=args.channel,
+            message=args.message,
+            session_id=args.session_id,
+            identity=identity or None,
+        )
         print(json.dumps(asdict(result), indent=2, default=str))
         return 0
 
@@ -164,14 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``support-agent`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], Any] = args.func
     settings = get_settings()
     _configure_logging(settings.log_level)
     if getattr(args, "tenant", "x") is None:
         args.tenant = settings.default_tenant
     try:
-        if args.func is _serve:
-            return _serve(args)
-        return asyncio.run(args.func(args))
+        if func is _serve:
+            return _serve(args)  # uvicorn runs its own event loop
+        return int(asyncio.run(func(args)))
     except SupportAgentError as exc:
         print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=sys.stderr)
         return 2

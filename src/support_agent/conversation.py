@@ -70,8 +70,13 @@ def _validate_session_id(session_id: str) -> None:
 
 
 async def run_turn(
-    services: Services, *, tenant_id: str, channel: str, message: str,
-    session_id: str | None = None, identity: dict[str, str] | None = None,
+    services: Services,
+    *,
+    tenant_id: str,
+    channel: str,
+    message: str,
+    session_id: str | None = None,
+    identity: dict[str, str] | None = None,
 ) -> TurnResult:
     """Run the graph for one customer message.
 
@@ -102,8 +107,9 @@ async def run_turn(
             raise SessionEndedError("this session has ended; start a new session")
         idle = timedelta(seconds=services.settings.session_idle_timeout_s)
         if interaction["last_activity_at"] < datetime.now(UTC) - idle:
-            await end_session(services, tenant_id=tenant_id, session_id=session_id,
-                              reason="idle_timeout")
+            await end_session(
+                services, tenant_id=tenant_id, session_id=session_id, reason="idle_timeout"
+            )
             raise SessionEndedError("this session ended after inactivity; start a new session")
         channel = interaction["channel"]
     config = _config(tenant_id, session_id)
@@ -158,12 +164,16 @@ async def end_session(
         raise NotFoundError("session not found")
     config = _config(tenant_id, session_id)
     if interaction["status"] == "open":
-        context = Context(tenant_id=tenant_id, channel=interaction["channel"], session_id=session_id)
+        context = Context(
+            tenant_id=tenant_id, channel=interaction["channel"], session_id=session_id
+        )
         await services.graph.ainvoke(
             {"event": "end_session", "end_reason": reason}, config, context=context
         )
-        logger.info("session_ended", extra={"tenant_id": tenant_id, "thread_id": session_id,
-                                            "reason": reason})
+        logger.info(
+            "session_ended",
+            extra={"tenant_id": tenant_id, "thread_id": session_id, "reason": reason},
+        )
     state = (await services.graph.aget_state(config)).values
     return {"session_id": session_id, "status": "ended", "episode": state.get("episode")}
 
@@ -174,7 +184,8 @@ async def sweep_idle_sessions(services: Services, now: datetime | None = None) -
     cutoff = now - timedelta(seconds=services.settings.session_idle_timeout_s)
     ended = []
     for tenant_id, session_id in await idle_sessions(services, cutoff):
-        await end_session(services, tenant_id=tenant_id, session_id=session_id,
-                          reason="idle_timeout")
+        await end_session(
+            services, tenant_id=tenant_id, session_id=session_id, reason="idle_timeout"
+        )
         ended.append(session_id)
     return ended

@@ -26,8 +26,14 @@ TENANT = "retail"
 
 
 async def pick_customer(services: Services) -> dict[str, Any]:
-    """A real customer with exactly one delivered order, a unique name + zip, and an item of that
-    order whose product appears in none of their other orders (deterministic: lowest id)."""
+    """Pick the demo's real customer (deterministic: lowest id among those that fit).
+
+    The customer has exactly one delivered order, a unique name + zip, and an item in that order
+    whose product appears in none of their other orders.
+
+    Raises:
+        RuntimeError: no customer fits (the retail data is not loaded).
+    """
     async with services.pool.connection() as conn:
         row = await (
             await conn.execute(
@@ -72,13 +78,20 @@ def show(session: str, message: str, result: TurnResult) -> None:
     issue = mem.get("open_issue")
     print(f"\n[{session}] customer: {message}")
     print(f"  nodes:    {' → '.join(result.nodes)}")
-    print(f"  intent:   {result.intent} ({(result.intent_confidence or 0):.2f})"
-          f"   decision: {result.decision}   action: {result.policy.get('action')}"
-          f" → {result.policy.get('outcome')}")
+    print(
+        f"  intent:   {result.intent} ({(result.intent_confidence or 0):.2f})"
+        f"   decision: {result.decision}   action: {result.policy.get('action')}"
+        f" → {result.policy.get('outcome')}"
+    )
     if result.customer_id:
-        print(f"  memory:   360 from {mem.get('source')}; {len(mem.get('episodes', []))} episode(s)"
-              + (f"; open issue {issue['id']} on order {issue['order_id']}" if issue else
-                 "; no open issue"))
+        print(
+            f"  memory:   360 from {mem.get('source')}; {len(mem.get('episodes', []))} episode(s)"
+            + (
+                f"; open issue {issue['id']} on order {issue['order_id']}"
+                if issue
+                else "; no open issue"
+            )
+        )
     print(f"  agent:    {result.reply}")
 
 
@@ -91,38 +104,56 @@ async def run_demo(services: Services) -> int:
     name = f"{cust['first_name']} {cust['last_name']}"
     order_id, item = cust["order_id"], cust["item"]
     before = await latest_episodes(services.store, TENANT, cust["id"], limit=100)
-    print(f"Customer: {cust['id']} (delivered order {order_id}, item {item}); "
-          f"{len(before)} episode(s) in memory before this run.")
+    print(
+        f"Customer: {cust['id']} (delivered order {order_id}, item {item}); "
+        f"{len(before)} episode(s) in memory before this run."
+    )
 
     run = uuid.uuid4().hex[:8]
     chat = f"demo-{run}-chat"
     print("\n=== Session 1 · chat ===")
-    for message in (f"Hi, I'm {name}, zip {cust['zip']}.",
-                    f"The {item} I received arrived broken."):
-        show("chat", message, await run_turn(services, tenant_id=TENANT, channel="chat",
-                                             message=message, session_id=chat))
+    for message in (
+        f"Hi, I'm {name}, zip {cust['zip']}.",
+        f"The {item} I received arrived broken.",
+    ):
+        show(
+            "chat",
+            message,
+            await run_turn(
+                services, tenant_id=TENANT, channel="chat", message=message, session_id=chat
+            ),
+        )
     print("\n  (the customer closes the chat without confirming)")
     later = datetime.now(UTC) + timedelta(seconds=services.settings.session_idle_timeout_s + 60)
     ended = await sweep_idle_sessions(services, now=later)
     episodes = await latest_episodes(services.store, TENANT, cust["id"], limit=100)
     written = next((e for e in episodes if e["conversationId"] == chat), None)
-    print(f"  idle sweep ended {len(ended)} session(s); episode written: "
-          f"{written['summary'] if written else 'NONE'}")
+    print(
+        f"  idle sweep ended {len(ended)} session(s); episode written: "
+        f"{written['summary'] if written else 'NONE'}"
+    )
     if written is not None:
-        print(f"  open issues: {[i['id'] for i in written['openIssues']]}; "
-              f"promises: {written['promises']}")
+        print(
+            f"  open issues: {[i['id'] for i in written['openIssues']]}; "
+            f"promises: {written['promises']}"
+        )
 
     phone = f"demo-{run}-phone"
     print("\n=== Session 2 · phone, later ===")
     last: TurnResult | None = None
     for message in (f"Hello, this is {name}, zip code {cust['zip']}.", "Any update?"):
-        last = await run_turn(services, tenant_id=TENANT, channel="phone", message=message,
-                              session_id=phone)
+        last = await run_turn(
+            services, tenant_id=TENANT, channel="phone", message=message, session_id=phone
+        )
         show("phone", message, last)
     after = await latest_episodes(services.store, TENANT, cust["id"], limit=100)
     ok = last is not None and order_id in last.reply and written is not None
-    print(f"\nEpisodes for {cust['id']}: {len(before)} before, {len(after)} now (one per ended "
-          "session, never duplicated).")
-    print(("PASS" if ok else "FAIL") + f": session 2's reply {'names' if ok else 'does not name'} "
-          f"order {order_id} without the customer repeating it.")
+    print(
+        f"\nEpisodes for {cust['id']}: {len(before)} before, {len(after)} now (one per ended "
+        "session, never duplicated)."
+    )
+    print(
+        ("PASS" if ok else "FAIL") + f": session 2's reply {'names' if ok else 'does not name'} "
+        f"order {order_id} without the customer repeating it."
+    )
     return 0 if ok else 1

@@ -5,8 +5,8 @@ respond_or_escalate → write_memory``; an ``end_session`` event goes straight t
 which writes the session's episode.
 
 ``builder`` is compiled by the API, CLI and tests with the Postgres checkpointer and store
-(``services.Services``); ``graph`` is compiled without them for LangGraph Studio / ``langgraph dev``,
-which inject their own.
+(``services.Services``); ``graph`` is compiled without them for LangGraph Studio /
+``langgraph dev``, which inject their own.
 """
 
 from __future__ import annotations
@@ -18,16 +18,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
 
 from support_agent.context import Context
-from support_agent.nodes import (
-    classify_intent,
-    identify,
-    load_360,
-    policy_check,
-    rank_actions,
-    respond_or_escalate,
-    retrieve_resolutions,
-    write_memory,
-)
+from support_agent.nodes.classify_intent import classify_intent
+from support_agent.nodes.identify import identify
+from support_agent.nodes.load_360 import load_360
+from support_agent.nodes.policy_check import policy_check
+from support_agent.nodes.rank_actions import rank_actions
+from support_agent.nodes.respond_or_escalate import respond_or_escalate
+from support_agent.nodes.retrieve_resolutions import retrieve_resolutions
+from support_agent.nodes.write_memory import write_memory
 from support_agent.state import InputState, State
 
 #: Retry reads on transient database errors (writes are not retried: they are not all idempotent).

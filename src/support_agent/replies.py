@@ -61,7 +61,9 @@ def ask_identification(status: str, auth_methods: tuple[str, ...]) -> str:
     if status == "unknown":
         return f"I couldn't find an account with those details. Could you share {how}?"
     if status == "identified_unverified":
-        return f"Thanks. Before I can look at your account I need to verify it's you: {how}, please."
+        return (
+            f"Thanks. Before I can look at your account I need to verify it's you: {how}, please."
+        )
     return f"I can help with that. First, to find your account, please share {how}."
 
 

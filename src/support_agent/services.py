@@ -92,7 +92,8 @@ class Services:
             InfrastructureError: PostgreSQL or Redis is unreachable.
         """
         global _current
-        settings = settings or await asyncio.to_thread(get_settings)
+        if settings is None:
+            settings = await asyncio.to_thread(get_settings)
         # Blocking start-up work runs in a thread: the event loop may already serve requests.
         embedded = await asyncio.to_thread(
             start_embedded,
@@ -128,10 +129,10 @@ class Services:
                 await migrate(conn)
             embeddings = make_embeddings(settings.embedding_model)
             store = AsyncPostgresStore(
-                pool,  # type: ignore[arg-type]
+                pool,
                 index={"dims": MINILM_DIMS, "embed": embeddings, "fields": ["summary"]},
             )
-            checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+            checkpointer = AsyncPostgresSaver(pool)
             await store.setup()
             await checkpointer.setup()
             if chat_model is None and settings.llm_enabled:

@@ -48,25 +48,65 @@ _DELIVERED = frozenset({"delivered"})
 ACTIONS: dict[str, ActionSpec] = {
     spec.name: spec
     for spec in [
-        ActionSpec("ask_identification", "identify", requires_auth=False,
-                   label="verify your identity"),
+        ActionSpec(
+            "ask_identification", "identify", requires_auth=False, label="verify your identity"
+        ),
         ActionSpec("general_help", "inform", requires_auth=False, label="help"),
-        ActionSpec("order_status", "inform", requires_auth=True, needs_order=False,
-                   label="check the order status"),
+        ActionSpec(
+            "order_status",
+            "inform",
+            requires_auth=True,
+            needs_order=False,
+            label="check the order status",
+        ),
         ActionSpec("refund_status", "inform", requires_auth=True, label="check the refund"),
-        ActionSpec("follow_up_open_issue", "inform", requires_auth=True,
-                   label="follow up on your open issue"),
+        ActionSpec(
+            "follow_up_open_issue",
+            "inform",
+            requires_auth=True,
+            label="follow up on your open issue",
+        ),
         ActionSpec("log_complaint", "inform", requires_auth=True, label="record your complaint"),
-        ActionSpec("cancel_order", "write", requires_auth=True, needs_order=True,
-                   order_statuses=_PENDING, label="cancel the order"),
-        ActionSpec("modify_order", "write", requires_auth=True, needs_order=True,
-                   order_statuses=_PENDING, label="modify the order"),
-        ActionSpec("return_items", "write", requires_auth=True, needs_order=True,
-                   needs_items=True, order_statuses=_DELIVERED, label="return the items"),
-        ActionSpec("exchange_items", "write", requires_auth=True, needs_order=True,
-                   needs_items=True, order_statuses=_DELIVERED, label="exchange the items"),
-        ActionSpec("escalate_to_human", "handoff", requires_auth=False,
-                   label="connect you with a colleague"),
+        ActionSpec(
+            "cancel_order",
+            "write",
+            requires_auth=True,
+            needs_order=True,
+            order_statuses=_PENDING,
+            label="cancel the order",
+        ),
+        ActionSpec(
+            "modify_order",
+            "write",
+            requires_auth=True,
+            needs_order=True,
+            order_statuses=_PENDING,
+            label="modify the order",
+        ),
+        ActionSpec(
+            "return_items",
+            "write",
+            requires_auth=True,
+            needs_order=True,
+            needs_items=True,
+            order_statuses=_DELIVERED,
+            label="return the items",
+        ),
+        ActionSpec(
+            "exchange_items",
+            "write",
+            requires_auth=True,
+            needs_order=True,
+            needs_items=True,
+            order_statuses=_DELIVERED,
+            label="exchange the items",
+        ),
+        ActionSpec(
+            "escalate_to_human",
+            "handoff",
+            requires_auth=False,
+            label="connect you with a colleague",
+        ),
     ]
 }
 

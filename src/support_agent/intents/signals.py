@@ -104,13 +104,15 @@ def detect_signals(text: str) -> Signals:
         if re.search(pattern, text, re.I):
             keep *= 1.0 - weight
             signals.cues.append(f"frustration:{pattern}")
-    shouted = [w for w in re.findall(r"\b[A-Z]{4,}\b", text)]
+    shouted = re.findall(r"\b[A-Z]{4,}\b", text)
     if shouted:
         keep *= 1.0 - 0.3
         signals.cues.append("frustration:CAPS")
     signals.frustration = round(1.0 - keep, 4)
-    if _OPERATOR.match(text) or _NOT_BOT.search(text) or (
-        _HUMAN.search(text) and _HUMAN_VERB.search(text)
+    if (
+        _OPERATOR.match(text)
+        or _NOT_BOT.search(text)
+        or (_HUMAN.search(text) and _HUMAN_VERB.search(text))
     ):
         signals.human_request = True
         signals.cues.append("human_request")
@@ -158,8 +160,11 @@ def extract_identifiers(text: str) -> dict[str, str]:
 
 
 def cancel_reason(text: str) -> str | None:
-    """The retail policy's accepted cancellation reasons: ``no longer needed`` or
-    ``ordered by mistake``; ``None`` when the message gives neither."""
+    """The cancellation reason a message gives, if it is one the retail policy accepts.
+
+    Returns:
+        ``"no longer needed"``, ``"ordered by mistake"`` or ``None``.
+    """
     if re.search(r"\bno longer need|\bdon'?t need|\bnot needed\b", text, re.I):
         return "no longer needed"
     if re.search(r"\bby mistake\b|\baccident|\bwrong order\b", text, re.I):

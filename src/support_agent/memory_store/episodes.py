@@ -38,9 +38,16 @@ def _action_words(actions: list[str]) -> str:
 
 
 def build_episode(
-    *, session_id: str, channel: str, intent: str | None, outcome: str,
-    issue: dict[str, Any] | None, executed: list[dict[str, Any]], customer_lines: list[str],
-    pending_action: dict[str, Any] | None, now: datetime | None = None,
+    *,
+    session_id: str,
+    channel: str,
+    intent: str | None,
+    outcome: str,
+    issue: dict[str, Any] | None,
+    executed: list[dict[str, Any]],
+    customer_lines: list[str],
+    pending_action: dict[str, Any] | None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Build a session's episode from what the session recorded (deterministic, no LLM).
 
@@ -69,12 +76,18 @@ def build_episode(
         if issue.get("proposed_actions"):
             parts.append(f"Agent proposed {_action_words(issue['proposed_actions'])}.")
     for result in executed:
-        parts.append(f"Agent completed {result['action'].replace('_', ' ')} for order "
-                     f"{result.get('order_id')} (status {result.get('status')}).")
+        parts.append(
+            f"Agent completed {result['action'].replace('_', ' ')} for order "
+            f"{result.get('order_id')} (status {result.get('status')})."
+        )
     if pending_action and not executed:
         parts.append(
             f"Customer left before confirming {_action_words([pending_action['action']])}"
-            + (f" for order {pending_action['order_id']}." if pending_action.get("order_id") else ".")
+            + (
+                f" for order {pending_action['order_id']}."
+                if pending_action.get("order_id")
+                else "."
+            )
         )
         promises.append(
             f"Complete {_action_words([pending_action['action']])} for order "
@@ -86,7 +99,7 @@ def build_episode(
         open_issues.append(issue)
     if not parts:
         first = next((line for line in customer_lines if len(line.split()) > 3), None)
-        parts.append(f"Customer contacted us on {channel}" + (f": \"{first}\"." if first else "."))
+        parts.append(f"Customer contacted us on {channel}" + (f': "{first}".' if first else "."))
     return {
         "summary": " ".join(parts),
         "conversationId": session_id,

@@ -42,7 +42,9 @@ async def get_hot_360(
             return json.loads(raw), "redis"
     except RedisError as exc:
         redis_ok = False
-        logger.warning("hot_tier_unavailable", extra={"tenant_id": tenant_id, "error": type(exc).__name__})
+        logger.warning(
+            "hot_tier_unavailable", extra={"tenant_id": tenant_id, "error": type(exc).__name__}
+        )
     c360 = await build_360(services, tenant_id, customer_id)
     if c360 is not None and redis_ok:
         await _put(services.redis, key, c360, services.settings.hot_ttl_s)

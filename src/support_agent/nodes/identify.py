@@ -71,9 +71,7 @@ async def identify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             logger.info("identity_conflict", extra={"tenant_id": ctx.tenant_id})
             return update
         if not state.get("authenticated"):
-            method = next(
-                (m for m in config.auth_methods if resolved.get(m) == current), None
-            )
+            method = next((m for m in config.auth_methods if resolved.get(m) == current), None)
             if method is not None:
                 update.update(authenticated=True, auth_method=method)
         verified = update.get("authenticated", state.get("authenticated", False))

@@ -38,7 +38,9 @@ async def load_360(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     issues = (c360 or {}).get("open_issues") or []
     if issues:
         open_issue = dict(issues[0])
-        episode = next((e for e in episodes if e["conversationId"] == open_issue["opened_in"]), None)
+        episode = next(
+            (e for e in episodes if e["conversationId"] == open_issue["opened_in"]), None
+        )
         if episode is not None:
             open_issue["episode_summary"] = episode["summary"]
             open_issue["episode_channel"] = episode["channel"]

@@ -54,16 +54,20 @@ async def policy_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
         decision = evaluate(cand["action"], facts_for(cand, state)).as_dict()
         decisions.append({**decision, "target": cand.get("target"), "score": cand["score"]})
     if not decisions:
-        decision = evaluate("general_help", facts_for({"action": "general_help"}, state))
-        decisions.append({**decision.as_dict(), "target": {}, "score": 0.0})
+        fallback = evaluate("general_help", facts_for({"action": "general_help"}, state))
+        decisions.append({**fallback.as_dict(), "target": {}, "score": 0.0})
     top = decisions[0]
     alternatives = [
-        d for d in decisions[1:]
+        d
+        for d in decisions[1:]
         if d["outcome"] in ("respond", "confirm", "execute") and d["score"] > 0.1
     ]
     services = await get_services()
     await record_policy_audit(
-        services, runtime.context.tenant_id, runtime.context.session_id,
-        state.get("turn", 0), top,
+        services,
+        runtime.context.tenant_id,
+        runtime.context.session_id,
+        state.get("turn", 0),
+        top,
     )
     return {"policy": {**top, "alternatives": alternatives}}

@@ -4,7 +4,7 @@ Formula (weights sum to 1; each term in [0, 1])::
 
     score(a) = 0.50·fit(a) + 0.25·evidence(a) + 0.15·memory(a) + 0.10·urgency(a)
 
-    fit(a)      = affinity(intent, a) · intent_confidence            (actions.catalog.INTENT_AFFINITY)
+    fit(a)      = affinity(intent, a) · intent_confidence    (actions.catalog.INTENT_AFFINITY)
     evidence(a) = max over retrieved resolution records r listing a of
                   max(0, similarity(r)) · success_rate(r)
     memory(a)   = 1 if a continues the customer's open issue (follow-up, or the pending proposal
@@ -36,8 +36,15 @@ _FOLLOW_UP_INTENTS = {"order_status", "refund_status", "other", "return", "excha
 
 
 def score_candidate(
-    action: str, *, intent: str, confidence: float, resolutions: list[dict[str, Any]],
-    continues_memory: bool, frustration: float, human_request: bool, value: float,
+    action: str,
+    *,
+    intent: str,
+    confidence: float,
+    resolutions: list[dict[str, Any]],
+    continues_memory: bool,
+    frustration: float,
+    human_request: bool,
+    value: float,
 ) -> dict[str, Any]:
     """Score one action with the module's formula.
 
@@ -93,8 +100,10 @@ def resolve_target(action: str, state: State) -> dict[str, Any]:
         order_id, source = pending["order_id"], "pending_action"
     elif issue and issue.get("order_id"):
         order_id, source = issue["order_id"], "session_issue"
-    elif open_issue and open_issue.get("order_id") and (
-        action == "follow_up_open_issue" or not products
+    elif (
+        open_issue
+        and open_issue.get("order_id")
+        and (action == "follow_up_open_issue" or not products)
     ):
         order_id, source = open_issue["order_id"], "memory"
     elif spec.needs_order or action in ("order_status", "refund_status"):
@@ -112,8 +121,12 @@ def resolve_target(action: str, state: State) -> dict[str, Any]:
     if order is not None:
         chosen = [i for i in order["items"] if i["name"] in products] if products else []
         if not chosen and source in ("session_issue", "memory", "pending_action"):
-            keep = set((pending or {}).get("item_ids") or (issue or {}).get("item_ids")
-                       or (open_issue or {}).get("item_ids") or [])
+            keep = set(
+                (pending or {}).get("item_ids")
+                or (issue or {}).get("item_ids")
+                or (open_issue or {}).get("item_ids")
+                or []
+            )
             chosen = [i for i in order["items"] if i["item_id"] in keep]
         if not chosen and spec.needs_order:
             chosen = order["items"] if len(order["items"]) == 1 else []
@@ -146,7 +159,9 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
     pending = state.get("pending_action")
     c360 = state.get("c360") or {}
     top_threshold = max(config.tier_thresholds.values(), default=1.0) or 1.0
-    value = min(1.0, max(0.0, float((c360.get("value") or {}).get("net_spend", 0.0))) / top_threshold)
+    value = min(
+        1.0, max(0.0, float((c360.get("value") or {}).get("net_spend", 0.0))) / top_threshold
+    )
 
     names = set(INTENT_AFFINITY.get(intent, {})) | {"escalate_to_human", "general_help"}
     open_issue = memory.get("open_issue")

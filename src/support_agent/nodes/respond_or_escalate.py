@@ -70,23 +70,31 @@ def handoff_packet(state: State, ctx: Context, reason: str) -> dict[str, Any]:
         "pending_action": state.get("pending_action"),
         "tried": [
             f"policy: {d['action']} → {d['outcome']} ({d['reason']})"
-            for d in [state.get("policy") or {}] if d
+            for d in [state.get("policy") or {}]
+            if d
         ],
         "transcript": customer_lines(state.get("messages"))[-10:],
         "episodes": [
-            {"conversationId": e["conversationId"], "channel": e["channel"],
-             "summary": e["summary"], "createdAt": e["createdAt"]}
+            {
+                "conversationId": e["conversationId"],
+                "channel": e["channel"],
+                "summary": e["summary"],
+                "createdAt": e["createdAt"],
+            }
             for e in memory.get("episodes", [])
         ],
         "open_issues": c360.get("open_issues", []),
         "suggested_resolutions": [
             {"title": r["title"], "success_rate": r["success_rate"], "actions": r["actions"]}
-            for r in state.get("resolutions") or [] if r.get("kind") == "resolution"
+            for r in state.get("resolutions") or []
+            if r.get("kind") == "resolution"
         ],
     }
 
 
-def _issue_for(state: State, ctx: Context, target: dict[str, Any], proposed: list[str]) -> dict[str, Any]:
+def _issue_for(
+    state: State, ctx: Context, target: dict[str, Any], proposed: list[str]
+) -> dict[str, Any]:
     """The issue under discussion: continue the open one for this order, or open a new one."""
     open_issue = (state.get("memory") or {}).get("open_issue")
     current = state.get("issue")
@@ -95,11 +103,12 @@ def _issue_for(state: State, ctx: Context, target: dict[str, Any], proposed: lis
         if cand and cand.get("order_id") == target.get("order_id"):
             base = cand
             break
-    description = (base or {}).get("description") or last_customer_text(
-        state.get("messages")
-    )[:200].strip().rstrip(".!?")
+    description = (base or {}).get("description") or last_customer_text(state.get("messages"))[
+        :200
+    ].strip().rstrip(".!?")
     return {
-        "id": (base or {}).get("id") or f"iss-{ctx.session_id}-{str(target['order_id']).lstrip('#')}",
+        "id": (base or {}).get("id")
+        or f"iss-{ctx.session_id}-{str(target['order_id']).lstrip('#')}",
         "customer_id": state.get("customer_id"),
         "order_id": target["order_id"],
         "item_ids": target.get("item_ids") or (base or {}).get("item_ids") or [],
@@ -126,13 +135,24 @@ async def _execute(
     customer_id = str(state.get("customer_id"))
     if action == "cancel_order":
         result = await cancel_order(
-            services, ctx.tenant_id, customer_id, ctx.session_id, target["order_id"],
-            target.get("reason") or "", key,
+            services,
+            ctx.tenant_id,
+            customer_id,
+            ctx.session_id,
+            target["order_id"],
+            target.get("reason") or "",
+            key,
         )
     elif action == "return_items":
         result = await request_return(
-            services, ctx.tenant_id, customer_id, ctx.session_id, target["order_id"],
-            target["item_ids"], target.get("payment_method_id") or "", key,
+            services,
+            ctx.tenant_id,
+            customer_id,
+            ctx.session_id,
+            target["order_id"],
+            target["item_ids"],
+            target.get("payment_method_id") or "",
+            key,
         )
     else:
         raise InvalidRequestError(f"{action} needs a human agent to choose the new options")
@@ -172,41 +192,61 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
     if reason is not None:
         decision = "escalate"
         handoff = handoff_packet(state, ctx, reason)
-        reply = ("I'm connecting you with a colleague now. They can see everything we've "
-                 "discussed, so you won't need to repeat yourself.")
+        reply = (
+            "I'm connecting you with a colleague now. They can see everything we've "
+            "discussed, so you won't need to repeat yourself."
+        )
     elif pending and signals.get("confirmation") == "no":
         pending = None
         reply = "No problem, I won't make that change. Is there anything else I can help with?"
     elif identification.get("status") == "conflict":
         decision = "deny"
-        reply = ("I can only help with one customer's account in a conversation. "
-                 "Please start a new conversation for another account.")
+        reply = (
+            "I can only help with one customer's account in a conversation. "
+            "Please start a new conversation for another account."
+        )
     elif outcome == "ask_identification":
         decision = "ask_identification"
-        reply = replies.ask_identification(identification.get("status", "missing"),
-                                           config.auth_methods)
+        reply = replies.ask_identification(
+            identification.get("status", "missing"), config.auth_methods
+        )
     elif outcome == "clarify":
         decision = "respond"
         order = orders.get(target.get("order_id") or "")
         if order is not None:
-            reply = (greeting + f"Which item of order {order['order_id']} do you mean: "
-                     + ", ".join(sorted({i["name"] for i in order["items"]})) + "?")
+            reply = (
+                greeting
+                + f"Which item of order {order['order_id']} do you mean: "
+                + ", ".join(sorted({i["name"] for i in order["items"]}))
+                + "?"
+            )
         else:
-            reply = (greeting + "Which order do you mean? I can see "
-                     + ", ".join(f"{oid} ({orders[oid]['status']})" for oid in sorted(orders))
-                     + ".")
+            reply = (
+                greeting
+                + "Which order do you mean? I can see "
+                + ", ".join(f"{oid} ({orders[oid]['status']})" for oid in sorted(orders))
+                + "."
+            )
     elif outcome == "deny":
         decision = "deny"
         reply = f"I'm sorry, I can't do that: {policy.get('reason')}."
-        alt = next((a for a in policy.get("alternatives", [])
-                    if a["action"] in ("return_items", "exchange_items", "order_status")), None)
+        alt = next(
+            (
+                a
+                for a in policy.get("alternatives", [])
+                if a["action"] in ("return_items", "exchange_items", "order_status")
+            ),
+            None,
+        )
         if alt is not None:
             reply += f" I can offer {replies.action_words([alt['action']])} instead."
     elif outcome == "confirm":
         decision = "confirm"
         proposed = [action] + [
-            a["action"] for a in policy.get("alternatives", [])
-            if a["action"] in ("return_items", "exchange_items") and a["action"] != action
+            a["action"]
+            for a in policy.get("alternatives", [])
+            if a["action"] in ("return_items", "exchange_items")
+            and a["action"] != action
             and (a.get("target") or {}).get("order_id") == target.get("order_id")
         ]
         pending = {"action": action, "intent": state.get("intent", "other"), **target}
@@ -215,28 +255,38 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         items = replies.items_phrase(target.get("item_names") or [])
         if state.get("intent") in _PROBLEM_INTENTS:
             issue = _issue_for(state, ctx, target, proposed)
-            reply = (greeting + f"I'm sorry about {items} from order {target['order_id']}. "
-                     f"The order was {order.get('status')}, so I can offer "
-                     f"{replies.action_words(proposed)}. ")
+            reply = (
+                greeting + f"I'm sorry about {items} from order {target['order_id']}. "
+                f"The order was {order.get('status')}, so I can offer "
+                f"{replies.action_words(proposed)}. "
+            )
         else:
             reply = greeting
         if action == "return_items":
-            reply += (f"To confirm: return {items} from order {target['order_id']}, refund to "
-                      f"{replies.payment_phrase(c360, target.get('payment_method_id'))}. "
-                      "Reply yes to go ahead.")
+            reply += (
+                f"To confirm: return {items} from order {target['order_id']}, refund to "
+                f"{replies.payment_phrase(c360, target.get('payment_method_id'))}. "
+                "Reply yes to go ahead."
+            )
         elif action == "cancel_order":
             why = target.get("reason")
-            reply += (f"To confirm: cancel order {target['order_id']}"
-                      + (f" (reason: {why})" if why else "")
-                      + ". Reply yes to go ahead.")
+            reply += (
+                f"To confirm: cancel order {target['order_id']}"
+                + (f" (reason: {why})" if why else "")
+                + ". Reply yes to go ahead."
+            )
             if not why:
                 reply += " Please also tell me why: no longer needed, or ordered by mistake?"
         elif action == "exchange_items":
-            reply += (f"To confirm: exchange {items} from order {target['order_id']} for another "
-                      "option of the same product. Reply yes to go ahead.")
+            reply += (
+                f"To confirm: exchange {items} from order {target['order_id']} for another "
+                "option of the same product. Reply yes to go ahead."
+            )
         else:
-            reply += (f"To confirm: {replies.action_words([action])} for order "
-                      f"{target['order_id']}. Reply yes to go ahead.")
+            reply += (
+                f"To confirm: {replies.action_words([action])} for order "
+                f"{target['order_id']}. Reply yes to go ahead."
+            )
     elif outcome == "execute":
         try:
             result = await _execute(services, state, ctx, action, target)
@@ -244,8 +294,10 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
             if action in ("exchange_items", "modify_order"):
                 decision = "escalate"
                 handoff = handoff_packet(state, ctx, exc.message)
-                reply = ("To pick the new option, I'm connecting you with a colleague who can see "
-                         "this whole conversation, so you won't need to repeat anything.")
+                reply = (
+                    "To pick the new option, I'm connecting you with a colleague who can see "
+                    "this whole conversation, so you won't need to repeat anything."
+                )
             else:
                 decision = "deny"
                 reply = f"I'm sorry, I couldn't do that: {exc.message}."
@@ -258,43 +310,64 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
             elif (memory.get("open_issue") or {}).get("order_id") == target["order_id"]:
                 issue = {**_continue_issue(memory["open_issue"], state), "status": "resolved"}
             if action == "cancel_order":
-                reply = (f"Done: order {result['order_id']} is cancelled. {result['refund']:.2f} "
-                         f"will be refunded {result['refund_timing']}.")
+                reply = (
+                    f"Done: order {result['order_id']} is cancelled. {result['refund']:.2f} "
+                    f"will be refunded {result['refund_timing']}."
+                )
             else:
-                reply = (f"Done: the return for order {result['order_id']} is requested. You'll "
-                         f"get an email with return instructions; {result['refund']:.2f} will be "
-                         f"refunded to {replies.payment_phrase(c360, result['payment_method_id'])}.")
+                reply = (
+                    f"Done: the return for order {result['order_id']} is requested. You'll "
+                    f"get an email with return instructions; {result['refund']:.2f} will be "
+                    f"refunded to {replies.payment_phrase(c360, result['payment_method_id'])}."
+                )
     elif action == "follow_up_open_issue" and memory.get("open_issue"):
         open_issue = memory["open_issue"]
         order = orders.get(open_issue["order_id"], {})
-        reply = (greeting + "Here's where things stand: " + replies.open_issue_line(open_issue)
-                 + f". Order {open_issue['order_id']} is currently {order.get('status', 'unknown')}"
-                 + " and the issue is still open, waiting for your go-ahead. "
-                 + (f"Shall I start {replies.action_words(open_issue['proposed_actions'][:1])}?"
-                    if open_issue.get("proposed_actions") else "How would you like to proceed?"))
+        reply = (
+            greeting
+            + "Here's where things stand: "
+            + replies.open_issue_line(open_issue)
+            + f". Order {open_issue['order_id']} is currently {order.get('status', 'unknown')}"
+            + " and the issue is still open, waiting for your go-ahead. "
+            + (
+                f"Shall I start {replies.action_words(open_issue['proposed_actions'][:1])}?"
+                if open_issue.get("proposed_actions")
+                else "How would you like to proceed?"
+            )
+        )
         issue = _continue_issue(open_issue, state)
     elif action in ("order_status", "refund_status") and target.get("order_id") in orders:
         order = orders[target["order_id"]]
         reply = greeting + replies.order_status(order)
         if action == "refund_status":
-            reply += (f" Refunded so far: {order['refunded']:.2f}. Gift card refunds are "
-                      "immediate; card and PayPal refunds take 5 to 7 business days.")
+            reply += (
+                f" Refunded so far: {order['refunded']:.2f}. Gift card refunds are "
+                "immediate; card and PayPal refunds take 5 to 7 business days."
+            )
     elif action in ("order_status", "refund_status") and orders:
         reply = greeting + " ".join(replies.order_status(o) for o in orders.values())
     elif action == "log_complaint" and state.get("authenticated"):
-        reply = (greeting + "I'm sorry about this experience; I've noted your complaint. "
-                 "Tell me which order it concerns and I'll see what I can do.")
+        reply = (
+            greeting + "I'm sorry about this experience; I've noted your complaint. "
+            "Tell me which order it concerns and I'll see what I can do."
+        )
     elif greeting:
         open_issue = memory.get("open_issue")
         if open_issue:
-            reply = (greeting + "Welcome back. I can see " + replies.open_issue_line(open_issue)
-                     + ". Would you like to continue with that?")
+            reply = (
+                greeting
+                + "Welcome back. I can see "
+                + replies.open_issue_line(open_issue)
+                + ". Would you like to continue with that?"
+            )
         else:
             reply = greeting + "How can I help you today?"
     else:
         reply = "Hello! I can help with orders, returns, exchanges and refunds."
         if not state.get("authenticated"):
-            reply += " " + replies.ask_identification("missing", config.auth_methods).split(". ", 1)[-1]
+            reply += (
+                " " + replies.ask_identification("missing", config.auth_methods).split(". ", 1)[-1]
+            )
             decision = "ask_identification"
 
     if services.chat_model is not None and decision not in ("escalate",):
@@ -313,8 +386,13 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
 
     logger.info(
         "turn_decided",
-        extra={"tenant_id": ctx.tenant_id, "thread_id": ctx.session_id, "node": "respond_or_escalate",
-               "decision": decision, "action": action},
+        extra={
+            "tenant_id": ctx.tenant_id,
+            "thread_id": ctx.session_id,
+            "node": "respond_or_escalate",
+            "decision": decision,
+            "action": action,
+        },
     )
     return {
         "reply": reply,
@@ -324,6 +402,12 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         "pending_action": pending,
         "issue": issue,
         "messages": [AIMessage(reply)],
-        "history": [{"turn": state.get("turn", 0), "intent": state.get("intent"),
-                     "decision": decision, "action": action}],
+        "history": [
+            {
+                "turn": state.get("turn", 0),
+                "intent": state.get("intent"),
+                "decision": decision,
+                "action": action,
+            }
+        ],
     }

@@ -43,7 +43,9 @@ def session_outcome(history: list[dict[str, Any]], issue: dict[str, Any] | None)
     return "answered"
 
 
-async def _executed_actions(services: Services, tenant_id: str, session_id: str) -> list[dict[str, Any]]:
+async def _executed_actions(
+    services: Services, tenant_id: str, session_id: str
+) -> list[dict[str, Any]]:
     async with services.pool.connection() as conn:
         rows = await (
             await conn.execute(
@@ -56,8 +58,17 @@ async def _executed_actions(services: Services, tenant_id: str, session_id: str)
 
 
 def _issue_row(issue: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "customer_id", "order_id", "item_ids", "kind", "description",
-            "proposed_actions", "opened_in", "status")
+    keys = (
+        "id",
+        "customer_id",
+        "order_id",
+        "item_ids",
+        "kind",
+        "description",
+        "proposed_actions",
+        "opened_in",
+        "status",
+    )
     return {k: issue.get(k) for k in keys}
 
 
@@ -73,7 +84,9 @@ def _issue_changed(issue: dict[str, Any], state: State) -> bool:
     return True
 
 
-async def _end_session(state: State, runtime: Runtime[Context], services: Services) -> dict[str, Any]:
+async def _end_session(
+    state: State, runtime: Runtime[Context], services: Services
+) -> dict[str, Any]:
     ctx = runtime.context
     interaction = await get_interaction(services, ctx.tenant_id, ctx.session_id)
     if interaction is None or interaction["status"] == "ended":
@@ -100,7 +113,9 @@ async def _end_session(state: State, runtime: Runtime[Context], services: Servic
     if customer_id and issue:
         await upsert_issue(services, ctx.tenant_id, _issue_row(issue))
     await end_interaction(
-        services, ctx.tenant_id, ctx.session_id,
+        services,
+        ctx.tenant_id,
+        ctx.session_id,
         reason=state.get("end_reason") or "explicit",
         outcome=outcome,
         sentiment=-float((state.get("signals") or {}).get("frustration", 0.0)),
@@ -129,11 +144,17 @@ async def write_memory(state: State, runtime: Runtime[Context]) -> dict[str, Any
     ctx = runtime.context
     customer_id = state.get("customer_id") if state.get("authenticated") else None
     intent = state.get("intent")
-    await touch_interaction(services, ctx.tenant_id, ctx.session_id, ctx.channel, customer_id, intent)
+    await touch_interaction(
+        services, ctx.tenant_id, ctx.session_id, ctx.channel, customer_id, intent
+    )
     await append_messages(
-        services, ctx.tenant_id, ctx.session_id,
-        [("customer", last_customer_text(state.get("messages")), intent),
-         ("agent", state.get("reply", ""), None)],
+        services,
+        ctx.tenant_id,
+        ctx.session_id,
+        [
+            ("customer", last_customer_text(state.get("messages")), intent),
+            ("agent", state.get("reply", ""), None),
+        ],
     )
     issue = state.get("issue")
     changed = any(a.get("status") == "done" for a in state.get("actions") or [])

@@ -108,7 +108,8 @@ def evaluate(action: str, facts: PolicyFacts) -> PolicyDecision:
         RuleResult(
             "authenticate_before_account_access",
             auth_ok,
-            "identity verified" if facts.authenticated
+            "identity verified"
+            if facts.authenticated
             else ("no account data involved" if auth_ok else "identity not verified"),
         )
     )
@@ -117,7 +118,8 @@ def evaluate(action: str, facts: PolicyFacts) -> PolicyDecision:
             "one_customer_per_conversation",
             not facts.identity_conflict,
             "a different customer was presented in this conversation"
-            if facts.identity_conflict else "single customer",
+            if facts.identity_conflict
+            else "single customer",
         )
     )
     if spec.needs_order:
@@ -126,9 +128,13 @@ def evaluate(action: str, facts: PolicyFacts) -> PolicyDecision:
             RuleResult(
                 "action_target_known",
                 known,
-                "target identified" if known
-                else ("which items are meant is unclear" if facts.has_target
-                      else "which order is meant is unclear"),
+                "target identified"
+                if known
+                else (
+                    "which items are meant is unclear"
+                    if facts.has_target
+                    else "which order is meant is unclear"
+                ),
             )
         )
     if spec.needs_order and facts.has_target:
@@ -137,7 +143,8 @@ def evaluate(action: str, facts: PolicyFacts) -> PolicyDecision:
             RuleResult(
                 "order_belongs_to_customer",
                 belongs,
-                "order is on the customer's account" if belongs
+                "order is on the customer's account"
+                if belongs
                 else "order not found on the customer's account",
             )
         )
@@ -156,24 +163,30 @@ def evaluate(action: str, facts: PolicyFacts) -> PolicyDecision:
             RuleResult(
                 "explicit_confirmation_before_write",
                 facts.confirmed,
-                "customer confirmed the listed action" if facts.confirmed
+                "customer confirmed the listed action"
+                if facts.confirmed
                 else "explicit confirmation (yes) required before any write",
             )
         )
 
     failed = {r.rule: r for r in rules if not r.passed}
     if "authenticate_before_account_access" in failed:
-        return PolicyDecision(action, "ask_identification", failed[
-            "authenticate_before_account_access"].reason, rules)
-    for hard in ("one_customer_per_conversation", "order_belongs_to_customer",
-                 "order_status_allows_action"):
+        return PolicyDecision(
+            action, "ask_identification", failed["authenticate_before_account_access"].reason, rules
+        )
+    for hard in (
+        "one_customer_per_conversation",
+        "order_belongs_to_customer",
+        "order_status_allows_action",
+    ):
         if hard in failed:
             return PolicyDecision(action, "deny", failed[hard].reason, rules)
     if "action_target_known" in failed:
         return PolicyDecision(action, "clarify", failed["action_target_known"].reason, rules)
     if "explicit_confirmation_before_write" in failed:
-        return PolicyDecision(action, "confirm", failed[
-            "explicit_confirmation_before_write"].reason, rules)
+        return PolicyDecision(
+            action, "confirm", failed["explicit_confirmation_before_write"].reason, rules
+        )
     if spec.is_write:
         return PolicyDecision(action, "execute", "all rules passed", rules)
     if spec.kind == "handoff":

@@ -21,7 +21,7 @@ def _document(rec: dict[str, Any]) -> str:
 
 
 def _vector_literal(vec: list[float]) -> str:
-    """pgvector text form ``[x1,x2,...]``."""
+    """Pgvector text form ``[x1,x2,...]``."""
     return "[" + ",".join(f"{x:.7f}" for x in vec) + "]"
 
 
@@ -91,7 +91,10 @@ async def search_resolutions(
         )
         rows = await cur.fetchall()
     return [
-        {**row, "similarity": round(float(row["similarity"]), 4),
-         "success_rate": float(row["success_rate"])}
+        {
+            **row,
+            "similarity": round(float(row["similarity"]), 4),
+            "success_rate": float(row["success_rate"]),
+        }
         for row in rows
     ]
