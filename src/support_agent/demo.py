@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from support_agent.conversation import TurnResult, run_turn, sweep_idle_sessions
+from support_agent.conversation import TurnResult, end_session, run_turn, sweep_idle_sessions
 from support_agent.crm.loader import load_retail
 from support_agent.memory_store.episodes import latest_episodes
 from support_agent.memory_store.hot import sync_hot_tier
@@ -146,6 +146,7 @@ async def run_demo(services: Services) -> int:
             services, tenant_id=TENANT, channel="phone", message=message, session_id=phone
         )
         show("phone", message, last)
+    await end_session(services, tenant_id=TENANT, session_id=phone)  # the customer hangs up
     after = await latest_episodes(services.store, TENANT, cust["id"], limit=100)
     ok = last is not None and order_id in last.reply and written is not None
     print(
