@@ -101,3 +101,15 @@ async def customer_with(services: Services, status: str, offset: int = 0) -> dic
         ).fetchall()
     assert rows, f"no customer with a single {status} order"
     return dict(rows[0])
+
+
+async def order_status(services: Services, order_id: object) -> str:
+    """The order's status in the systems of record (not the cached 360)."""
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT status FROM orders WHERE tenant_id='retail' AND id=%s", (order_id,)
+            )
+        ).fetchone()
+    assert row is not None
+    return str(row["status"])
