@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from support_agent.conversation import TurnResult, run_turn
+from support_agent.conversation import TurnResult, end_session, run_turn
 from support_agent.crm.loader import load_retail
 from support_agent.memory_store.hot import sync_hot_tier
+from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 from support_agent.settings import Settings
 
@@ -113,3 +114,9 @@ async def order_status(services: Services, order_id: object) -> str:
         ).fetchone()
     assert row is not None
     return str(row["status"])
+
+
+async def end_and_remember(services: Services, session_id: str, reason: str = "explicit") -> int:
+    """End a session, then let a memory worker apply every queued job; returns jobs applied."""
+    await end_session(services, tenant_id="retail", session_id=session_id, reason=reason)
+    return await MemoryWorker(services, backoff_base_s=0.0).drain(timeout_s=60)

@@ -42,7 +42,7 @@ async def test_chat_two_sessions_over_http(client: httpx.AsyncClient, services: 
     assert set(body) == {"session_id", "reply", "decision", "intent", "actions", "handoff"}
     assert body["decision"] == "confirm" and cust["order_id"] in body["reply"]
     end = await client.post(f"/v1/sessions/{body['session_id']}/end")
-    assert end.status_code == 200 and end.json()["episode"]["conversationId"] == body["session_id"]
+    assert end.status_code == 200 and end.json()["memory_job"] in ("enqueued", "done")
     r2 = await client.post(
         "/v1/chat",
         json={"channel": "phone", "customer": {"email": cust["email"]}, "message": "any update?"},

@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support_agent.conversation import end_session
+import pytest
+
 from support_agent.services import Services
-from tests.conftest import customer_with, new_session, say
+from tests.conftest import customer_with, end_and_remember, new_session, say
 
 
 async def test_two_sessions_two_channels(services: Services) -> None:
@@ -21,13 +22,22 @@ async def test_two_sessions_two_channels(services: Services) -> None:
     proposal = await say(services, chat, f"The {cust['item']} I received arrived broken.")
     assert proposal.decision == "confirm"
     assert cust["order_id"] in proposal.reply
-    await end_session(services, tenant_id="retail", session_id=chat, reason="idle_timeout")
+    assert await end_and_remember(services, chat, reason="idle_timeout") >= 1
 
     phone = new_session()
     hello = await say(
         services, phone, f"Hello, this is {name}, zip code {cust['zip']}.", channel="phone"
     )
     assert hello.memory["open_issue"]["order_id"] == cust["order_id"]
+    # The four layers, updated by the memory pipeline after session 1.
+    assert "chat" in hello.memory["l1_identity"]["channels"]
+    assert hello.memory["l2_history"]["totalConversations"] == 1
+    assert hello.memory["l2_history"]["churnRisk"] == pytest.approx(0.1 + 0.25, abs=1e-3)
+    assert hello.memory["l4_prefs_mood"]["openIssues"]
+    assert any(
+        p["status"] == "pending" and cust["order_id"] in p["text"]
+        for p in hello.memory["l4_prefs_mood"]["promises"]
+    )
     assert chat in hello.memory["episodes"]
     update = await say(services, phone, "Any update?", channel="phone")
     assert cust["order_id"] in update.reply

@@ -7,6 +7,7 @@ import pytest
 from support_agent.conversation import end_session, sweep_idle_sessions
 from support_agent.errors import NotFoundError, SessionEndedError
 from support_agent.memory_store.episodes import episodes_namespace
+from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 from tests.conftest import customer_with, new_session, say
 
@@ -52,14 +53,19 @@ async def test_session_end_writes_one_searchable_episode(services: Services) -> 
     await say(services, session, f"my email is {cust['email']}")
     await say(services, session, f"the {cust['item']} I got arrived broken")
     out = await end_session(services, tenant_id="retail", session_id=session)
-    episode = out["episode"]
+    assert out["memory_job"] == "enqueued"
+    assert session not in await _episodes(services, str(cust["id"]))  # written asynchronously
+    assert await MemoryWorker(services, backoff_base_s=0.0).drain() >= 1
+    items = await services.store.asearch(episodes_namespace("retail", str(cust["id"])), limit=100)
+    episode = next(it.value for it in items if it.key == session)
     assert episode["conversationId"] == session
     assert cust["order_id"] in episode["summary"]
     assert episode["outcome"] == "unresolved"
     assert episode["openIssues"][0]["order_id"] == cust["order_id"]
     assert episode["promises"]
     again = await end_session(services, tenant_id="retail", session_id=session)
-    assert again["status"] == "ended"
+    assert again["status"] == "ended" and again["memory_job"] == "done"
+    await MemoryWorker(services, backoff_base_s=0.0).drain()
     assert (await _episodes(services, str(cust["id"]))).count(session) == 1
     hits = await services.store.asearch(
         episodes_namespace("retail", str(cust["id"])), query=f"broken {cust['item']}", limit=1
@@ -100,6 +106,7 @@ async def test_idle_sessions_are_ended_by_the_sweep(services: Services) -> None:
         )
     ended = await sweep_idle_sessions(services)
     assert session in ended
+    await MemoryWorker(services, backoff_base_s=0.0).drain()
     async with services.pool.connection() as conn:
         inter = await (
             await conn.execute(

@@ -131,6 +131,26 @@ async def _sweep(_: argparse.Namespace) -> int:
     return await _with_services(run)
 
 
+async def _worker(args: argparse.Namespace) -> int:
+    import signal
+
+    from support_agent.memory_store.pipeline import MemoryWorker
+
+    async def run(services: Any) -> int:
+        worker = MemoryWorker(services, name=args.name)
+        if args.drain:
+            print(json.dumps({"applied": await worker.drain(timeout_s=args.timeout)}))
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await worker.run(stop)
+        return 0
+
+    return await _with_services(run)
+
+
 async def _demo(_: argparse.Namespace) -> int:
     from support_agent.demo import run_demo
 
@@ -185,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="end sessions idle longer than SESSION_IDLE_TIMEOUT_S")
     p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("worker", help="run a memory pipeline worker (Redis Streams consumer)")
+    p.add_argument("--name", default=None, help="consumer name (default: host + random)")
+    p.add_argument("--drain", action="store_true", help="process what is queued, then exit")
+    p.add_argument("--timeout", type=float, default=120.0, help="--drain time limit, seconds")
+    p.set_defaults(func=_worker)
 
     p = sub.add_parser("demo", help="two sessions on two channels with one real customer")
     p.set_defaults(func=_demo)

@@ -137,8 +137,16 @@ async def run_turn(
         nodes=nodes,
         memory={
             "source": memory.get("source"),
-            "episodes": [e["conversationId"] for e in memory.get("episodes", [])],
+            "episodes": [
+                e["conversationId"]
+                for e in [memory.get("open_episode"), *memory.get("episodes", [])]
+                if e
+            ],
             "open_issue": memory.get("open_issue"),
+            "l1_identity": memory.get("l1_identity"),
+            "l2_history": memory.get("l2_history"),
+            "l4_prefs_mood": memory.get("l4_prefs_mood"),
+            "budget": memory.get("budget"),
         },
         policy=state.get("policy") or {},
         customer_id=state.get("customer_id") if state.get("authenticated") else None,
@@ -149,10 +157,13 @@ async def run_turn(
 async def end_session(
     services: Services, *, tenant_id: str, session_id: str, reason: str = "explicit"
 ) -> dict[str, Any]:
-    """End a session and write its episode (idempotent: ending twice writes one episode).
+    """End a session and queue its memory job (idempotent: ending twice queues one job).
 
     Returns:
-        ``{"session_id", "status": "ended", "episode": episode | None}``.
+        ``{"session_id", "status": "ended", "memory_job": status}`` where the job status is
+        ``enqueued`` (a worker will write the episode and layers), ``pending`` (Redis down; the
+        relay publishes it later), ``done`` / ``dead`` for an earlier end, or ``None`` when no
+        customer was authenticated (nothing to remember).
 
     Raises:
         NotFoundError: no such session for this tenant.
@@ -174,8 +185,18 @@ async def end_session(
             "session_ended",
             extra={"tenant_id": tenant_id, "thread_id": session_id, "reason": reason},
         )
-    state = (await services.graph.aget_state(config)).values
-    return {"session_id": session_id, "status": "ended", "episode": state.get("episode")}
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT status FROM memory_jobs WHERE tenant_id = %s AND conversation_id = %s",
+                (tenant_id, session_id),
+            )
+        ).fetchone()
+    return {
+        "session_id": session_id,
+        "status": "ended",
+        "memory_job": None if row is None else row["status"],
+    }
 
 
 async def sweep_idle_sessions(services: Services, now: datetime | None = None) -> list[str]:

@@ -2,9 +2,10 @@
 
 Session 1 (chat): the customer identifies by name + zip, reports a broken item of a delivered
 order, the agent proposes a return or an exchange, and the customer leaves before confirming; the
-idle sweep ends the session and writes its episode. Session 2 (phone), later: the customer
-identifies and says only "any update?"; the reply names the order and the open issue from session
-1. Each turn prints the nodes visited, the intent, the decision and the memory loaded.
+idle sweep ends the session and the memory worker writes its episode and updates the layers.
+Session 2 (phone), later: the customer identifies and says only "any update?"; the reply names the
+order and the open issue from session 1. Each turn prints the nodes visited, the intent, the
+decision and the four memory layers loaded.
 
 The demo checks its own claim: it exits non-zero if session 2's reply does not name the order.
 Running it again works: the data load is idempotent and each run's sessions are new ones.
@@ -20,6 +21,7 @@ from support_agent.conversation import TurnResult, end_session, run_turn, sweep_
 from support_agent.crm.loader import load_retail
 from support_agent.memory_store.episodes import latest_episodes
 from support_agent.memory_store.hot import sync_hot_tier
+from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 
 TENANT = "retail"
@@ -73,7 +75,7 @@ async def pick_customer(services: Services) -> dict[str, Any]:
 
 
 def show(session: str, message: str, result: TurnResult) -> None:
-    """Print one turn."""
+    """Print one turn, with the memory layers loaded for it."""
     mem = result.memory
     issue = mem.get("open_issue")
     print(f"\n[{session}] customer: {message}")
@@ -84,13 +86,30 @@ def show(session: str, message: str, result: TurnResult) -> None:
         f" → {result.policy.get('outcome')}"
     )
     if result.customer_id:
+        l1, l2, l4 = (
+            mem.get("l1_identity") or {},
+            mem.get("l2_history") or {},
+            (mem.get("l4_prefs_mood") or {}),
+        )
+        print(f"  memory:   360 + layers from {mem.get('source')}; budget {mem.get('budget')}")
         print(
-            f"  memory:   360 from {mem.get('source')}; {len(mem.get('episodes', []))} episode(s)"
-            + (
-                f"; open issue {issue['id']} on order {issue['order_id']}"
-                if issue
-                else "; no open issue"
-            )
+            f"    L1 identity: channels={l1.get('channels')} language={l1.get('language')} "
+            f"timezone={l1.get('timezone')}"
+        )
+        print(
+            f"    L2 history:  conversations={l2.get('totalConversations')} "
+            f"trust={l2.get('trustScore')} churn={l2.get('churnRisk')} "
+            f"firstContact={l2.get('firstContact')}"
+        )
+        print(f"    L3 episodes: {mem.get('episodes', [])}")
+        print(
+            f"    L4 prefs/mood: mood={l4.get('lastMood')} tone={l4.get('tonePref')} "
+            f"openIssues={l4.get('openIssues')} "
+            f"promises={[p['text'] for p in l4.get('promises', []) if p['status'] == 'pending']}"
+        )
+        print(
+            "    open issue: "
+            + (f"{issue['id']} on order {issue['order_id']}" if issue else "none")
         )
     print(f"  agent:    {result.reply}")
 
@@ -126,11 +145,12 @@ async def run_demo(services: Services) -> int:
     print("\n  (the customer closes the chat without confirming)")
     later = datetime.now(UTC) + timedelta(seconds=services.settings.session_idle_timeout_s + 60)
     ended = await sweep_idle_sessions(services, now=later)
+    applied = await MemoryWorker(services).drain()
     episodes = await latest_episodes(services.store, TENANT, cust["id"], limit=100)
     written = next((e for e in episodes if e["conversationId"] == chat), None)
     print(
-        f"  idle sweep ended {len(ended)} session(s); episode written: "
-        f"{written['summary'] if written else 'NONE'}"
+        f"  idle sweep ended {len(ended)} session(s); memory worker applied {applied} job(s); "
+        f"episode written: {written['summary'] if written else 'NONE'}"
     )
     if written is not None:
         print(
@@ -147,6 +167,7 @@ async def run_demo(services: Services) -> int:
         )
         show("phone", message, last)
     await end_session(services, tenant_id=TENANT, session_id=phone)  # the customer hangs up
+    await MemoryWorker(services).drain()
     after = await latest_episodes(services.store, TENANT, cust["id"], limit=100)
     ok = last is not None and order_id in last.reply and written is not None
     print(

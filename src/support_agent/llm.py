@@ -73,3 +73,29 @@ async def polish_reply(
         logger.info("llm_rewrite_rejected", extra={"reason": "not grounded" if text else "empty"})
         return None
     return text
+
+
+SUMMARY_PROMPT = (
+    "Summarize this customer-support conversation for the customer's long-term memory in at most "
+    "3 sentences: what the customer reported, what was proposed or done, and what is still open "
+    "or promised. Use only facts from the transcript and the DRAFT; keep every order id and amount "
+    "exactly. Never include email addresses or phone numbers. Reply with the summary only."
+)
+
+
+async def summarize_conversation(
+    model: BaseChatModel, draft: str, customer_lines: list[str], agent_lines: list[str]
+) -> str | None:
+    """An LLM episode summary, or ``None`` (model failed or dropped a fact of the draft)."""
+    transcript = "\n".join(
+        [f"CUSTOMER: {line}" for line in customer_lines]
+        + [f"AGENT: {line}" for line in agent_lines]
+    )
+    messages = [SystemMessage(SUMMARY_PROMPT), HumanMessage(f"{transcript}\nDRAFT: {draft}")]
+    try:
+        result = await model.ainvoke(messages)
+    except (openai.OpenAIError, httpx.HTTPError, TimeoutError) as exc:
+        logger.warning("llm_summary_failed", extra={"error": type(exc).__name__})
+        return None
+    text = (result.text if hasattr(result, "text") else str(result.content)).strip()
+    return text if text and grounded(draft, text) else None

@@ -22,6 +22,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres import AsyncPostgresStore
+from langgraph.store.postgres.base import PostgresIndexConfig
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
@@ -128,12 +129,17 @@ class Services:
             async with pool.connection() as conn:
                 await migrate(conn)
             embeddings = make_embeddings(settings.embedding_model)
-            store = AsyncPostgresStore(
-                pool,
-                index={"dims": MINILM_DIMS, "embed": embeddings, "fields": ["summary"]},
-            )
+            index_config: PostgresIndexConfig = {
+                "dims": MINILM_DIMS,
+                "embed": embeddings,
+                "fields": ["summary"],
+                # Episodic search is always scoped to one customer's namespace: an exact scan of
+                # that customer's few vectors through the prefix index, so no ANN index.
+                "ann_index_config": {"kind": "flat"},
+            }
+            store = AsyncPostgresStore(pool, index=index_config)
             checkpointer = AsyncPostgresSaver(pool)
-            await store.setup()
+            await asyncio.to_thread(_setup_store, database_url, index_config)
             await checkpointer.setup()
             if chat_model is None and settings.llm_enabled:
                 from support_agent.llm import make_chat_model
@@ -164,6 +170,21 @@ class Services:
             await rds.aclose()
             await pool.close()
             await asyncio.to_thread(embedded.close)
+
+
+def _setup_store(database_url: str, index_config: PostgresIndexConfig) -> None:
+    """Run the store's migrations through the synchronous ``PostgresStore``.
+
+    ``AsyncPostgresStore.setup()`` (langgraph-checkpoint-postgres 3.2.0) validates the vector
+    index kind before checking the migration's condition and rejects ``"flat"``; the synchronous
+    ``setup()`` checks the condition first. The tables are the same.
+    """
+    from langgraph.store.postgres import PostgresStore
+
+    with psycopg.connect(
+        database_url, autocommit=True, prepare_threshold=0, row_factory=dict_row
+    ) as conn:
+        PostgresStore(conn, index=index_config).setup()
 
 
 _current: Services | None = None

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
         session_idle_timeout_s: a session with no message for this many seconds is ended by the
             idle sweep (its episode is written). Default 1800 s (30 min).
         hot_ttl_s: TTL of the hot Customer 360 in Redis, seconds. Default 3600 (1 hour).
-        default_tenant: tenant used by ``/v1/chat`` and the CLI when none is given.
+        default_tenant: tenant used by the CLI when none is given.
+        memory_worker: ``serve`` runs a memory pipeline worker in-process (default True); turn
+            off when dedicated ``support-agent worker`` processes run.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -59,6 +61,7 @@ class Settings(BaseSettings):
     session_idle_timeout_s: int = 1800
     hot_ttl_s: int = 3600
     default_tenant: str = "retail"
+    memory_worker: bool = True
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

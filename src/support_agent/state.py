@@ -75,7 +75,7 @@ class State(InputState, total=False):
         turn: number of customer turns so far.
         history: one entry per turn ``{turn, intent, decision, action}`` (appended).
         session_status: ``open`` or ``ended``.
-        episode: the episode written when the session ended.
+        memory_job: status of the memory job queued when the session ended.
     """
 
     customer_id: str
@@ -100,4 +100,4 @@ class State(InputState, total=False):
     turn: int
     history: Annotated[list[dict[str, Any]], operator.add]
     session_status: Literal["open", "ended"]
-    episode: dict[str, Any] | None
+    memory_job: str | None

@@ -25,6 +25,7 @@ from support_agent.api.deps import ServicesDep
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
 from support_agent.conversation import end_session, run_turn, sweep_idle_sessions
 from support_agent.errors import SupportAgentError
+from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 from support_agent.settings import Settings, get_settings
 
@@ -64,13 +65,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 else await stack.enter_async_context(Services.open(settings or get_settings()))
             )
             app.state.services = svc
-            sweeper = asyncio.create_task(_sweeper(svc))
+            stop = asyncio.Event()
+            tasks = [asyncio.create_task(_sweeper(svc))]
+            if svc.settings.memory_worker:
+                tasks.append(asyncio.create_task(MemoryWorker(svc).run(stop)))
             try:
                 yield
             finally:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                stop.set()
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     app = FastAPI(
         title="support-agent",

@@ -52,11 +52,11 @@ class ChatResponse(BaseModel):
 
 
 class EndSessionResponse(BaseModel):
-    """``POST /v1/sessions/{id}/end``: the session is closed and its episode written."""
+    """``POST /v1/sessions/{id}/end``: the session is closed and its memory job queued."""
 
     session_id: str
     status: Literal["ended"]
-    episode: dict[str, Any] | None
+    memory_job: Literal["pending", "enqueued", "done", "dead"] | None
 
 
 class ErrorBody(BaseModel):

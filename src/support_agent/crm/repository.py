@@ -167,15 +167,17 @@ async def end_interaction(
     reason: str,
     outcome: str,
     sentiment: float | None,
-    summary: str,
 ) -> bool:
-    """Mark a session ended with its outcome; returns False if it was already ended."""
+    """Mark a session ended with its outcome; returns False if it was already ended.
+
+    The interaction's summary is filled in by the memory pipeline.
+    """
     async with services.pool.connection() as conn:
         cur = await conn.execute(
             "UPDATE interactions SET status = 'ended', ended_at = now(), end_reason = %s,"
-            " outcome = %s, sentiment = %s, summary = %s"
+            " outcome = %s, sentiment = %s"
             " WHERE tenant_id = %s AND id = %s AND status = 'open'",
-            (reason, outcome, sentiment, summary, tenant_id, session_id),
+            (reason, outcome, sentiment, tenant_id, session_id),
         )
         return cur.rowcount == 1
 

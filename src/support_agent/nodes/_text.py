@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.messages import AnyMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
 
 def last_customer_text(messages: Sequence[AnyMessage] | None) -> str:
@@ -19,6 +19,11 @@ def last_customer_text(messages: Sequence[AnyMessage] | None) -> str:
 def customer_lines(messages: Sequence[AnyMessage] | None) -> list[str]:
     """All customer messages of the session, in order."""
     return [str(m.content) for m in messages or [] if isinstance(m, HumanMessage)]
+
+
+def agent_lines(messages: Sequence[AnyMessage] | None) -> list[str]:
+    """All agent (AI) messages of the session, in order."""
+    return [str(m.content) for m in messages or [] if isinstance(m, AIMessage)]
 
 
 def thread_id(tenant_id: str, session_id: str) -> str:

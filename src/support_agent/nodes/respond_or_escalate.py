@@ -81,8 +81,13 @@ def handoff_packet(state: State, ctx: Context, reason: str) -> dict[str, Any]:
                 "summary": e["summary"],
                 "createdAt": e["createdAt"],
             }
-            for e in memory.get("episodes", [])
+            for e in [memory.get("open_episode"), *memory.get("episodes", [])]
+            if e
         ],
+        "memory": {
+            "l2_history": memory.get("l2_history"),
+            "l4_prefs_mood": memory.get("l4_prefs_mood"),
+        },
         "open_issues": c360.get("open_issues", []),
         "suggested_resolutions": [
             {"title": r["title"], "success_rate": r["success_rate"], "actions": r["actions"]}
@@ -408,6 +413,7 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
                 "intent": state.get("intent"),
                 "decision": decision,
                 "action": action,
+                "frustration": float(signals.get("frustration", 0.0)),
             }
         ],
     }

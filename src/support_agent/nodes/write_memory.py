@@ -4,14 +4,15 @@ Every turn: the transcript stays in the checkpointed thread (``messages``); the 
 and both messages are written to the CRM; an issue opened or changed this turn is upserted as an
 open issue; a customer whose records changed has their hot 360 invalidated.
 
-When the session ends (``event="end_session"``: explicit end or idle timeout) the episode
-(summary, intent, outcome, open issues, promises) is written with its embedding to the customer's
-long-term namespace, keyed by the session id (writing twice leaves one episode), and the
-interaction is closed with its outcome.
+When the session ends (``event="end_session"``: explicit end or idle timeout) the interaction is
+closed with its outcome and a memory job is recorded and queued (``memory_store.pipeline``): the
+worker writes the episode (summary, intent, outcome, open issues, promises) with its embedding and
+updates the four layers asynchronously, exactly once per conversation.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -24,9 +25,9 @@ from support_agent.crm.repository import (
     touch_interaction,
     upsert_issue,
 )
-from support_agent.memory_store.episodes import build_episode, episodes_namespace
 from support_agent.memory_store.hot import invalidate_360
-from support_agent.nodes._text import customer_lines, last_customer_text
+from support_agent.memory_store.pipeline import enqueue_conversation
+from support_agent.nodes._text import agent_lines, customer_lines, last_customer_text
 from support_agent.services import Services, get_services
 from support_agent.state import State
 
@@ -95,21 +96,6 @@ async def _end_session(
     history = state.get("history") or []
     issue = state.get("issue")
     outcome = session_outcome(history, issue)
-    intents = [h["intent"] for h in history if h.get("intent") not in (None, "other")]
-    episode = build_episode(
-        session_id=ctx.session_id,
-        channel=interaction["channel"],
-        intent=intents[0] if intents else None,
-        outcome=outcome,
-        issue=issue,
-        executed=await _executed_actions(services, ctx.tenant_id, ctx.session_id),
-        customer_lines=customer_lines(state.get("messages")),
-        pending_action=state.get("pending_action"),
-    )
-    if customer_id and runtime.store is not None:
-        await runtime.store.aput(
-            episodes_namespace(ctx.tenant_id, customer_id), ctx.session_id, episode
-        )
     if customer_id and issue:
         await upsert_issue(services, ctx.tenant_id, _issue_row(issue))
     await end_interaction(
@@ -118,17 +104,48 @@ async def _end_session(
         ctx.session_id,
         reason=state.get("end_reason") or "explicit",
         outcome=outcome,
-        sentiment=-float((state.get("signals") or {}).get("frustration", 0.0)),
-        summary=episode["summary"],
+        sentiment=-max((float(h.get("frustration", 0.0)) for h in history), default=0.0),
     )
+    job = None
     if customer_id:
+        payload = job_payload(
+            state,
+            interaction,
+            outcome,
+            await _executed_actions(services, ctx.tenant_id, ctx.session_id),
+        )
+        job = await enqueue_conversation(
+            services, ctx.tenant_id, ctx.session_id, customer_id, payload
+        )
         await invalidate_360(services, ctx.tenant_id, customer_id)
     return {
         "session_status": "ended",
         "decision": "end",
         "reply": "",
         "actions": [],
-        "episode": episode if customer_id else None,
+        "memory_job": job,
+    }
+
+
+def job_payload(
+    state: State, interaction: dict[str, Any], outcome: str, executed: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """What the memory pipeline needs to update the four layers for one conversation."""
+    history = state.get("history") or []
+    intents = [h["intent"] for h in history if h.get("intent") not in (None, "other")]
+    return {
+        "channel": interaction["channel"],
+        "started_at": interaction["started_at"].isoformat(),
+        "ended_at": datetime.now(UTC).isoformat(),
+        "end_reason": state.get("end_reason") or "explicit",
+        "intent": intents[0] if intents else None,
+        "outcome": outcome,
+        "customer_lines": customer_lines(state.get("messages")),
+        "agent_lines": agent_lines(state.get("messages")),
+        "turns": history,
+        "issue": state.get("issue"),
+        "pending_action": state.get("pending_action"),
+        "executed": executed,
     }
 
 
@@ -136,7 +153,8 @@ async def write_memory(state: State, runtime: Runtime[Context]) -> dict[str, Any
     """Persist the turn (or close the session).
 
     Returns:
-        ``session_status`` and, on session end, ``episode`` and ``decision="end"``.
+        ``session_status`` and, on session end, ``memory_job`` (enqueued | pending | exists) and
+        ``decision="end"``.
     """
     services = await get_services()
     if state.get("event") == "end_session":

@@ -20,6 +20,25 @@ PACKS_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
+class MemoryConfig:
+    """Per-tenant memory settings (``memory:`` in ``tenant.yaml``).
+
+    Attributes:
+        base_trust: ``base_score`` of the trust formula (default 0.5: a new customer is neither
+            trusted nor distrusted).
+        base_churn: ``base_risk`` of the churn formula (default 0.1).
+        episodes_top_k: episodes relevant to the message loaded per turn (default 3).
+        context_budget_chars: most characters of episode summaries loaded per turn (default 2400,
+            about 600 tokens).
+    """
+
+    base_trust: float = 0.5
+    base_churn: float = 0.1
+    episodes_top_k: int = 3
+    context_budget_chars: int = 2400
+
+
+@dataclass(frozen=True)
 class TenantConfig:
     """Configuration of one tenant, from ``tenants/<id>/tenant.yaml``.
 
@@ -34,6 +53,7 @@ class TenantConfig:
         intent_min_confidence: below this classifier probability the intent is treated as
             ``other``.
         pack_dir: the pack folder.
+        memory: memory settings (:class:`MemoryConfig`).
     """
 
     tenant_id: str
@@ -43,6 +63,7 @@ class TenantConfig:
     frustration_escalation: float
     intent_min_confidence: float
     pack_dir: Path
+    memory: MemoryConfig = field(default_factory=lambda: MemoryConfig())
     extra: dict[str, Any] = field(default_factory=dict)
 
     def tier_for(self, net_spend: float) -> str:
@@ -73,6 +94,7 @@ def load_tenant_config(tenant_id: str) -> TenantConfig:
         frustration_escalation=float(raw["frustration_escalation"]),
         intent_min_confidence=float(raw["intent_min_confidence"]),
         pack_dir=pack,
+        memory=MemoryConfig(**raw.get("memory", {})),
         extra={k: v for k, v in raw.items() if k not in _KNOWN},
     )
 
@@ -83,6 +105,7 @@ _KNOWN = {
     "tier_thresholds",
     "frustration_escalation",
     "intent_min_confidence",
+    "memory",
 }
 
 

@@ -1,0 +1,121 @@
+"""Facts the memory pipeline reads from a finished conversation (deterministic, no LLM).
+
+- language: ``langdetect`` (a port of Google's language-detection) on the customer's text, seeded
+  for determinism, accepted only with probability ≥ 0.80 over ≥ 20 characters.
+- timezone: an explicit mention (IANA name or a US abbreviation such as EST/PST), else the primary
+  IANA zone of the customer's US state of address (table below, from the IANA tz database's zone
+  assignments per state; states split across zones take the zone of most of their population).
+- mood: from the sub-signals of the last customer turns: frustrated / annoyed / satisfied /
+  neutral.
+- tone preference: ``formal`` (salutations), ``brief`` (≤ 6 words per message on average) or
+  ``friendly``.
+- personal details: explicit statements of preference ("I prefer …", "contact me by …").
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+_LANG_LOCK = threading.Lock()
+
+ABBREVIATIONS = {
+    "est": "America/New_York", "edt": "America/New_York", "eastern": "America/New_York",
+    "cst": "America/Chicago", "cdt": "America/Chicago", "central": "America/Chicago",
+    "mst": "America/Denver", "mdt": "America/Denver", "mountain": "America/Denver",
+    "pst": "America/Los_Angeles", "pdt": "America/Los_Angeles", "pacific": "America/Los_Angeles",
+    "gmt": "Etc/GMT", "utc": "Etc/UTC", "cet": "Europe/Paris", "ist": "Asia/Kolkata",
+}  # fmt: skip
+
+STATE_TZ = {
+    "AL": "America/Chicago", "AK": "America/Anchorage", "AZ": "America/Phoenix",
+    "AR": "America/Chicago", "CA": "America/Los_Angeles", "CO": "America/Denver",
+    "CT": "America/New_York", "DE": "America/New_York", "DC": "America/New_York",
+    "FL": "America/New_York", "GA": "America/New_York", "HI": "Pacific/Honolulu",
+    "ID": "America/Boise", "IL": "America/Chicago", "IN": "America/Indiana/Indianapolis",
+    "IA": "America/Chicago", "KS": "America/Chicago", "KY": "America/New_York",
+    "LA": "America/Chicago", "ME": "America/New_York", "MD": "America/New_York",
+    "MA": "America/New_York", "MI": "America/Detroit", "MN": "America/Chicago",
+    "MS": "America/Chicago", "MO": "America/Chicago", "MT": "America/Denver",
+    "NE": "America/Chicago", "NV": "America/Los_Angeles", "NH": "America/New_York",
+    "NJ": "America/New_York", "NM": "America/Denver", "NY": "America/New_York",
+    "NC": "America/New_York", "ND": "America/Chicago", "OH": "America/New_York",
+    "OK": "America/Chicago", "OR": "America/Los_Angeles", "PA": "America/New_York",
+    "RI": "America/New_York", "SC": "America/New_York", "SD": "America/Chicago",
+    "TN": "America/Chicago", "TX": "America/Chicago", "UT": "America/Denver",
+    "VT": "America/New_York", "VA": "America/New_York", "WA": "America/Los_Angeles",
+    "WV": "America/New_York", "WI": "America/Chicago", "WY": "America/Denver",
+}  # fmt: skip
+
+_IANA = re.compile(r"\b((?:America|Europe|Asia|Africa|Australia|Pacific)/[A-Z][A-Za-z_]+)\b")
+_PREFERENCE = re.compile(
+    r"\b(I (?:would |'d )?prefer [^.!?]{3,60}|(?:please )?(?:only )?(?:contact|reach|call|email|"
+    r"text) me (?:by|via|on|at|after|before) [^.!?]{2,40}|I'?m (?:usually )?(?:available|free) "
+    r"[^.!?]{3,40})",
+    re.I,
+)
+_POSITIVE = re.compile(r"\b(thanks?|thank you|great|perfect|appreciate|awesome|excellent)\b", re.I)
+_FORMAL = re.compile(r"\b(dear|sir|madam|regards|sincerely|kindly)\b", re.I)
+
+
+def detect_language(lines: list[str]) -> str | None:
+    """ISO 639-1 code of the customer's language, or ``None`` when too short or uncertain."""
+    text = " ".join(lines).strip()
+    if len(text) < 20:
+        return None
+    from langdetect import DetectorFactory, detect_langs
+    from langdetect.lang_detect_exception import LangDetectException
+
+    with _LANG_LOCK:
+        DetectorFactory.seed = 0
+        try:
+            best = detect_langs(text)[0]
+        except LangDetectException:
+            return None
+    return str(best.lang) if best.prob >= 0.80 else None
+
+
+def detect_timezone(lines: list[str], state: str | None) -> str | None:
+    """IANA timezone from an explicit mention, else from the US state of address."""
+    text = " ".join(lines)
+    if m := _IANA.search(text):
+        return m.group(1)
+    for word in re.findall(r"[A-Za-z]+", text):
+        zone = ABBREVIATIONS.get(word.lower())
+        if zone and (word.isupper() or word.lower() in ("eastern", "central", "pacific")):
+            return zone
+    return STATE_TZ.get((state or "").upper())
+
+
+def detect_mood(frustrations: list[float], lines: list[str]) -> str:
+    """``frustrated`` | ``annoyed`` | ``satisfied`` | ``neutral`` from the last turns."""
+    last = frustrations[-2:] if frustrations else [0.0]
+    peak = max(last)
+    if peak >= 0.5:
+        return "frustrated"
+    if peak >= 0.25:
+        return "annoyed"
+    if lines and _POSITIVE.search(lines[-1]):
+        return "satisfied"
+    return "neutral"
+
+
+def detect_tone(lines: list[str]) -> str | None:
+    """``formal`` | ``brief`` | ``friendly`` (``None`` with no customer messages)."""
+    if not lines:
+        return None
+    if any(_FORMAL.search(line) for line in lines):
+        return "formal"
+    words = sum(len(line.split()) for line in lines) / len(lines)
+    return "brief" if words <= 6 else "friendly"
+
+
+def personal_details(lines: list[str]) -> list[str]:
+    """Explicit preference statements, trimmed, in order of appearance."""
+    found: list[str] = []
+    for line in lines:
+        for m in _PREFERENCE.finditer(line):
+            fact = m.group(1).strip().rstrip(",;")
+            if fact not in found:
+                found.append(fact)
+    return found
