@@ -113,12 +113,7 @@ class Services:
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
             open=False,
         )
-        rds = aioredis.Redis.from_url(
-            redis_url,
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
-        )
+        rds = redis_client(redis_url)
         try:
             try:
                 await pool.open(wait=True, timeout=30)
@@ -170,6 +165,20 @@ class Services:
             await rds.aclose()
             await pool.close()
             await asyncio.to_thread(embedded.close)
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """An async Redis client that fails fast (2 s timeouts, one retry after 50 ms).
+
+    redis-py 8 otherwise retries 10 times with backoff, stalling a turn for seconds when Redis
+    is down; the hot tier must fall back to PostgreSQL quickly instead.
+    """
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+    )
 
 
 def _setup_store(database_url: str, index_config: PostgresIndexConfig) -> None:
