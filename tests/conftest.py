@@ -8,6 +8,7 @@ stay independent of each other.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 from support_agent.settings import Settings
+from support_agent.tenants import PACKS_DIR
 
 
 @pytest.fixture(autouse=True)
@@ -36,13 +38,24 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(data_dir: Path) -> Settings:
+def packs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tenant, ``acme``: the retail pack under another name (tenant isolation tests)."""
+    root = tmp_path_factory.mktemp("packs")
+    shutil.copytree(PACKS_DIR / "retail", root / "acme")
+    config = (root / "acme" / "tenant.yaml").read_text()
+    (root / "acme" / "tenant.yaml").write_text(config.replace("Retail store", "Acme outlet"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, packs_dir: Path) -> Settings:
     return Settings(
         data_dir=data_dir,
         database_url=None,
         redis_url=None,
         openai_api_key=None,
         openai_base_url=None,
+        tenant_packs_dir=packs_dir,
     )
 
 
@@ -71,9 +84,22 @@ async def say(
     )
 
 
-async def customer_with(services: Services, status: str, offset: int = 0) -> dict[str, object]:
+_taken: dict[str, int] = {}
+
+
+async def customer_with(
+    services: Services, status: str, *, fresh: bool = True
+) -> dict[str, object]:
     """A retail customer with exactly one order in ``status`` and a single-item such order whose
-    product name is unique among their orders (so a message naming it is unambiguous)."""
+    product name is unique among their orders (so a message naming it is unambiguous).
+
+    ``fresh=True`` hands every call a different customer (tests that change data never share
+    one); ``fresh=False`` returns the same shared customer for read-only tests.
+    """
+    if fresh:
+        offset = _taken[status] = _taken.get(status, 0) + 1
+    else:
+        offset = 0
     async with services.pool.connection() as conn:
         rows = await (
             await conn.execute(
@@ -120,3 +146,17 @@ async def end_and_remember(services: Services, session_id: str, reason: str = "e
     """End a session, then let a memory worker apply every queued job; returns jobs applied."""
     await end_session(services, tenant_id="retail", session_id=session_id, reason=reason)
     return await MemoryWorker(services, backoff_base_s=0.0).drain(timeout_s=60)
+
+
+async def add_acme_twin(services: Services, customer_id: str) -> None:
+    """Give tenant ``acme`` a customer with the same id as a retail customer, other details."""
+    async with services.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO tenants (id, name) VALUES ('acme', 'Acme outlet') ON CONFLICT DO NOTHING"
+        )
+        await conn.execute(
+            "INSERT INTO customers (tenant_id, id, first_name, last_name, email, zip)"
+            " VALUES ('acme', %s, 'Zed', 'Twin', 'zed.twin@acme.example', '00001')"
+            " ON CONFLICT DO NOTHING",
+            (customer_id,),
+        )

@@ -9,15 +9,21 @@ import pytest
 
 from support_agent.api.app import create_app
 from support_agent.services import Services
+from support_agent.tenancy import create_api_key
 from tests.conftest import customer_with
 
 
 @pytest.fixture
 async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    key = await create_api_key(services, "retail")
     app = create_app(services=services)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://test",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as c:
             yield c
 
 
@@ -28,7 +34,7 @@ async def test_healthz(client: httpx.AsyncClient) -> None:
 
 
 async def test_chat_two_sessions_over_http(client: httpx.AsyncClient, services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=17)
+    cust = await customer_with(services, "delivered")
     r = await client.post(
         "/v1/chat",
         json={
@@ -81,3 +87,12 @@ async def test_malformed_json_and_unknown_session(client: httpx.AsyncClient) -> 
     assert r.status_code == 422 and r.json()["error"]["code"] == "INVALID_REQUEST"
     r = await client.post("/v1/sessions/does-not-exist/end")
     assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc", "Bearer "])
+async def test_chat_needs_a_valid_key(client: httpx.AsyncClient, header: str | None) -> None:
+    client.headers.pop("Authorization")
+    headers = {} if header is None else {"Authorization": header}
+    r = await client.post("/v1/chat", json={"message": "hi"}, headers=headers)
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "UNAUTHORIZED"

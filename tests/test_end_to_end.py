@@ -15,7 +15,7 @@ from tests.conftest import customer_with, end_and_remember, new_session, say
 
 
 async def test_two_sessions_two_channels(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=15)
+    cust = await customer_with(services, "delivered")
     name = f"{cust['first_name']} {cust['last_name']}"
     chat = new_session()
     await say(services, chat, f"Hi, I'm {name}, zip {cust['zip']}.")
@@ -61,7 +61,7 @@ def _cli(args: list[str], env: dict[str, str]) -> dict[str, object]:
 
 
 async def test_session_resumes_after_a_process_restart(services: Services, data_dir: Path) -> None:
-    cust = await customer_with(services, "delivered", offset=16)
+    cust = await customer_with(services, "delivered")
     session = new_session()
     env = {
         **os.environ,

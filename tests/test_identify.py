@@ -7,14 +7,14 @@ from tests.conftest import customer_with, new_session, say
 
 
 async def test_email_in_text_authenticates(services: Services) -> None:
-    cust = await customer_with(services, "delivered")
+    cust = await customer_with(services, "delivered", fresh=False)
     result = await say(services, new_session(), f"hi, my email is {str(cust['email']).upper()}")
     assert result.customer_id == cust["id"]
     assert result.decision != "ask_identification"
 
 
 async def test_name_and_zip_in_text_authenticates(services: Services) -> None:
-    cust = await customer_with(services, "delivered")
+    cust = await customer_with(services, "delivered", fresh=False)
     result = await say(
         services, new_session(), f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}"
     )
@@ -22,7 +22,7 @@ async def test_name_and_zip_in_text_authenticates(services: Services) -> None:
 
 
 async def test_name_zip_from_request_authenticates(services: Services) -> None:
-    cust = await customer_with(services, "delivered")
+    cust = await customer_with(services, "delivered", fresh=False)
     result = await say(
         services,
         new_session(),
@@ -34,7 +34,7 @@ async def test_name_zip_from_request_authenticates(services: Services) -> None:
 
 
 async def test_account_id_alone_identifies_but_does_not_authenticate(services: Services) -> None:
-    cust = await customer_with(services, "delivered")
+    cust = await customer_with(services, "delivered", fresh=False)
     result = await say(services, new_session(), f"my user id is {cust['id']}, where is my order?")
     assert result.customer_id is None  # not authenticated: no customer exposed
     assert result.decision == "ask_identification"
@@ -54,7 +54,7 @@ async def test_missing_identity_asks(services: Services) -> None:
 
 
 async def test_name_with_wrong_zip_is_not_a_match(services: Services) -> None:
-    cust = await customer_with(services, "delivered")
+    cust = await customer_with(services, "delivered", fresh=False)
     result = await say(
         services, new_session(), f"I'm {cust['first_name']} {cust['last_name']}, zip 00000"
     )
@@ -63,8 +63,8 @@ async def test_name_with_wrong_zip_is_not_a_match(services: Services) -> None:
 
 
 async def test_second_customer_in_one_conversation_is_denied(services: Services) -> None:
-    a = await customer_with(services, "delivered", offset=0)
-    b = await customer_with(services, "delivered", offset=1)
+    a = await customer_with(services, "delivered", fresh=False)
+    b = await customer_with(services, "delivered")
     session = new_session()
     first = await say(services, session, f"my email is {a['email']}")
     assert first.customer_id == a["id"]

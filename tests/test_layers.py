@@ -71,7 +71,7 @@ def test_churn_grows_with_silence_when_read() -> None:
 
 
 async def test_hot_layers_expire_and_are_rewarmed_from_postgres(services: Services) -> None:
-    cust = await customer_with(services, "pending", offset=3)
+    cust = await customer_with(services, "pending")
     cid = str(cust["id"])
     key = memory_key("retail", cid)
     await services.redis.delete(key)

@@ -14,7 +14,7 @@ from tests.conftest import customer_with, new_session, say
 
 
 async def test_hot_hit_comes_from_redis(services: Services) -> None:
-    cust = await customer_with(services, "delivered")
+    cust = await customer_with(services, "delivered", fresh=False)
     c360, source = await get_hot_360(services, "retail", str(cust["id"]))
     assert c360 is not None
     assert source == "redis"
@@ -38,7 +38,7 @@ async def test_miss_reads_postgres_and_rewarms_with_ttl(services: Services) -> N
 
 
 async def test_turn_succeeds_from_postgres_when_redis_is_down(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=3)
+    cust = await customer_with(services, "delivered")
     dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     original = services.redis
     services.redis = dead
@@ -55,7 +55,7 @@ async def test_turn_succeeds_from_postgres_when_redis_is_down(services: Services
 
 
 async def test_another_tenant_never_gets_this_customers_360(services: Services) -> None:
-    cust = await customer_with(services, "delivered")
+    cust = await customer_with(services, "delivered", fresh=False)
     with pytest.raises(NotFoundError):
         await get_hot_360(services, "other", str(cust["id"]))
     assert await services.redis.get(c360_key("other", str(cust["id"]))) is None

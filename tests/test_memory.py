@@ -18,7 +18,7 @@ async def _episodes(services: Services, customer_id: str) -> list[str]:
 
 
 async def test_turns_are_recorded_in_the_crm(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=11)
+    cust = await customer_with(services, "delivered")
     session = new_session()
     await say(services, session, f"my email is {cust['email']}")
     await say(services, session, f"the {cust['item']} I got arrived broken")
@@ -47,8 +47,8 @@ async def test_turns_are_recorded_in_the_crm(services: Services) -> None:
 
 
 async def test_session_end_writes_one_searchable_episode(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=12)
-    other = await customer_with(services, "delivered", offset=13)
+    cust = await customer_with(services, "delivered")
+    other = await customer_with(services, "delivered")
     session = new_session()
     await say(services, session, f"my email is {cust['email']}")
     await say(services, session, f"the {cust['item']} I got arrived broken")
@@ -95,7 +95,7 @@ async def test_session_end_writes_one_searchable_episode(services: Services) -> 
 
 
 async def test_idle_sessions_are_ended_by_the_sweep(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=14)
+    cust = await customer_with(services, "delivered")
     session = new_session()
     await say(services, session, f"my email is {cust['email']}")
     async with services.pool.connection() as conn:

@@ -51,8 +51,8 @@ async def _episode_keys(services: Services, customer_id: object) -> list[str]:
     return [it.key for it in items]
 
 
-async def _conversation(services: Services, offset: int) -> tuple[dict[str, object], str]:
-    cust = await customer_with(services, "delivered", offset=offset)
+async def _conversation(services: Services) -> tuple[dict[str, object], str]:
+    cust = await customer_with(services, "delivered")
     session = new_session()
     await say(services, session, f"my email is {cust['email']}")
     await say(services, session, f"the {cust['item']} I got arrived broken")
@@ -60,7 +60,7 @@ async def _conversation(services: Services, offset: int) -> tuple[dict[str, obje
 
 
 async def test_replayed_job_changes_nothing(services: Services) -> None:
-    cust, session = await _conversation(services, 20)
+    cust, session = await _conversation(services)
     await end_session(services, tenant_id="retail", session_id=session)
     worker = MemoryWorker(services, backoff_base_s=0.0)
     assert await worker.drain() >= 1
@@ -80,7 +80,7 @@ async def test_replayed_job_changes_nothing(services: Services) -> None:
 async def test_killed_worker_job_is_redelivered_and_applied_once(
     services: Services, data_dir: Path
 ) -> None:
-    cust, session = await _conversation(services, 21)
+    cust, session = await _conversation(services)
     before = await _total_conversations(services, cust["id"])
     await end_session(services, tenant_id="retail", session_id=session)
     env = {
@@ -115,7 +115,7 @@ async def test_redis_stopped_mid_run_loses_no_job(services: Services, tmp_path: 
     client = redis_client(f"unix://{socket_file}")
     services.redis = client
     try:
-        cust = await customer_with(services, "delivered", offset=22)
+        cust = await customer_with(services, "delivered")
         session = new_session()
         first = await say(services, session, f"my email is {cust['email']}")
         assert first.customer_id == cust["id"]
@@ -140,7 +140,7 @@ async def test_redis_stopped_mid_run_loses_no_job(services: Services, tmp_path: 
 
 
 async def test_failing_job_is_retried_then_dead_lettered(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=23)
+    cust = await customer_with(services, "delivered")
     session = new_session()
     status = await enqueue_conversation(
         services, "retail", session, str(cust["id"]), {"channel": "chat", "outcome": "answered"}

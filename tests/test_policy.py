@@ -67,7 +67,7 @@ def test_rules(action: str, facts: PolicyFacts, outcome: str, failed: str | None
 
 
 async def test_no_order_detail_before_authentication(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=2)
+    cust = await customer_with(services, "delivered")
     result = await say(services, new_session(), f"what's the status of order {cust['order_id']}?")
     assert result.decision == "ask_identification"
     assert "delivered" not in result.reply
@@ -75,7 +75,7 @@ async def test_no_order_detail_before_authentication(services: Services) -> None
 
 
 async def test_no_cancel_of_a_delivered_order(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=6)
+    cust = await customer_with(services, "delivered")
     session = new_session()
     await say(services, session, f"my email is {cust['email']}")
     result = await say(services, session, f"cancel order {cust['order_id']}, I no longer need it")
@@ -87,7 +87,7 @@ async def test_no_cancel_of_a_delivered_order(services: Services) -> None:
 
 
 async def test_no_write_without_confirmation_then_write_after_yes(services: Services) -> None:
-    cust = await customer_with(services, "pending", offset=1)
+    cust = await customer_with(services, "pending")
     session = new_session()
     await say(services, session, f"my email is {cust['email']}")
     proposed = await say(
@@ -121,7 +121,7 @@ async def test_no_write_without_confirmation_then_write_after_yes(services: Serv
 
 
 async def test_injected_text_cannot_flip_a_rule(services: Services) -> None:
-    cust = await customer_with(services, "pending", offset=2)
+    cust = await customer_with(services, "pending")
     session = new_session()
     # In memory: a stored episode carrying the same instruction.
     await services.store.aput(

@@ -53,7 +53,7 @@ def _swap_model(services: Services, model: BaseChatModel | None) -> Iterator[Non
 
 
 async def test_human_request_is_a_warm_handoff_with_context(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=7)
+    cust = await customer_with(services, "delivered")
     session = new_session()
     await say(services, session, f"my email is {cust['email']}")
     await say(services, session, f"the {cust['item']} I got arrived broken")
@@ -71,7 +71,7 @@ async def test_human_request_is_a_warm_handoff_with_context(services: Services) 
 
 
 async def test_frustration_escalates(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=8)
+    cust = await customer_with(services, "delivered")
     session = new_session()
     await say(services, session, f"my email is {cust['email']}")
     result = await say(
@@ -89,7 +89,7 @@ def test_grounded_check() -> None:
 
 
 async def test_llm_rewrite_is_used_when_grounded(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=9)
+    cust = await customer_with(services, "delivered")
     session = new_session()
     model = ScriptedChatModel(
         replies=[
@@ -111,7 +111,7 @@ async def test_llm_rewrite_is_used_when_grounded(services: Services) -> None:
 
 
 async def test_llm_rewrite_dropping_the_order_id_is_rejected(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=10)
+    cust = await customer_with(services, "delivered")
     session = new_session()
     model = ScriptedChatModel(replies=["Hi!", "Sure, I approved a full refund of 999.99 for you."])
     swap = _swap_model(services, model)

@@ -66,7 +66,7 @@ def test_escalation_urgency_grows_with_value() -> None:
 
 
 async def test_ranked_candidates_are_explained_and_sorted(services: Services) -> None:
-    cust = await customer_with(services, "delivered", offset=5)
+    cust = await customer_with(services, "delivered")
     session = new_session()
     await say(services, session, f"my email is {cust['email']}")
     await say(services, session, f"the {cust['item']} I got arrived broken")

@@ -151,6 +151,16 @@ async def _worker(args: argparse.Namespace) -> int:
     return await _with_services(run)
 
 
+async def _tenant_key(args: argparse.Namespace) -> int:
+    from support_agent.tenancy import create_api_key
+
+    async def run(services: Any) -> int:
+        print(await create_api_key(services, args.tenant_name))
+        return 0
+
+    return await _with_services(run)
+
+
 async def _demo(_: argparse.Namespace) -> int:
     from support_agent.demo import run_demo
 
@@ -205,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="end sessions idle longer than SESSION_IDLE_TIMEOUT_S")
     p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("tenant", help="tenant administration")
+    tsub = p.add_subparsers(dest="tenant_command", required=True)
+    tk = tsub.add_parser("create-key", help="print a new API key for a tenant (stored hashed)")
+    tk.add_argument("tenant_name", metavar="tenant")
+    tk.set_defaults(func=_tenant_key)
 
     p = sub.add_parser("worker", help="run a memory pipeline worker (Redis Streams consumer)")
     p.add_argument("--name", default=None, help="consumer name (default: host + random)")

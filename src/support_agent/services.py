@@ -33,7 +33,7 @@ from support_agent.embeddings import MINILM_DIMS, make_embeddings
 from support_agent.errors import InfrastructureError
 from support_agent.infra.embedded import EmbeddedServers, start_embedded
 from support_agent.settings import Settings, get_settings
-from support_agent.tenants import preload_tenant_configs
+from support_agent.tenants import preload_tenant_configs, register_pack_dir
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -102,6 +102,8 @@ class Services:
             need_postgres=settings.database_url is None,
             need_redis=settings.redis_url is None,
         )
+        if settings.tenant_packs_dir is not None:
+            register_pack_dir(settings.tenant_packs_dir)
         await asyncio.to_thread(preload_tenant_configs)
         database_url = settings.database_url or embedded.database_url
         redis_url = settings.redis_url or embedded.redis_url

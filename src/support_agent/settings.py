@@ -33,6 +33,8 @@ class Settings(BaseSettings):
         data_dir: Directory for embedded servers and built models; default ``.data/`` in the
             checkout (git-ignored).
         shared_data_dir: Directory with the public data sets (``tau2-retail`` etc.).
+        tenant_packs_dir: optional directory of extra tenant packs (``<dir>/<tenant>/``), searched
+            before the built-in packs.
         openai_api_key / openai_base_url / llm_model: optional OpenAI-compatible chat model. With
             no key and no base URL the agent runs fully deterministic (templates).
         embedding_model: ``"minilm"`` (local all-MiniLM-L6-v2, 384 dims, default) or ``"openai"``.
@@ -50,6 +52,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     data_dir: Path = Field(default_factory=lambda: PROJECT_ROOT / ".data")
     shared_data_dir: Path = Field(default_factory=_default_shared_data)
+    tenant_packs_dir: Path | None = None
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

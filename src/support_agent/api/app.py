@@ -1,8 +1,9 @@
 """FastAPI application: lifespan-managed services, routes, and one error shape.
 
 Every error answers ``{"error": {"code": "...", "message": "..."}}`` with a stable code:
-``INVALID_REQUEST`` (422), ``NOT_FOUND`` (404), ``SESSION_ENDED`` (409), ``SERVICE_UNAVAILABLE``
-(503, a database or cache is down) and ``INTERNAL_ERROR`` (500). Messages are fixed per code or
+``INVALID_REQUEST`` (422), ``UNAUTHORIZED`` (401, missing or invalid bearer key), ``NOT_FOUND``
+(404), ``SESSION_ENDED`` (409), ``SERVICE_UNAVAILABLE`` (503, a database or cache is down) and
+``INTERNAL_ERROR`` (500). Messages are fixed per code or
 come from our own domain errors, never from an internal exception's text.
 """
 
@@ -21,7 +22,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from support_agent.api.deps import ServicesDep
+from support_agent.api.deps import ServicesDep, TenantDep
+from support_agent.api.memory_routes import router as memory_router
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
 from support_agent.conversation import end_session, run_turn, sweep_idle_sessions
 from support_agent.errors import SupportAgentError
@@ -131,12 +133,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         )
 
     @app.post("/v1/chat", response_model=ChatResponse)
-    async def chat(body: ChatRequest, svc: ServicesDep) -> dict[str, Any]:
+    async def chat(body: ChatRequest, svc: ServicesDep, tenant_id: TenantDep) -> dict[str, Any]:
         """Handle one customer message; starts a session when ``session_id`` is absent."""
         identity = body.customer.model_dump(exclude_none=True) if body.customer else None
         result = await run_turn(
             svc,
-            tenant_id=svc.settings.default_tenant,
+            tenant_id=tenant_id,
             channel=body.channel,
             message=body.message,
             session_id=body.session_id,
@@ -152,8 +154,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         }
 
     @app.post("/v1/sessions/{session_id}/end", response_model=EndSessionResponse)
-    async def end(session_id: str, svc: ServicesDep) -> dict[str, Any]:
-        """End a session now and write its episode (idempotent)."""
-        return await end_session(svc, tenant_id=svc.settings.default_tenant, session_id=session_id)
+    async def end(session_id: str, svc: ServicesDep, tenant_id: TenantDep) -> dict[str, Any]:
+        """End a session now and queue its memory job (idempotent)."""
+        return await end_session(svc, tenant_id=tenant_id, session_id=session_id)
 
+    app.include_router(memory_router)
     return app

@@ -1,12 +1,13 @@
-"""FastAPI dependencies: the services opened by the lifespan."""
+"""FastAPI dependencies: the services opened by the lifespan and the caller's tenant."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from support_agent.services import Services
+from support_agent.tenancy import tenant_for_key
 
 
 def get_services_dep(request: Request) -> Services:
@@ -16,3 +17,13 @@ def get_services_dep(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services_dep)]
+
+
+async def get_tenant_dep(
+    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+) -> str:
+    """The tenant of the bearer API key (``me``); 401 UNAUTHORIZED without a valid key."""
+    return await tenant_for_key(services, authorization)
+
+
+TenantDep = Annotated[str, Depends(get_tenant_dep)]

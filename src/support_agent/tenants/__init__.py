@@ -1,8 +1,10 @@
 """Tenant packs: per-tenant data and configuration (intent utterances, resolutions, settings).
 
-A pack is a folder ``tenants/<tenant_id>/`` holding ``tenant.yaml`` (configuration),
+A pack is a folder ``<packs dir>/<tenant_id>/`` holding ``tenant.yaml`` (configuration),
 ``intents.csv`` (labelled utterances, columns ``text,category``) and ``resolutions.yaml`` (seed
-resolution records). :func:`load_tenant_config` reads the configuration.
+resolution records). The built-in packs live in this package; operators can add packs in a
+directory of their own (``TENANT_PACKS_DIR``), searched first. :func:`load_tenant_config` reads a
+pack's configuration.
 """
 
 from __future__ import annotations
@@ -17,6 +19,21 @@ import yaml
 from support_agent.errors import NotFoundError
 
 PACKS_DIR = Path(__file__).resolve().parent
+_extra_dirs: list[Path] = []
+
+
+def register_pack_dir(path: Path) -> None:
+    """Search ``path`` for tenant packs before the built-in ones (``TENANT_PACKS_DIR``)."""
+    if path not in _extra_dirs:
+        _extra_dirs.insert(0, path)
+        load_tenant_config.cache_clear()
+
+
+def _pack_dir(tenant_id: str) -> Path | None:
+    for root in (*_extra_dirs, PACKS_DIR):
+        if (root / tenant_id / "tenant.yaml").is_file():
+            return root / tenant_id
+    return None
 
 
 @dataclass(frozen=True)
@@ -81,10 +98,10 @@ def load_tenant_config(tenant_id: str) -> TenantConfig:
     Raises:
         NotFoundError: no pack with that id.
     """
-    pack = PACKS_DIR / tenant_id
-    path = pack / "tenant.yaml"
-    if not tenant_id.isidentifier() or not path.is_file():
+    pack = _pack_dir(tenant_id) if tenant_id.isidentifier() else None
+    if pack is None:
         raise NotFoundError(f"unknown tenant {tenant_id!r}")
+    path = pack / "tenant.yaml"
     raw = yaml.safe_load(path.read_text())
     return TenantConfig(
         tenant_id=tenant_id,
@@ -111,7 +128,9 @@ _KNOWN = {
 
 def preload_tenant_configs() -> list[str]:
     """Read every pack's configuration into the cache (so nodes never block on file I/O)."""
-    ids = sorted(p.parent.name for p in PACKS_DIR.glob("*/tenant.yaml"))
+    ids = sorted(
+        {p.parent.name for root in (*_extra_dirs, PACKS_DIR) for p in root.glob("*/tenant.yaml")}
+    )
     for tenant_id in ids:
         load_tenant_config(tenant_id)
     return ids

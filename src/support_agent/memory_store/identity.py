@@ -1,0 +1,220 @@
+"""Cross-channel identity: link another identifier to a customer, or merge two customers.
+
+Chat handles, phone numbers, emails and account ids of one person resolve to one customer through
+``customer_identities``. When two records turn out to be the same person, :func:`merge_customers`
+folds one into the other and keeps every layer's history: identities, orders, payment methods,
+interactions, issues, promises and account actions move; L2 counters are added (first contact the
+earliest, last interaction the latest); L4 details are united; episodes move to the surviving
+customer's namespace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from support_agent.crm.loader import normalize_email, normalize_phone
+from support_agent.errors import InvalidRequestError, NotFoundError
+from support_agent.memory_store.episodes import episodes_namespace
+from support_agent.memory_store.hot import invalidate_360
+from support_agent.memory_store.layers import memory_key, read_layers_pg, write_hot_layers
+from support_agent.services import Services
+
+logger = logging.getLogger(__name__)
+
+IDENTITY_KINDS = ("email", "phone", "customer_id", "handle")
+
+
+def normalize_identity(kind: str, value: str) -> str:
+    """Normalise an identifier the way lookups do.
+
+    Raises:
+        InvalidRequestError: unknown kind or empty value.
+    """
+    if kind not in IDENTITY_KINDS:
+        raise InvalidRequestError(f"kind must be one of {', '.join(IDENTITY_KINDS)}")
+    value = value.strip()
+    if kind == "email":
+        value = normalize_email(value)
+    elif kind == "phone":
+        value = normalize_phone(value)
+    elif kind == "customer_id":
+        value = value.lower()
+    if not value:
+        raise InvalidRequestError("identity value must not be empty")
+    return value
+
+
+async def link_identity(
+    services: Services,
+    tenant_id: str,
+    customer_id: str,
+    kind: str,
+    value: str,
+    channel: str | None = None,
+) -> dict[str, Any]:
+    """Attach an identifier to a customer.
+
+    Returns:
+        ``{"customer_id", "kind", "linked": bool}`` (``linked`` False: already this customer's).
+
+    Raises:
+        NotFoundError: no such customer.
+        InvalidRequestError: bad identifier, or it belongs to another customer (merge instead).
+    """
+    value = normalize_identity(kind, value)
+    async with services.pool.connection() as conn, conn.transaction():
+        if (
+            await (
+                await conn.execute(
+                    "SELECT 1 FROM customers WHERE tenant_id = %s AND id = %s",
+                    (tenant_id, customer_id),
+                )
+            ).fetchone()
+            is None
+        ):
+            raise NotFoundError("customer not found")
+        owner = await (
+            await conn.execute(
+                "SELECT customer_id FROM customer_identities"
+                " WHERE tenant_id = %s AND kind = %s AND value = %s",
+                (tenant_id, kind, value),
+            )
+        ).fetchone()
+        if owner is not None and owner["customer_id"] != customer_id:
+            raise InvalidRequestError("identity belongs to another customer; merge them instead")
+        linked = owner is None
+        if linked:
+            await conn.execute(
+                "INSERT INTO customer_identities (tenant_id, kind, value, customer_id, channel)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (tenant_id, kind, value, customer_id, channel),
+            )
+            if kind == "phone":
+                await conn.execute(
+                    "UPDATE customers SET phone = COALESCE(phone, %s) WHERE tenant_id = %s"
+                    " AND id = %s",
+                    (value, tenant_id, customer_id),
+                )
+            if channel:
+                await conn.execute(
+                    "UPDATE customers SET channels = CASE WHEN %(ch)s = ANY(channels)"
+                    " THEN channels ELSE array_append(channels, %(ch)s) END"
+                    " WHERE tenant_id = %(t)s AND id = %(c)s",
+                    {"ch": channel, "t": tenant_id, "c": customer_id},
+                )
+    await _refresh_hot(services, tenant_id, customer_id)
+    return {"customer_id": customer_id, "kind": kind, "linked": linked}
+
+
+async def _refresh_hot(services: Services, tenant_id: str, customer_id: str) -> None:
+    await invalidate_360(services, tenant_id, customer_id)
+    raw = await read_layers_pg(services, tenant_id, customer_id)
+    if raw is not None:
+        await write_hot_layers(services, tenant_id, customer_id, raw)
+
+
+_MOVE = ["customer_identities", "payment_methods", "orders", "interactions", "issues", "promises",
+         "memory_jobs", "account_actions"]  # fmt: skip
+
+
+async def merge_customers(
+    services: Services, tenant_id: str, keep_id: str, merge_id: str
+) -> dict[str, Any]:
+    """Fold customer ``merge_id`` into ``keep_id``; ``merge_id`` no longer exists afterwards.
+
+    Returns:
+        ``{"customer_id": keep_id, "merged": merge_id, "moved": {table: rows}, "episodes": n}``.
+
+    Raises:
+        InvalidRequestError: the two ids are the same.
+        NotFoundError: either customer does not exist in this tenant.
+    """
+    if keep_id == merge_id:
+        raise InvalidRequestError("cannot merge a customer into itself")
+    moved: dict[str, int] = {}
+    p = {"t": tenant_id, "k": keep_id, "m": merge_id}
+    async with services.pool.connection() as conn, conn.transaction():
+        found = await (
+            await conn.execute(
+                "SELECT id FROM customers WHERE tenant_id = %(t)s AND id IN (%(k)s, %(m)s)"
+                " FOR UPDATE",
+                p,
+            )
+        ).fetchall()
+        if len(found) != 2:
+            raise NotFoundError("customer not found")
+        for table in _MOVE:
+            cur = await conn.execute(
+                f"UPDATE {table} SET customer_id = %(k)s"
+                " WHERE tenant_id = %(t)s AND customer_id = %(m)s",
+                p,
+            )
+            moved[table] = cur.rowcount
+        await conn.execute(
+            "INSERT INTO memory_history AS h (tenant_id, customer_id, first_contact_at,"
+            " total_conversations, positive_interactions, escalations, complaints,"
+            " unresolved_issues, positive_resolutions, last_interaction_at)"
+            " SELECT tenant_id, %(k)s, first_contact_at, total_conversations,"
+            " positive_interactions, escalations, complaints, unresolved_issues,"
+            " positive_resolutions, last_interaction_at FROM memory_history"
+            " WHERE tenant_id = %(t)s AND customer_id = %(m)s"
+            " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
+            " first_contact_at = LEAST(h.first_contact_at, EXCLUDED.first_contact_at),"
+            " total_conversations = h.total_conversations + EXCLUDED.total_conversations,"
+            " positive_interactions = h.positive_interactions + EXCLUDED.positive_interactions,"
+            " escalations = h.escalations + EXCLUDED.escalations,"
+            " complaints = h.complaints + EXCLUDED.complaints,"
+            " unresolved_issues = (SELECT count(*) FROM issues WHERE tenant_id = %(t)s"
+            "   AND customer_id = %(k)s AND status = 'open'),"
+            " positive_resolutions = h.positive_resolutions + EXCLUDED.positive_resolutions,"
+            " last_interaction_at = GREATEST(h.last_interaction_at, EXCLUDED.last_interaction_at),"
+            " updated_at = now()",
+            p,
+        )
+        await conn.execute(
+            "INSERT INTO memory_prefs AS m (tenant_id, customer_id, tone_pref, personal_details,"
+            " last_mood, last_mood_at) SELECT tenant_id, %(k)s, tone_pref, personal_details,"
+            " last_mood, last_mood_at FROM memory_prefs WHERE tenant_id = %(t)s"
+            " AND customer_id = %(m)s"
+            " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
+            " tone_pref = COALESCE(m.tone_pref, EXCLUDED.tone_pref),"
+            " personal_details = (SELECT COALESCE(array_agg(DISTINCT d), '{}') FROM"
+            "   unnest(m.personal_details || EXCLUDED.personal_details) AS d),"
+            " last_mood = CASE WHEN EXCLUDED.last_mood_at > m.last_mood_at"
+            "   OR m.last_mood_at IS NULL THEN EXCLUDED.last_mood ELSE m.last_mood END,"
+            " last_mood_at = GREATEST(m.last_mood_at, EXCLUDED.last_mood_at)",
+            p,
+        )
+        await conn.execute(
+            "UPDATE customers k SET"
+            " channels = ARRAY(SELECT DISTINCT unnest(k.channels || m.channels)),"
+            " email = COALESCE(k.email, m.email), phone = COALESCE(k.phone, m.phone),"
+            " language = COALESCE(k.language, m.language),"
+            " timezone = COALESCE(k.timezone, m.timezone), updated_at = now()"
+            " FROM customers m WHERE k.tenant_id = %(t)s AND k.id = %(k)s"
+            " AND m.tenant_id = %(t)s AND m.id = %(m)s",
+            p,
+        )
+        await conn.execute(
+            "DELETE FROM customers WHERE tenant_id = %(t)s AND id = %(m)s", p
+        )  # cascades the merged customer's memory_history / memory_prefs rows
+    episodes = 0
+    source = episodes_namespace(tenant_id, merge_id)
+    while True:
+        items = await services.store.asearch(source, limit=100)
+        if not items:
+            break
+        for item in items:
+            await services.store.aput(episodes_namespace(tenant_id, keep_id), item.key, item.value)
+            await services.store.adelete(source, item.key)
+        episodes += len(items)
+    try:
+        await services.redis.delete(memory_key(tenant_id, merge_id))
+    except RedisError as exc:  # the key expires within its TTL anyway
+        logger.warning("hot_memory_invalidate_failed", extra={"error": type(exc).__name__})
+    await invalidate_360(services, tenant_id, merge_id)
+    await _refresh_hot(services, tenant_id, keep_id)
+    return {"customer_id": keep_id, "merged": merge_id, "moved": moved, "episodes": episodes}

@@ -1,0 +1,371 @@
+"""Memory API: listing, profile with four layers, search, export, erasure, identity, tenancy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from support_agent.api.app import create_app
+from support_agent.conversation import end_session
+from support_agent.memory_store.pipeline import DEAD_LETTER, STREAM, MemoryWorker
+from support_agent.services import Services
+from support_agent.tenancy import create_api_key
+from tests.conftest import add_acme_twin, customer_with, end_and_remember, new_session, say
+
+
+@pytest.fixture
+async def api(services: Services) -> AsyncIterator[tuple[httpx.AsyncClient, str, str]]:
+    """A client plus a retail key and an acme key."""
+    retail = await create_api_key(services, "retail")
+    acme = await create_api_key(services, "acme")
+    app = create_app(services=services)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield c, retail, acme
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_every_endpoint_needs_a_key(api: tuple[httpx.AsyncClient, str, str]) -> None:
+    client, _, _ = api
+    calls = [
+        ("GET", "/api/tenants/me/customers"),
+        ("GET", "/api/tenants/me/customers/search?q=a"),
+        ("GET", "/api/tenants/me/customers/x"),
+        ("GET", "/api/tenants/me/customers/x/export?format=json"),
+        ("DELETE", "/api/tenants/me/customers/x"),
+        ("POST", "/api/tenants/me/customers/x/identities"),
+        ("POST", "/api/tenants/me/customers/x/merge"),
+        ("POST", "/v1/sessions/x/end"),
+    ]
+    for method, url in calls:
+        r = await client.request(method, url, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401, (method, url, r.status_code)
+        assert r.json()["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_pagination_walks_all_customers_and_is_stable_under_inserts(
+    api: tuple[httpx.AsyncClient, str, str], services: Services
+) -> None:
+    client, key, _ = api
+    seen: list[str] = []
+    cursor = None
+    first_page = None
+    while True:
+        params = {"limit": 37, **({"cursor": cursor} if cursor else {})}
+        r = await client.get("/api/tenants/me/customers", params=params, headers=auth(key))
+        assert r.status_code == 200
+        body = r.json()
+        if first_page is None:
+            first_page = body
+            row = body["data"][0]
+            assert set(row) == {"id", "name", "phone", "email", "channels", "trustScore",
+                                "churnRisk", "totalConversations", "firstContactAt",
+                                "lastMessageAt"}  # fmt: skip
+            # Insert customers around the cursor mid-walk: before it and after it.
+            async with services.pool.connection() as conn:
+                for cid in ("aaa_new_0001", "zzz_new_0001"):
+                    await conn.execute(
+                        "INSERT INTO customers (tenant_id, id, first_name, last_name)"
+                        " VALUES ('retail', %s, 'New', 'Person') ON CONFLICT DO NOTHING",
+                        (cid,),
+                    )
+        seen += [c["id"] for c in body["data"]]
+        assert body["pagination"]["limit"] == 37
+        if not body["pagination"]["hasMore"]:
+            assert body["pagination"]["nextCursor"] is None
+            break
+        cursor = body["pagination"]["nextCursor"]
+    assert len(seen) == len(set(seen))  # nothing listed twice
+    assert seen == sorted(seen)
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT id FROM customers WHERE tenant_id='retail' AND id NOT LIKE '%%_new_%%'"
+            )
+        ).fetchall()
+    assert {r["id"] for r in rows} <= set(seen)  # nothing that existed was skipped
+    assert "zzz_new_0001" in seen  # inserted after the cursor: appears in a later page
+    r = await client.get("/api/tenants/me/customers", params={"limit": 0}, headers=auth(key))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "INVALID_REQUEST"
+    r = await client.get("/api/tenants/me/customers", params={"cursor": "%%%"}, headers=auth(key))
+    assert r.status_code == 422
+
+
+async def test_profile_has_four_layers_and_export_has_everything(
+    api: tuple[httpx.AsyncClient, str, str], services: Services
+) -> None:
+    client, key, _ = api
+    cust = await customer_with(services, "delivered")
+    session = new_session()
+    await say(services, session, f"my email is {cust['email']}")
+    await say(services, session, f"the {cust['item']} I got arrived broken")
+    await say(services, session, "I prefer email for updates")
+    await end_and_remember(services, session)
+    r = await client.get(f"/api/tenants/me/customers/{cust['id']}", headers=auth(key))
+    assert r.status_code == 200
+    profile = r.json()
+    memory = profile["memory"]
+    assert set(memory) == {"l1_identity", "l2_history", "l3_episodes", "l4_prefs_mood"}
+    assert memory["l1_identity"]["channels"] == ["chat"]
+    assert memory["l2_history"]["totalConversations"] == 1
+    assert memory["l2_history"]["churnRisk"] == pytest.approx(0.35)
+    assert memory["l3_episodes"][0]["conversationId"] == session
+    assert memory["l4_prefs_mood"]["openIssues"]
+    assert "I prefer email" in memory["l4_prefs_mood"]["personalDetails"]
+    assert memory["l4_prefs_mood"]["promises"][0]["status"] == "pending"
+    assert profile["totalConversations"] == 1
+    r = await client.get(
+        f"/api/tenants/me/customers/{cust['id']}/export", params={"format": "json"},
+        headers=auth(key),
+    )  # fmt: skip
+    assert r.status_code == 200
+    export = r.json()
+    assert export["profile"]["id"] == cust["id"]
+    assert len(export["messages"]) == 6
+    assert export["interactions"][0]["id"] == session
+    assert export["promises"] and export["issues"] and export["orders"] and export["identities"]
+    r = await client.get(
+        f"/api/tenants/me/customers/{cust['id']}/export", params={"format": "csv"},
+        headers=auth(key),
+    )  # fmt: skip
+    assert r.status_code == 422
+
+
+async def test_search_by_name_email_and_phone(
+    api: tuple[httpx.AsyncClient, str, str], services: Services
+) -> None:
+    client, key, _ = api
+    cust = await customer_with(services, "delivered")
+    partial = f"{str(cust['first_name']).lower()} {str(cust['last_name'])[:3].lower()}"
+    r = await client.get("/api/tenants/me/customers/search", params={"q": partial},
+                         headers=auth(key))  # fmt: skip
+    assert r.status_code == 200
+    assert cust["id"] in [x["id"] for x in r.json()["results"]]
+    r = await client.get(
+        "/api/tenants/me/customers/search",
+        params={"q": str(cust["email"]).split("@")[0]},
+        headers=auth(key),
+    )
+    assert [x["id"] for x in r.json()["results"]] == [cust["id"]]
+    r = await client.post(f"/api/tenants/me/customers/{cust['id']}/identities",
+                          json={"kind": "phone", "value": "+1 (555) 014-2233", "channel": "phone"},
+                          headers=auth(key))  # fmt: skip
+    assert r.status_code == 200 and r.json()["linked"] is True
+    r = await client.get("/api/tenants/me/customers/search", params={"q": "014-2233"},
+                         headers=auth(key))  # fmt: skip
+    assert [x["id"] for x in r.json()["results"]] == [cust["id"]]
+    r = await client.get("/api/tenants/me/customers/search", params={"q": "qqqzzzxxx"},
+                         headers=auth(key))  # fmt: skip
+    assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND"
+
+
+async def test_linked_phone_finds_the_same_memory_on_another_channel(
+    api: tuple[httpx.AsyncClient, str, str], services: Services
+) -> None:
+    client, key, _ = api
+    cust = await customer_with(services, "delivered")
+    r = await client.post(
+        f"/api/tenants/me/customers/{cust['id']}/identities",
+        json={"kind": "phone", "value": "+1 555 777 0101"},
+        headers=auth(key),
+    )
+    assert r.status_code == 200
+    other = await customer_with(services, "delivered")
+    r = await client.post(
+        f"/api/tenants/me/customers/{other['id']}/identities",
+        json={"kind": "phone", "value": "15557770101"},
+        headers=auth(key),
+    )
+    assert r.status_code == 422  # belongs to someone else: merge instead
+    turn = await say(services, new_session(), "hello", channel="phone", phone="555-777-0101")
+    assert turn.decision == "ask_identification"  # retail: a phone identifies, email/zip verify
+
+
+async def test_merge_keeps_every_layers_history(
+    api: tuple[httpx.AsyncClient, str, str], services: Services
+) -> None:
+    client, key, _ = api
+    keep = await customer_with(services, "delivered")
+    gone = await customer_with(services, "delivered")
+    for cust in (keep, gone):
+        session = new_session()
+        await say(services, session, f"my email is {cust['email']}")
+        await say(services, session, f"the {cust['item']} I got arrived broken")
+        await end_and_remember(services, session)
+    r = await client.post(
+        f"/api/tenants/me/customers/{keep['id']}/merge",
+        json={"from_customer_id": gone["id"]},
+        headers=auth(key),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["episodes"] == 1
+    profile = (
+        await client.get(f"/api/tenants/me/customers/{keep['id']}", headers=auth(key))
+    ).json()
+    assert profile["memory"]["l2_history"]["totalConversations"] == 2
+    assert len(profile["memory"]["l3_episodes"]) == 2
+    assert len(profile["memory"]["l4_prefs_mood"]["openIssues"]) == 2
+    r = await client.get(f"/api/tenants/me/customers/{gone['id']}", headers=auth(key))
+    assert r.status_code == 404
+    # The merged customer's email now finds the surviving customer.
+    turn = await say(services, new_session(), f"my email is {gone['email']}")
+    assert turn.customer_id == keep["id"]
+
+
+async def test_tenant_isolation_on_every_endpoint(
+    api: tuple[httpx.AsyncClient, str, str], services: Services
+) -> None:
+    client, retail_key, acme_key = api
+    cust = await customer_with(services, "delivered")
+    await add_acme_twin(services, str(cust["id"]))
+    session = new_session()
+    await say(services, session, f"my email is {cust['email']}")
+    # acme sees its own twin, never the retail customer's data
+    r = await client.get(f"/api/tenants/me/customers/{cust['id']}", headers=auth(acme_key))
+    assert r.status_code == 200 and r.json()["email"] == "zed.twin@acme.example"
+    r = await client.get("/api/tenants/me/customers", headers=auth(acme_key))
+    assert [c["email"] for c in r.json()["data"]] == ["zed.twin@acme.example"]
+    r = await client.get("/api/tenants/me/customers/search", params={"q": str(cust["email"])},
+                         headers=auth(acme_key))  # fmt: skip
+    assert r.status_code == 404
+    export = (await client.get(f"/api/tenants/me/customers/{cust['id']}/export",
+                               headers=auth(acme_key))).json()  # fmt: skip
+    assert export["messages"] == [] and export["orders"] == []
+    assert str(cust["email"]) not in json.dumps(export)
+    other = await customer_with(services, "delivered")
+    for method, url, body in [
+        ("GET", f"/api/tenants/me/customers/{other['id']}", None),
+        ("GET", f"/api/tenants/me/customers/{other['id']}/export", None),
+        ("DELETE", f"/api/tenants/me/customers/{other['id']}", None),
+        ("POST", f"/api/tenants/me/customers/{other['id']}/identities",
+         {"kind": "handle", "value": "@x"}),
+        ("POST", f"/api/tenants/me/customers/{cust['id']}/merge",
+         {"from_customer_id": other["id"]}),
+        ("POST", f"/v1/sessions/{session}/end", None),
+    ]:  # fmt: skip
+        r = await client.request(method, url, json=body, headers=auth(acme_key))
+        assert r.status_code == 404, (method, url, r.text)
+    r = await client.post("/v1/chat", json={"session_id": session, "message": "where is my order?"},
+                          headers=auth(acme_key))  # fmt: skip
+    assert r.status_code == 200
+    assert r.json()["decision"] == "ask_identification"  # a fresh acme thread, no retail state
+    r = await client.get(f"/api/tenants/me/customers/{other['id']}", headers=auth(retail_key))
+    assert r.status_code == 200  # untouched for its own tenant
+
+
+async def _scan_postgres(services: Services, needles: list[str]) -> dict[str, int]:
+    """Rows in every table of the database whose text or bytes contain any needle."""
+    hits: dict[str, int] = {}
+    async with services.pool.connection() as conn:
+        tables = await (
+            await conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+            )
+        ).fetchall()
+        for t in tables:
+            name = t["table_name"]
+            cols = await (
+                await conn.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns"
+                    " WHERE table_schema = 'public' AND table_name = %s",
+                    (name,),
+                )
+            ).fetchall()
+            clauses = []
+            for col in cols:
+                ident = '"' + col["column_name"] + '"'
+                if col["data_type"] == "bytea":
+                    clauses += [f"position(convert_to(%s, 'UTF8') in {ident}) > 0"] * len(needles)
+                else:
+                    clauses += [f"{ident}::text ILIKE '%%' || %s || '%%'"] * len(needles)
+            if not clauses:
+                continue
+            params = []
+            for _col in cols:
+                params += needles
+            row = await (
+                await conn.execute(
+                    f'SELECT count(*) AS n FROM "{name}" WHERE ' + " OR ".join(clauses), params
+                )
+            ).fetchone()
+            if row and row["n"]:
+                hits[name] = int(row["n"])
+    return hits
+
+
+async def _scan_redis(services: Services, needles: list[str]) -> list[str]:
+    found = []
+    async for key in services.redis.scan_iter(count=1000):
+        kind = (await services.redis.type(key)).decode()
+        if kind == "string":
+            blob = key + (await services.redis.get(key) or b"")
+        elif kind == "stream":
+            blob = key + json.dumps(
+                [[i.decode(), {k.decode(): v.decode() for k, v in f.items()}]
+                 for i, f in await services.redis.xrange(key)]
+            ).encode()  # fmt: skip
+        else:
+            blob = key
+        if any(n.encode() in blob for n in needles):
+            found.append(key.decode())
+    return found
+
+
+async def test_erasure_leaves_nothing_anywhere(
+    api: tuple[httpx.AsyncClient, str, str], services: Services
+) -> None:
+    client, key, _ = api
+    cust = await customer_with(services, "pending")
+    cid, email = str(cust["id"]), str(cust["email"])
+    await add_acme_twin(services, cid)  # same id in another tenant: must survive
+    done = new_session()
+    await say(services, done, f"my email is {email}")
+    await say(services, done, f"cancel order {cust['order_id']}, I ordered it by mistake")
+    await say(services, done, "yes")
+    await end_and_remember(services, done)
+    queued = new_session()  # a second conversation whose memory job is still queued
+    await say(services, queued, f"my email is {email}")
+    await say(services, queued, "where is my refund?")
+    await end_session(services, tenant_id="retail", session_id=queued)
+    await services.redis.xadd(
+        DEAD_LETTER,
+        {"tenant": "retail", "conversation": "old", "customer": cid, "error": "x", "attempts": "5"},
+    )
+    needles = [cid, email]
+    assert await _scan_postgres(services, needles)
+    assert await _scan_redis(services, needles)
+
+    r = await client.delete(f"/api/tenants/me/customers/{cid}", headers=auth(key))
+    assert r.status_code == 200, r.text
+    deleted = r.json()["deleted"]
+    assert deleted["customers"] == 1 and deleted["store_items"] >= 1
+    assert deleted["checkpoint_threads"] == 2 and deleted["queued_jobs"] >= 2
+
+    hits = await _scan_postgres(services, needles)
+    assert hits == {"customers": 1}  # only acme's twin, which shares the id
+    async with services.pool.connection() as conn:
+        row = await (await conn.execute(
+            "SELECT tenant_id FROM customers WHERE id = %s", (cid,))).fetchone()  # fmt: skip
+    assert row is not None and row["tenant_id"] == "acme"
+    assert await _scan_redis(services, needles) == []
+    for stream in (STREAM, DEAD_LETTER):
+        for _, fields in await services.redis.xrange(stream):
+            assert fields.get(b"customer") != cid.encode()
+    for url in (f"/api/tenants/me/customers/{cid}", f"/api/tenants/me/customers/{cid}/export"):
+        r = await client.get(url, headers=auth(key))
+        assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND"
+    r = await client.get("/api/tenants/me/customers/search", params={"q": email},
+                         headers=auth(key))  # fmt: skip
+    assert r.status_code == 404
+    r = await client.delete(f"/api/tenants/me/customers/{cid}", headers=auth(key))
+    assert r.status_code == 404
+    assert await MemoryWorker(services, backoff_base_s=0.0).drain() == 0  # nothing comes back
+    assert await _scan_redis(services, needles) == []
