@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8000
 STUDIO_PORT ?= 8123
 
-.PHONY: help setup demo serve studio test lint eval bench clean
+.PHONY: help setup demo serve studio test lint eval bench bench-scale worker clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -25,9 +25,14 @@ setup: $(STAMP)  ## create .venv and install everything (idempotent)
 demo: setup  ## two sessions on two channels with a real retail customer
 	$(BIN)/support-agent demo
 
-serve: setup  ## run the API on http://127.0.0.1:$(PORT) (loads retail data first)
+serve: setup  ## run the API on http://127.0.0.1:$(PORT) (loads retail data, prints an API key)
 	$(BIN)/support-agent load retail
+	@echo "API key for tenant retail (use as: Authorization: Bearer <key>):"
+	@$(BIN)/support-agent tenant create-key retail
 	$(BIN)/support-agent serve --port $(PORT)
+
+worker: setup  ## a dedicated memory pipeline worker (serve also runs one in-process)
+	$(BIN)/support-agent worker
 
 studio: setup  ## LangGraph Studio's local server (never port 2024: it is taken here)
 	LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH_TRACING=false \
@@ -40,8 +45,11 @@ lint: setup  ## ruff and mypy
 	$(BIN)/ruff check src tests evals bench
 	$(BIN)/mypy
 
-bench: setup  ## latency benchmarks (printed table)
+bench: setup  ## benchmarks: memory loads, turns, pipeline, episodic search at 10k/100k
 	$(BIN)/python bench/run.py
+
+bench-scale: setup  ## the benchmarks plus episodic search at 1M episodes (several minutes)
+	$(BIN)/python bench/run.py --scale
 
 clean:  ## remove the venv and local data
 	rm -rf $(VENV) .data

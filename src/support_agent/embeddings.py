@@ -50,14 +50,21 @@ class MiniLMEmbeddings(Embeddings):
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Embed texts; returns one 384-float, unit-length vector per text."""
-        if not texts:
-            return []
+    def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = _load_minilm().encode(
             texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False
         )
         return [v.tolist() for v in vectors]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed texts; returns one 384-float, unit-length vector per text.
+
+        Single texts go through the cache (the store embeds a search query this way); batches
+        are encoded as one batch.
+        """
+        if len(texts) == 1:
+            return [self.embed_query(texts[0])]
+        return self._encode(texts) if texts else []
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one text (cached); returns a 384-float unit-length vector."""
@@ -66,7 +73,7 @@ class MiniLMEmbeddings(Embeddings):
             if hit is not None:
                 self._cache.move_to_end(text)
                 return hit
-        vector = self.embed_documents([text])[0]
+        vector = self._encode([text])[0]
         with self._lock:
             self._cache[text] = vector
             if len(self._cache) > self._cache_size:
