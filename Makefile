@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8000
 STUDIO_PORT ?= 8123
 
-.PHONY: help setup demo serve studio test lint eval bench bench-scale worker clean
+.PHONY: help setup demo serve studio test lint eval bench worker clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -45,11 +45,8 @@ lint: setup  ## ruff and mypy
 	$(BIN)/ruff check src tests evals bench
 	$(BIN)/mypy
 
-bench: setup  ## benchmarks: memory loads, turns, pipeline, episodic search at 10k/100k
+bench: setup  ## benchmarks: memory loads, turns, pipeline, episodic search at 10k/100k/1M (~3 min)
 	$(BIN)/python bench/run.py
-
-bench-scale: setup  ## the benchmarks plus episodic search at 1M episodes (several minutes)
-	$(BIN)/python bench/run.py --scale
 
 clean:  ## remove the venv and local data
 	rm -rf $(VENV) .data

@@ -1,10 +1,10 @@
-"""Benchmarks (``make bench``; ``make bench-scale`` adds 1M episodes): one printed table.
+"""Benchmarks (``make bench``, about 3 minutes; ``--quick`` skips the 1M-episode run): one table.
 
 Runs against the same embedded PostgreSQL + Redis the service uses, in a throwaway DATA_DIR:
 
 - hot memory load: Customer 360 + L1/L2/L4 from Redis (one MGET, JSON decode, trust/churn);
 - cold memory load: the same on a Redis miss (PostgreSQL queries + re-warm);
-- episodic search at 10k / 100k (/ 1M) stored episodes of many customers (10 per customer, as the
+- episodic search at 10k / 100k / 1M stored episodes of many customers (10 per customer, as the
   store holds them: namespace per customer, 384-dim vectors), query embedding excluded and reported
   on its own row;
 - memory pipeline throughput: conversations per second through the worker (episode embedding,
@@ -183,7 +183,7 @@ async def bench_turns(svc: Services, emails: list[str]) -> list[Row]:
     return [("turn latency, no LLM (8 nodes)", len(turns), turns)]
 
 
-async def main(scale: bool) -> None:
+async def main(quick: bool) -> None:
     random.seed(7)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), database_url=None, redis_url=None)
@@ -202,7 +202,7 @@ async def main(scale: bool) -> None:
             table += await bench_turns(svc, [r["email"] for r in rows])
             table += await bench_pipeline(svc, ids)
             table += await bench_episodic(
-                svc, [10_000, 100_000, 1_000_000] if scale else [10_000, 100_000]
+                svc, [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
             )
             print(f"\n{'benchmark':52} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
             for name, n, samples in table:
@@ -216,5 +216,5 @@ async def main(scale: bool) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", action="store_true", help="also measure 1M episodes")
-    asyncio.run(main(parser.parse_args().scale))
+    parser.add_argument("--quick", action="store_true", help="skip the 1M-episode run")
+    asyncio.run(main(parser.parse_args().quick))
