@@ -45,6 +45,13 @@ lint: setup  ## ruff and mypy
 	$(BIN)/ruff check src tests evals bench
 	$(BIN)/mypy
 
+eval: setup  ## intent model: Banking77 5-fold CV; CLINC150 train(+oos) → val(+oos) (~6 min)
+	$(BIN)/python evals/prepare_intent_data.py --out .data/evals
+	$(BIN)/support-agent intents cv --data ../shared/data/banking77/train.csv --folds 5
+	$(BIN)/support-agent intents train --data .data/evals/clinc_train.csv \
+		--oos .data/evals/clinc_oos_train.csv --out .data/models/clinc150
+	$(BIN)/support-agent intents eval --model .data/models/clinc150 --data .data/evals/clinc_val.csv
+
 bench: setup  ## benchmarks: memory loads, turns, pipeline, episodic search at 10k/100k/1M (~3 min)
 	$(BIN)/python bench/run.py
 

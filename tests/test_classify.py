@@ -45,8 +45,9 @@ async def test_classifier_on_unseen_phrasings(services: Services) -> None:
 
 
 async def test_classifier_model_is_cached_on_disk(services: Services) -> None:
-    files = list((services.settings.data_dir / "models").glob("retail-intents-*.joblib"))
-    assert len(files) == 1
+    dirs = list((services.settings.data_dir / "models").glob("retail-intents-*"))
+    assert len(dirs) == 1
+    assert (dirs[0] / "model.joblib").is_file() and (dirs[0] / "model.json").is_file()
 
 
 @pytest.mark.parametrize(

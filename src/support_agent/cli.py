@@ -169,6 +169,58 @@ async def _tenant_key(args: argparse.Namespace) -> int:
     return await _with_services(run, warm_up=False)
 
 
+def _intents(args: argparse.Namespace) -> int:
+    """``support-agent intents train|eval|cv`` (no database needed)."""
+    from pathlib import Path
+
+    from support_agent.embeddings import MiniLMEmbeddings
+    from support_agent.intents.classifier import OUT_OF_SCOPE, IntentClassifier, read_labelled_csv
+    from support_agent.intents.evaluation import (
+        CachedEmbeddings,
+        cross_validate,
+        evaluate,
+        out_of_fold_probabilities,
+    )
+
+    embeddings = CachedEmbeddings(MiniLMEmbeddings())
+    try:
+        texts, labels = read_labelled_csv(Path(args.data))
+    except (OSError, ValueError) as exc:
+        print(json.dumps({"error": {"code": "INVALID_REQUEST", "message": str(exc)}}),
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.intents_command == "cv":
+        print(json.dumps(cross_validate(embeddings, texts, labels, folds=args.folds)))
+        return 0
+    if args.intents_command == "eval":
+        model_dir = Path(args.model)
+        model = IntentClassifier.load(model_dir, embeddings)
+        png = model_dir / f"confusion_{Path(args.data).stem}.png"
+        print(json.dumps(evaluate(model, texts, labels, png=png)))
+        return 0
+    if args.oos:
+        oos_texts, _ = read_labelled_csv(Path(args.oos))
+        texts, labels = texts + oos_texts, labels + [OUT_OF_SCOPE] * len(oos_texts)
+    model = IntentClassifier.train(embeddings, texts, labels)
+    meta: dict[str, Any] = {"n": len(texts), "trained_on": Path(args.data).name}
+    if args.calibrate:
+        cal_texts, cal_labels = read_labelled_csv(Path(args.calibrate))
+        model.calibrate(cal_texts, cal_labels, args.min_oos_recall)
+        meta["calibration"] = {
+            "data": Path(args.calibrate).name,
+            "min_oos_recall": args.min_oos_recall,
+        }
+    elif OUT_OF_SCOPE in labels:
+        probs, _ = out_of_fold_probabilities(embeddings, texts, labels, folds=5)
+        model.oos_threshold = model.threshold_for(probs, labels, args.min_oos_recall)
+        meta["calibration"] = {"data": "out-of-fold (5) on training data",
+                               "min_oos_recall": args.min_oos_recall}  # fmt: skip
+    model.save(Path(args.out), meta)
+    print(json.dumps({"model": str(args.out), "labels": len(model.labels),
+                      "oos_threshold": model.oos_threshold, **meta}))  # fmt: skip
+    return 0
+
+
 async def _demo(_: argparse.Namespace) -> int:
     from support_agent.demo import run_demo
 
@@ -230,6 +282,24 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("tenant_name", metavar="tenant")
     tk.set_defaults(func=_tenant_key)
 
+    p = sub.add_parser("intents", help="train, evaluate or cross-validate an intent model")
+    isub = p.add_subparsers(dest="intents_command", required=True)
+    it = isub.add_parser("train", help="train on TRAIN.csv (text,category) into MODEL_DIR")
+    it.add_argument("--data", required=True)
+    it.add_argument("--oos", help="CSV of out-of-scope examples (every row is out-of-scope)")
+    it.add_argument("--calibrate", help="CSV with out_of_scope rows to set the OOS threshold")
+    it.add_argument("--min-oos-recall", type=float, default=0.85)
+    it.add_argument("--out", required=True)
+    it.set_defaults(func=_intents)
+    ie = isub.add_parser("eval", help="print metrics as JSON; confusion PNG next to the model")
+    ie.add_argument("--model", required=True)
+    ie.add_argument("--data", required=True)
+    ie.set_defaults(func=_intents)
+    ic = isub.add_parser("cv", help="stratified k-fold cross-validation accuracy (JSON)")
+    ic.add_argument("--data", required=True)
+    ic.add_argument("--folds", type=int, default=5)
+    ic.set_defaults(func=_intents)
+
     p = sub.add_parser("worker", help="run a memory pipeline worker (Redis Streams consumer)")
     p.add_argument("--name", default=None, help="consumer name (default: host + random)")
     p.add_argument("--drain", action="store_true", help="process what is queued, then exit")
@@ -255,8 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "tenant", "x") is None:
         args.tenant = settings.default_tenant
     try:
-        if func is _serve:
-            return _serve(args)  # uvicorn runs its own event loop
+        if func in (_serve, _intents):
+            return int(func(args))  # synchronous commands
         return int(asyncio.run(func(args)))
     except SupportAgentError as exc:
         print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=sys.stderr)

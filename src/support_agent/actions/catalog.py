@@ -123,4 +123,5 @@ INTENT_AFFINITY: dict[str, dict[str, float]] = {
     "complaint": {"log_complaint": 1.0, "return_items": 0.4, "escalate_to_human": 0.3},
     "human_agent": {"escalate_to_human": 1.0},
     "other": {"general_help": 1.0, "follow_up_open_issue": 0.3},
+    "out_of_scope": {"general_help": 1.0},
 }

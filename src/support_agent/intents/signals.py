@@ -3,7 +3,9 @@
 Every function here is deterministic and explains itself through the cues it matched, so a human
 reviewing a decision can see why a message counted as frustrated or as a request for a human.
 
-Frustration is a noisy-OR of cue weights: ``1 − Π(1 − w_i)`` over the matched cues, in [0, 1].
+Frustration, urgency, vulnerability and positivity are each a noisy-OR of cue weights:
+``1 − Π(1 − w_i)`` over the matched cues, in [0, 1]. Sentiment is ``positivity − frustration``,
+in [−1, 1].
 """
 
 from __future__ import annotations
@@ -34,6 +36,42 @@ FRUSTRATION_CUES: dict[str, float] = {
     r"\bwtf\b|\bdamn\b|\bhell\b": 0.5,
     r"!{2,}": 0.25,
 }
+
+URGENCY_CUES: dict[str, float] = {
+    r"\burgent(ly)?\b": 0.6,
+    r"\basap\b|\bas soon as possible\b": 0.55,
+    r"\bimmediately\b|\bright now\b|\bright away\b": 0.5,
+    r"\bemergency\b": 0.7,
+    r"\btoday\b|\btonight\b": 0.25,
+    r"\b(stolen|fraud\w*|unauthori[sz]ed|hacked|scam(med)?)\b": 0.6,
+    r"\b(lost|missing) (my )?card\b": 0.5,
+    r"\blocked out\b|\bcan'?t access\b": 0.45,
+    r"\bdeadline\b|\bcan'?t wait\b": 0.4,
+}
+
+VULNERABILITY_CUES: dict[str, tuple[str, float]] = {
+    r"\b(passed away|died|death|funeral|bereave\w*|widow\w*)\b": ("bereavement", 0.8),
+    r"\b(lost my job|unemployed|laid off|redundan\w*)\b": ("hardship", 0.6),
+    r"\b(can'?t afford|cannot afford|can'?t pay|cannot pay|hardship|struggling to pay|"
+    r"behind on (my )?payments|debt)\b": ("hardship", 0.6),
+    r"\b(hospital\w*|medical bills|disabilit\w*|illness|cancer)\b": ("health", 0.5),
+}
+
+POSITIVE_CUES: dict[str, float] = {
+    r"\bthank(s| you)\b": 0.4,
+    r"\b(great|perfect|awesome|excellent|wonderful)\b": 0.45,
+    r"\b(appreciate|love it|happy|glad)\b": 0.4,
+}
+
+
+def _noisy_or(cues: dict[str, float], text: str, tag: str, matched: list[str]) -> float:
+    keep = 1.0
+    for pattern, weight in cues.items():
+        if re.search(pattern, text, re.I):
+            keep *= 1.0 - weight
+            matched.append(f"{tag}:{pattern}")
+    return round(1.0 - keep, 4)
+
 
 _HUMAN = re.compile(
     r"\b(human|real person|person|representative|rep|agent|manager|supervisor|operator|someone|"
@@ -86,10 +124,18 @@ class Signals:
         human_request: the customer explicitly asked for a person.
         churn_threat: the customer threatened to leave.
         confirmation: ``"yes"``, ``"no"`` or ``None`` (not a confirmation).
+        urgency: 0..1 (noisy-OR of urgency cues: "urgent", "stolen", "right now"...).
+        vulnerability: 0..1, with ``vulnerability_kind`` ``bereavement`` | ``hardship`` |
+            ``health`` (the strongest matched) or ``None``.
+        sentiment: −1..1, positivity minus frustration.
         cues: the cues that matched, for the audit trail.
     """
 
     frustration: float = 0.0
+    urgency: float = 0.0
+    vulnerability: float = 0.0
+    vulnerability_kind: str | None = None
+    sentiment: float = 0.0
     human_request: bool = False
     churn_threat: bool = False
     confirmation: str | None = None
@@ -109,6 +155,17 @@ def detect_signals(text: str) -> Signals:
         keep *= 1.0 - 0.3
         signals.cues.append("frustration:CAPS")
     signals.frustration = round(1.0 - keep, 4)
+    signals.urgency = _noisy_or(URGENCY_CUES, text, "urgency", signals.cues)
+    keep, strongest = 1.0, 0.0
+    for pattern, (kind, weight) in VULNERABILITY_CUES.items():
+        if re.search(pattern, text, re.I):
+            keep *= 1.0 - weight
+            signals.cues.append(f"vulnerability:{kind}")
+            if weight > strongest:
+                strongest, signals.vulnerability_kind = weight, kind
+    signals.vulnerability = round(1.0 - keep, 4)
+    positivity = _noisy_or(POSITIVE_CUES, text, "positive", signals.cues)
+    signals.sentiment = round(max(-1.0, min(1.0, positivity - signals.frustration)), 4)
     if (
         _OPERATOR.match(text)
         or _NOT_BOT.search(text)

@@ -1,0 +1,166 @@
+"""Measuring intent models: metrics, confusion matrix, k-fold cross-validation, OOS calibration.
+
+Metrics (``evaluate``), over rows of labelled data where ``out_of_scope`` marks out-of-scope rows:
+
+- ``accuracy``: share of all rows whose prediction equals the label (out-of-scope included);
+- ``macro_f1``: unweighted mean F1 over the labels present in the data or the predictions;
+- ``in_scope_accuracy``: accuracy over in-scope rows only (a rejected in-scope row is an error);
+- ``oos_recall``: share of out-of-scope rows predicted ``out_of_scope``;
+  both ``None`` when the data has no out-of-scope rows (then ``in_scope_accuracy`` is too);
+- ``per_intent``: precision, recall, F1 and support per label.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+from sklearn.model_selection import StratifiedKFold
+
+from support_agent.intents.classifier import OUT_OF_SCOPE, IntentClassifier
+
+
+class CachedEmbeddings(Embeddings):
+    """Memoises another embedder per text (training and CV embed the same texts many times)."""
+
+    def __init__(self, base: Embeddings) -> None:
+        self._base = base
+        self._memo: dict[str, list[float]] = {}
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed texts, computing only those not seen before (in one batch)."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        if missing:
+            for text, vector in zip(missing, self._base.embed_documents(missing), strict=True):
+                self._memo[text] = vector
+        return [self._memo[t] for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one text (memoised)."""
+        return self.embed_documents([text])[0]
+
+
+def evaluate(
+    model: IntentClassifier, texts: list[str], labels: list[str], png: Path | None = None
+) -> dict[str, Any]:
+    """Score a model on labelled data; optionally draw the confusion matrix to ``png``.
+
+    Returns:
+        ``{"n", "accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "per_intent"}``.
+    """
+    preds = [p.intent for p in model.predict_many(texts)]
+    y = np.asarray(labels)
+    yhat = np.asarray(preds)
+    has_oos = bool((y == OUT_OF_SCOPE).any())
+    names = sorted(set(labels) | set(preds))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, yhat, labels=names, zero_division=0
+    )
+    ins = y != OUT_OF_SCOPE
+    result = {
+        "n": len(labels),
+        "accuracy": round(float((y == yhat).mean()), 4),
+        "macro_f1": round(
+            float(f1_score(y, yhat, labels=names, average="macro", zero_division=0)), 4
+        ),
+        "in_scope_accuracy": round(float((y[ins] == yhat[ins]).mean()), 4) if has_oos else None,
+        "oos_recall": round(float((yhat[~ins] == OUT_OF_SCOPE).mean()), 4) if has_oos else None,
+        "per_intent": {
+            name: {
+                "precision": round(float(p), 4),
+                "recall": round(float(r), 4),
+                "f1": round(float(f), 4),
+                "support": int(s),
+            }
+            for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
+        },  # fmt: skip
+    }
+    if png is not None:
+        draw_confusion(y, yhat, names, png)
+    return result
+
+
+def draw_confusion(y: np.ndarray, yhat: np.ndarray, names: list[str], png: Path) -> None:
+    """Write a row-normalised confusion matrix (true label rows, predicted columns) as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    index = {n: i for i, n in enumerate(names)}
+    matrix = np.zeros((len(names), len(names)))
+    for a, b in zip(y, yhat, strict=True):
+        matrix[index[a], index[b]] += 1
+    matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = max(6.0, 0.12 * len(names) + 4)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(names))
+    fontsize = 8 if len(names) <= 40 else 4
+    ax.set_xticks(list(ticks), names, rotation=90, fontsize=fontsize)
+    ax.set_yticks(list(ticks), names, fontsize=fontsize)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"confusion matrix (row-normalised), n={len(y)}")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def out_of_fold_probabilities(
+    embeddings: Embeddings, texts: list[str], labels: list[str], folds: int = 5, seed: int = 0
+) -> tuple[np.ndarray, list[str]]:
+    """Each row's probabilities from a model that did not see it (stratified k-fold).
+
+    Returns:
+        ``(probs, label_order)`` with ``probs`` of shape ``(len(texts), n_labels)``.
+    """
+    order = sorted(set(labels))
+    probs = np.zeros((len(texts), len(order)))
+    y = np.asarray(labels)
+    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+        texts, y
+    ):
+        model = IntentClassifier.train(
+            embeddings, [texts[i] for i in train_idx], [labels[i] for i in train_idx]
+        )
+        fold = model.probabilities([texts[i] for i in test_idx])
+        cols = [order.index(label) for label in model.labels]
+        probs[np.ix_(test_idx, cols)] = fold
+    return probs, order
+
+
+def cross_validate(
+    embeddings: Embeddings, texts: list[str], labels: list[str], folds: int = 5, seed: int = 0
+) -> dict[str, Any]:
+    """Stratified k-fold cross-validation accuracy of the trainer.
+
+    Returns:
+        ``{"folds", "n", "accuracy", "fold_accuracies", "macro_f1"}`` (accuracy = mean of folds).
+    """
+    y = np.asarray(labels)
+    accs: list[float] = []
+    all_true: list[str] = []
+    all_pred: list[str] = []
+    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
+        texts, y
+    ):
+        model = IntentClassifier.train(
+            embeddings, [texts[i] for i in train_idx], [labels[i] for i in train_idx]
+        )
+        preds = [p.intent for p in model.predict_many([texts[i] for i in test_idx])]
+        truth = [labels[i] for i in test_idx]
+        accs.append(float(np.mean([a == b for a, b in zip(preds, truth, strict=True)])))
+        all_true += truth
+        all_pred += preds
+    return {
+        "folds": folds,
+        "n": len(labels),
+        "accuracy": round(float(np.mean(accs)), 4),
+        "fold_accuracies": [round(a, 4) for a in accs],
+        "macro_f1": round(float(f1_score(all_true, all_pred, average="macro")), 4),
+    }
