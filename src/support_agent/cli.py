@@ -221,6 +221,36 @@ def _intents(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _retrieval_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from support_agent.retrieval.evaluation import read_queries, summarize
+    from support_agent.retrieval.hybrid import hybrid_search
+
+    queries = read_queries(Path(args.data))
+
+    async def run(services: Any) -> int:
+        out: dict[str, Any] = {"n": len(queries), "tenant": args.tenant}
+        for mode in ("hybrid", "semantic", "keyword"):
+            rankings = []
+            for q in queries:
+                vector = await asyncio.to_thread(services.embeddings.embed_query, q["query"])
+                hits = await hybrid_search(
+                    services, args.tenant, q["query"], vector, sources=tuple(args.sources),
+                    limit=10, mode=mode,
+                )  # fmt: skip
+                rankings.append([h.id for h in hits])
+            metrics = summarize(rankings, queries)
+            if mode == "hybrid":
+                out.update(metrics)
+            else:
+                out.setdefault("by_mode", {})[mode] = metrics
+        print(json.dumps(out))
+        return 0
+
+    return await _with_services(run)
+
+
 async def _demo(_: argparse.Namespace) -> int:
     from support_agent.demo import run_demo
 
@@ -249,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("load", help="import a tenant's data set (idempotent) and sync Redis")
-    p.add_argument("tenant", choices=["retail"])
+    p.add_argument("tenant", choices=["retail", "bank"])
     p.set_defaults(func=_load)
 
     p = sub.add_parser("sync", help="write every customer's hot 360 into Redis")
@@ -299,6 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     ic.add_argument("--data", required=True)
     ic.add_argument("--folds", type=int, default=5)
     ic.set_defaults(func=_intents)
+
+    p = sub.add_parser("retrieval", help="evaluate hybrid retrieval")
+    rsub = p.add_subparsers(dest="retrieval_command", required=True)
+    re_ = rsub.add_parser("eval", help="recall@k and nDCG@k (k = 1, 5, 10) for a query file")
+    re_.add_argument("--tenant", required=True)
+    re_.add_argument("--data", required=True, help='JSON lines {"query", "relevant_ids"}')
+    re_.add_argument("--sources", nargs="+", default=["document"],
+                     choices=["resolution", "document", "offer"])  # fmt: skip
+    re_.set_defaults(func=_retrieval_eval)
 
     p = sub.add_parser("worker", help="run a memory pipeline worker (Redis Streams consumer)")
     p.add_argument("--name", default=None, help="consumer name (default: host + random)")

@@ -235,4 +235,10 @@ async def load_retail(services: Services, source: Path | None = None) -> LoadRep
     return report
 
 
-LOADERS = {"retail": load_retail}
+async def _load_bank(services: Services) -> LoadReport:
+    from support_agent.crm.bank import load_bank
+
+    return await load_bank(services)
+
+
+LOADERS = {"retail": load_retail, "bank": _load_bank}

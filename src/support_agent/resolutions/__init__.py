@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from support_agent.retrieval.hybrid import vector_literal
 from support_agent.services import Services
 from support_agent.tenants import load_tenant_config
 
@@ -18,11 +19,6 @@ from support_agent.tenants import load_tenant_config
 def _document(rec: dict[str, Any]) -> str:
     """Text embedded for a record."""
     return f"{rec['title']}. {rec['problem']} {rec['resolution']}"
-
-
-def _vector_literal(vec: list[float]) -> str:
-    """Pgvector text form ``[x1,x2,...]``."""
-    return "[" + ",".join(f"{x:.7f}" for x in vec) + "]"
 
 
 async def seed_resolutions(services: Services, tenant_id: str) -> int:
@@ -58,7 +54,7 @@ async def seed_resolutions(services: Services, tenant_id: str) -> int:
                     r["resolution"],
                     r["actions"],
                     r["success_rate"],
-                    _vector_literal(v),
+                    vector_literal(v),
                 )
                 for r, v in zip(missing, vectors, strict=True)
             ],
@@ -87,7 +83,7 @@ async def search_resolutions(
             " 1 - (embedding <=> %s::vector) AS similarity"
             " FROM resolution_records WHERE tenant_id = %s"
             " ORDER BY embedding <=> %s::vector LIMIT %s",
-            (_vector_literal(query_vector), tenant_id, _vector_literal(query_vector), k),
+            (vector_literal(query_vector), tenant_id, vector_literal(query_vector), k),
         )
         rows = await cur.fetchall()
     return [

@@ -1,0 +1,1 @@
+"""Hybrid retrieval over a tenant's resolution records, knowledge documents and offers."""
