@@ -5,18 +5,23 @@ from __future__ import annotations
 import pytest
 
 from support_agent.nodes.rank_actions import WEIGHTS, score_candidate
-from support_agent.resolutions import search_resolutions
+from support_agent.retrieval.hybrid import hybrid_search
 from support_agent.services import Services
 from tests.conftest import customer_with, new_session, say
 
 
 async def test_resolution_search_finds_the_matching_case(services: Services) -> None:
-    vector = services.embeddings.embed_query("I want to cancel, I bought it by accident")
-    records = await search_resolutions(services, "retail", vector, k=3)
-    assert records[0]["id"] == "res-retail-004"
-    sims = [r["similarity"] for r in records]
-    assert sims == sorted(sims, reverse=True)
-    assert await search_resolutions(services, "other-tenant", vector, k=3) == []
+    query = "I want to cancel, I bought it by accident"
+    vector = services.embeddings.embed_query(query)
+    hits = await hybrid_search(
+        services, "retail", query, vector, sources=("resolution",), limit=3, mode="semantic"
+    )
+    assert hits[0].id == "res-retail-004"
+    # semantic ranks follow cosine similarity; the final order also weighs effectiveness
+    by_similarity = sorted(hits, key=lambda h: -(h.similarity or 0.0))
+    ranks = [h.ranks["semantic"] for h in by_similarity]
+    assert ranks == sorted(ranks)
+    assert await hybrid_search(services, "other", query, vector, sources=("resolution",)) == []
 
 
 def test_score_is_the_documented_weighted_sum() -> None:

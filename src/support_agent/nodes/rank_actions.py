@@ -7,6 +7,7 @@ Formula (weights sum to 1; each term in [0, 1])::
     fit(a)      = affinity(intent, a) · intent_confidence    (actions.catalog.INTENT_AFFINITY)
     evidence(a) = max over retrieved resolution records r listing a of
                   max(0, similarity(r)) · success_rate(r)
+                  (similarity is the cosine similarity; 0 if r came from the keyword list only)
     memory(a)   = 1 if a continues the customer's open issue (follow-up, or the pending proposal
                   the customer is answering), else 0
     urgency(a)  = for escalate_to_human only: max(frustration, human_request) · (0.5 + 0.5·value)
@@ -55,7 +56,7 @@ def score_candidate(
     fit = INTENT_AFFINITY.get(intent, {}).get(action, 0.0) * confidence
     evidence = max(
         (
-            max(0.0, float(r["similarity"])) * float(r["success_rate"])
+            max(0.0, float(r.get("similarity") or 0.0)) * float(r["success_rate"])
             for r in resolutions
             if r.get("kind") == "resolution" and action in (r.get("actions") or [])
         ),

@@ -1,8 +1,10 @@
-"""retrieve_resolutions: past resolutions of similar cases.
+"""retrieve_resolutions: past resolutions, knowledge documents and offers for the message.
 
-Semantic search with pgvector: the message embedding against the tenant's ``resolution_records``.
-(The customer's own relevant episodes are loaded by ``load_360`` with the rest of their memory.) A
-bare "yes"/"no" answering a proposal keeps the previous turn's results.
+Hybrid retrieval (``retrieval.hybrid``): pgvector similarity and PostgreSQL full-text search over
+the tenant's resolution records, knowledge documents and offers, fused by reciprocal rank fusion,
+with resolution records weighted by their success rate. (The customer's own relevant episodes are
+loaded by ``load_360`` with the rest of their memory.) A bare "yes"/"no" answering a proposal keeps
+the previous turn's results.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from langgraph.runtime import Runtime
 
 from support_agent.context import Context
 from support_agent.nodes._text import last_customer_text
-from support_agent.resolutions import search_resolutions
+from support_agent.retrieval.hybrid import hybrid_search
 from support_agent.services import get_services
 from support_agent.state import State
 
@@ -23,8 +25,9 @@ async def retrieve_resolutions(state: State, runtime: Runtime[Context]) -> dict[
     """Retrieve resolution records and episodes for the latest message.
 
     Returns:
-        ``resolutions``: records (``kind="resolution"``: id, intent, title, resolution, actions,
-        success_rate, similarity), most similar first. Empty for an empty message.
+        ``resolutions``: up to 8 hits, best first, each ``{kind, id, score, ranks, similarity,
+        title, text, ...}`` (resolutions add intent, actions, success_rate). Empty for an empty
+        message.
     """
     text = last_customer_text(state.get("messages"))
     signals = state.get("signals") or {}
@@ -35,5 +38,5 @@ async def retrieve_resolutions(state: State, runtime: Runtime[Context]) -> dict[
     services = await get_services()
     tenant_id = runtime.context.tenant_id
     vector = await asyncio.to_thread(services.embeddings.embed_query, text)
-    records = await search_resolutions(services, tenant_id, vector, k=3)
-    return {"resolutions": [{"kind": "resolution", **r} for r in records]}
+    hits = await hybrid_search(services, tenant_id, text, vector, limit=8)
+    return {"resolutions": [hit.as_dict() for hit in hits]}

@@ -60,37 +60,3 @@ async def seed_resolutions(services: Services, tenant_id: str) -> int:
             ],
         )
         return max(cur.rowcount, 0)
-
-
-async def search_resolutions(
-    services: Services, tenant_id: str, query_vector: list[float], k: int = 3
-) -> list[dict[str, Any]]:
-    """Nearest resolution records by cosine similarity (pgvector ``<=>``).
-
-    Args:
-        services: open services.
-        tenant_id: only this tenant's records are searched.
-        query_vector: unit-length 384-dim query embedding.
-        k: number of records returned.
-
-    Returns:
-        Up to ``k`` dicts ``{id, intent, title, resolution, actions, success_rate, similarity}``,
-        most similar first; ``similarity`` is cosine similarity in [-1, 1].
-    """
-    async with services.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, intent, title, resolution, actions, success_rate,"
-            " 1 - (embedding <=> %s::vector) AS similarity"
-            " FROM resolution_records WHERE tenant_id = %s"
-            " ORDER BY embedding <=> %s::vector LIMIT %s",
-            (vector_literal(query_vector), tenant_id, vector_literal(query_vector), k),
-        )
-        rows = await cur.fetchall()
-    return [
-        {
-            **row,
-            "similarity": round(float(row["similarity"]), 4),
-            "success_rate": float(row["success_rate"]),
-        }
-        for row in rows
-    ]
