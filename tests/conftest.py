@@ -43,7 +43,9 @@ def packs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("packs")
     shutil.copytree(PACKS_DIR / "retail", root / "acme")
     config = (root / "acme" / "tenant.yaml").read_text()
-    (root / "acme" / "tenant.yaml").write_text(config.replace("Retail store", "Acme outlet"))
+    config = config.replace("Retail store", "Acme outlet")
+    config = config.replace("offer_help_before_human: 0", "offer_help_before_human: 1")
+    (root / "acme" / "tenant.yaml").write_text(config)
     return root
 
 

@@ -62,8 +62,8 @@ async def test_human_request_is_a_warm_handoff_with_context(services: Services) 
     packet = result.handoff
     assert packet is not None
     assert packet["reason"] == "customer asked for a human agent"
-    assert packet["customer"]["id"] == cust["id"]
-    assert packet["customer"]["tier"] in ("gold", "silver", "standard")
+    assert packet["header"]["customer_id"] == cust["id"]
+    assert packet["header"]["tier"] in ("gold", "silver", "standard")
     assert packet["current_issue"]["order_id"] == cust["order_id"]
     assert packet["pending_action"]["order_id"] == cust["order_id"]
     assert len(packet["transcript"]) == 3

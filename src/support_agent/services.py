@@ -33,7 +33,7 @@ from support_agent.embeddings import MINILM_DIMS, make_embeddings
 from support_agent.errors import InfrastructureError
 from support_agent.infra.embedded import EmbeddedServers, start_embedded
 from support_agent.settings import Settings, get_settings
-from support_agent.tenants import preload_tenant_configs, register_pack_dir
+from support_agent.tenants import load_tenant_config, preload_tenant_configs, register_pack_dir
 
 if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
@@ -104,7 +104,7 @@ class Services:
         )
         if settings.tenant_packs_dir is not None:
             register_pack_dir(settings.tenant_packs_dir)
-        await asyncio.to_thread(preload_tenant_configs)
+        tenant_ids = await asyncio.to_thread(preload_tenant_configs)
         database_url = settings.database_url or embedded.database_url
         redis_url = settings.redis_url or embedded.redis_url
         assert database_url is not None and redis_url is not None
@@ -125,6 +125,11 @@ class Services:
                 raise InfrastructureError("PostgreSQL is unreachable") from exc
             async with pool.connection() as conn:
                 await migrate(conn)
+                for tenant_id in tenant_ids:  # every pack has its tenant row
+                    await conn.execute(
+                        "INSERT INTO tenants (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                        (tenant_id, load_tenant_config(tenant_id).name),
+                    )
             embeddings = make_embeddings(settings.embedding_model)
             index_config: PostgresIndexConfig = {
                 "dims": MINILM_DIMS,

@@ -76,6 +76,7 @@ class State(InputState, total=False):
         history: one entry per turn ``{turn, intent, decision, action}`` (appended).
         session_status: ``open`` or ``ended``.
         memory_job: status of the memory job queued when the session ended.
+        contact_counted: the open issue whose contact count this session already increased.
     """
 
     customer_id: str
@@ -101,3 +102,4 @@ class State(InputState, total=False):
     history: Annotated[list[dict[str, Any]], operator.add]
     session_status: Literal["open", "ended"]
     memory_job: str | None
+    contact_counted: str | None

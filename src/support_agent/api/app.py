@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from support_agent.api.deps import ServicesDep, TenantDep
+from support_agent.api.handoff_routes import router as handoff_router
 from support_agent.api.memory_routes import router as memory_router
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
 from support_agent.conversation import end_session, run_turn, sweep_idle_sessions
@@ -159,4 +160,5 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return await end_session(svc, tenant_id=tenant_id, session_id=session_id)
 
     app.include_router(memory_router)
+    app.include_router(handoff_router)
     return app

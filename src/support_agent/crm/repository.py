@@ -217,6 +217,16 @@ async def upsert_issue(services: Services, tenant_id: str, issue: dict[str, Any]
         )
 
 
+async def count_issue_contact(services: Services, tenant_id: str, issue_id: str) -> None:
+    """One more session contacted us about an open issue."""
+    async with services.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE issues SET contacts = contacts + 1, updated_at = now()"
+            " WHERE tenant_id = %s AND id = %s",
+            (tenant_id, issue_id),
+        )
+
+
 async def record_policy_audit(
     services: Services, tenant_id: str, session_id: str, turn: int, decision: dict[str, Any]
 ) -> None:

@@ -6,7 +6,7 @@ the end in case a concurrent turn re-warmed them.
 
 Places: PostgreSQL rows (customer, identities, payment methods, orders with items, fulfillments
 and payments, interactions with messages and policy audit records, issues, promises, account
-actions, memory layers, memory jobs), store items and their vectors (namespace
+actions, memory layers, memory jobs, handoffs), store items and their vectors (namespace
 ``("tenant", t, "customer", c)``; vectors cascade), the checkpoints of every thread of the
 customer's sessions, Redis keys ``sa:{t}:*:{c}``, and entries naming the customer in the memory job
 stream and its dead-letter stream.
@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 # (table, WHERE clause) in deletion order; %(t)s tenant, %(c)s customer, %(s)s session ids.
 _PG_DELETES: list[tuple[str, str]] = [
     ("memory_jobs", "tenant_id = %(t)s AND customer_id = %(c)s"),
+    ("handoffs", "tenant_id = %(t)s AND (customer_id = %(c)s OR session_id = ANY(%(s)s))"),
     ("messages", "tenant_id = %(t)s AND interaction_id = ANY(%(s)s)"),
     ("policy_audit", "tenant_id = %(t)s AND interaction_id = ANY(%(s)s)"),
     ("account_actions",

@@ -258,6 +258,9 @@ _EXPORT_TABLES = {
     " WHERE tenant_id = %s AND customer_id = %s ORDER BY created_at",
     "promises": "SELECT id, conversation_id, order_id, text, made_by, due_at, status, created_at"
     " FROM promises WHERE tenant_id = %s AND customer_id = %s ORDER BY created_at",
+    "handoffs": "SELECT id, session_id, status, reason, panel, resolution, satisfaction,"
+    " created_at, resolved_at FROM handoffs WHERE tenant_id = %s AND customer_id = %s"
+    " ORDER BY created_at",
     "account_actions": "SELECT idempotency_key, interaction_id, action, params, result, created_at"
     " FROM account_actions WHERE tenant_id = %s AND customer_id = %s ORDER BY created_at",
 }

@@ -16,8 +16,13 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from support_agent.context import Context
-from support_agent.intents.classifier import classifier_for
-from support_agent.intents.signals import cancel_reason, detect_signals, extract_order_ids
+from support_agent.intents.classifier import OUT_OF_SCOPE, classifier_for
+from support_agent.intents.signals import (
+    cancel_reason,
+    detect_signals,
+    extract_identifiers,
+    extract_order_ids,
+)
 from support_agent.nodes._text import last_customer_text
 from support_agent.services import get_services
 from support_agent.state import State
@@ -53,11 +58,11 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         return {
             "intent": pending["intent"],
             "intent_confidence": 1.0,
-            "signals": {**signals.__dict__, "ranking": []},
+            "signals": {**signals.__dict__, "ranking": [], "unclear": False},
             "entities": entities,
         }
     if not text.strip():
-        prediction_intent, confidence, ranking = "other", 0.0, []
+        prediction_intent, confidence, ranking = "other", 1.0, []
     else:
         clf = await asyncio.to_thread(
             classifier_for,
@@ -72,9 +77,17 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
     intent = prediction_intent if confidence >= config.intent_min_confidence else "other"
     if signals.human_request:
         intent = "human_agent"
+    identifying = bool((state.get("identification") or {}).get("new")) or bool(
+        extract_identifiers(text)
+    )
+    unclear = (
+        (prediction_intent == OUT_OF_SCOPE or confidence < config.intent_min_confidence)
+        and not identifying
+        and not signals.human_request
+    )
     return {
         "intent": intent,
         "intent_confidence": confidence,
-        "signals": {**signals.__dict__, "ranking": ranking},
+        "signals": {**signals.__dict__, "ranking": ranking, "unclear": unclear},
         "entities": entities,
     }

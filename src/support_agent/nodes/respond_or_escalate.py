@@ -1,9 +1,10 @@
 """respond_or_escalate: answer with full context, act on a confirmed request, or hand off warmly.
 
-Escalation triggers (checked first): an explicit request for a human, frustration at or above the
-tenant's threshold, or a policy outcome that needs a human. The warm handoff packet carries the
-whole context (customer, 360 summary, current issue, what was tried, memory, suggested
-resolutions) so the human agent never asks the customer to repeat anything.
+Escalation triggers are checked first (``handoff.escalation_reason``: a human requested after the
+tenant's number of offers of help, anger, out-of-scope or low confidence twice, a policy outcome
+that needs a human, the third contact about one open issue, a high-value billing dispute). The warm
+handoff packet is the human agent's panel (``handoff.build_panel``), so the human agent never asks
+the customer to repeat anything.
 
 Otherwise the policy outcome picks a grounded template (``replies``); a confirmed write is executed
 on the systems of record (``actions.retail``). With a chat model configured, the template reply is
@@ -22,8 +23,9 @@ from support_agent import replies
 from support_agent.actions.retail import cancel_order, request_return
 from support_agent.context import Context
 from support_agent.errors import InvalidRequestError, NotFoundError
+from support_agent.handoff import build_panel, escalation_reason
 from support_agent.llm import polish_reply
-from support_agent.nodes._text import customer_lines, last_customer_text
+from support_agent.nodes._text import last_customer_text
 from support_agent.services import Services, get_services
 from support_agent.state import State
 from support_agent.tenants import load_tenant_config
@@ -31,70 +33,6 @@ from support_agent.tenants import load_tenant_config
 logger = logging.getLogger(__name__)
 
 _PROBLEM_INTENTS = {"return", "exchange", "complaint"}
-
-
-def escalation_reason(state: State, frustration_threshold: float) -> str | None:
-    """Why this turn must go to a human, or ``None``."""
-    signals = state.get("signals") or {}
-    policy = state.get("policy") or {}
-    if signals.get("human_request"):
-        return "customer asked for a human agent"
-    if float(signals.get("frustration", 0.0)) >= frustration_threshold:
-        return "customer frustration above threshold"
-    if policy.get("outcome") == "escalate":
-        return "next-best-action is a human agent"
-    return None
-
-
-def handoff_packet(state: State, ctx: Context, reason: str) -> dict[str, Any]:
-    """The warm handoff: everything the human agent needs, pre-loaded."""
-    c360 = state.get("c360") or {}
-    memory = state.get("memory") or {}
-    profile = c360.get("profile") or {}
-    return {
-        "reason": reason,
-        "queue": "human_agents",
-        "tenant_id": ctx.tenant_id,
-        "session_id": ctx.session_id,
-        "channel": ctx.channel,
-        "customer": {
-            "id": state.get("customer_id"),
-            "verified": bool(state.get("authenticated")),
-            "name": profile.get("name"),
-            "tier": c360.get("tier"),
-            "net_spend": (c360.get("value") or {}).get("net_spend"),
-        },
-        "intent": state.get("intent"),
-        "sentiment": {"frustration": (state.get("signals") or {}).get("frustration", 0.0)},
-        "current_issue": state.get("issue") or memory.get("open_issue"),
-        "pending_action": state.get("pending_action"),
-        "tried": [
-            f"policy: {d['action']} → {d['outcome']} ({d['reason']})"
-            for d in [state.get("policy") or {}]
-            if d
-        ],
-        "transcript": customer_lines(state.get("messages"))[-10:],
-        "episodes": [
-            {
-                "conversationId": e["conversationId"],
-                "channel": e["channel"],
-                "summary": e["summary"],
-                "createdAt": e["createdAt"],
-            }
-            for e in [memory.get("open_episode"), *memory.get("episodes", [])]
-            if e
-        ],
-        "memory": {
-            "l2_history": memory.get("l2_history"),
-            "l4_prefs_mood": memory.get("l4_prefs_mood"),
-        },
-        "open_issues": c360.get("open_issues", []),
-        "suggested_resolutions": [
-            {"title": r["title"], "success_rate": r["success_rate"], "actions": r["actions"]}
-            for r in state.get("resolutions") or []
-            if r.get("kind") == "resolution"
-        ],
-    }
 
 
 def _issue_for(
@@ -193,10 +131,15 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
     if identification.get("new") and first:
         greeting = f"Thanks, {first}, you're verified. "
 
-    reason = escalation_reason(state, config.frustration_escalation)
-    if reason is not None:
+    reason = escalation_reason(state, config, ctx.session_id)
+    if reason is None and signals.get("human_request"):
+        reply = (
+            greeting + "I can help with that right here: orders, returns, exchanges, refunds and "
+            "account questions. If you'd still prefer a person, just say so and I'll connect you."
+        )
+    elif reason is not None:
         decision = "escalate"
-        handoff = handoff_packet(state, ctx, reason)
+        handoff = build_panel(state, ctx, reason)
         reply = (
             "I'm connecting you with a colleague now. They can see everything we've "
             "discussed, so you won't need to repeat yourself."
@@ -298,7 +241,7 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         except (InvalidRequestError, NotFoundError) as exc:
             if action in ("exchange_items", "modify_order"):
                 decision = "escalate"
-                handoff = handoff_packet(state, ctx, exc.message)
+                handoff = build_panel(state, ctx, exc.message)
                 reply = (
                     "To pick the new option, I'm connecting you with a colleague who can see "
                     "this whole conversation, so you won't need to repeat anything."
@@ -367,6 +310,9 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
             )
         else:
             reply = greeting + "How can I help you today?"
+    elif state.get("intent") == "out_of_scope":
+        reply = (greeting + "That's outside what I can help with here. I can help with orders, "
+                 "returns, exchanges, refunds and your account.")  # fmt: skip
     else:
         reply = "Hello! I can help with orders, returns, exchanges and refunds."
         if not state.get("authenticated"):
@@ -414,6 +360,8 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
                 "decision": decision,
                 "action": action,
                 "frustration": float(signals.get("frustration", 0.0)),
+                "human_request": bool(signals.get("human_request")),
+                "unclear": bool(signals.get("unclear")),
             }
         ],
     }

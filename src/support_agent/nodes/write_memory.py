@@ -20,11 +20,13 @@ from langgraph.runtime import Runtime
 from support_agent.context import Context
 from support_agent.crm.repository import (
     append_messages,
+    count_issue_contact,
     end_interaction,
     get_interaction,
     touch_interaction,
     upsert_issue,
 )
+from support_agent.handoff import record_handoff
 from support_agent.memory_store.hot import invalidate_360
 from support_agent.memory_store.pipeline import enqueue_conversation
 from support_agent.nodes._text import agent_lines, customer_lines, last_customer_text
@@ -175,10 +177,21 @@ async def write_memory(state: State, runtime: Runtime[Context]) -> dict[str, Any
         ],
     )
     issue = state.get("issue")
+    update: dict[str, Any] = {"session_status": "open"}
+    if state.get("decision") == "escalate" and state.get("handoff"):
+        await record_handoff(services, state["handoff"])  # type: ignore[arg-type]
+    if (
+        customer_id
+        and issue
+        and issue.get("opened_in") != ctx.session_id
+        and state.get("contact_counted") != issue.get("id")
+    ):
+        await count_issue_contact(services, ctx.tenant_id, str(issue["id"]))
+        update["contact_counted"] = issue["id"]
     changed = any(a.get("status") == "done" for a in state.get("actions") or [])
     if customer_id and issue and issue.get("order_id") and _issue_changed(issue, state):
         await upsert_issue(services, ctx.tenant_id, _issue_row(issue))
         changed = True
-    if customer_id and changed:
+    if customer_id and (changed or "contact_counted" in update):
         await invalidate_360(services, ctx.tenant_id, customer_id)
-    return {"session_status": "open"}
+    return update

@@ -56,6 +56,22 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True)
+class HandoffConfig:
+    """Per-tenant warm-handoff settings (``handoff:`` in ``tenant.yaml``).
+
+    Attributes:
+        offer_help_before_human: times the agent offers its own help before transferring a
+            customer who asks for a person (0: transfer at once).
+        billing_dispute_intents: intents that count as a billing dispute.
+        high_value_tiers: tiers whose billing disputes go straight to a human.
+    """
+
+    offer_help_before_human: int = 0
+    billing_dispute_intents: tuple[str, ...] = ()
+    high_value_tiers: tuple[str, ...] = ("gold",)
+
+
+@dataclass(frozen=True)
 class TenantConfig:
     """Configuration of one tenant, from ``tenants/<id>/tenant.yaml``.
 
@@ -71,6 +87,7 @@ class TenantConfig:
             ``other``.
         pack_dir: the pack folder.
         memory: memory settings (:class:`MemoryConfig`).
+        handoff: warm-handoff settings (:class:`HandoffConfig`).
     """
 
     tenant_id: str
@@ -81,6 +98,7 @@ class TenantConfig:
     intent_min_confidence: float
     pack_dir: Path
     memory: MemoryConfig = field(default_factory=lambda: MemoryConfig())
+    handoff: HandoffConfig = field(default_factory=lambda: HandoffConfig())
     extra: dict[str, Any] = field(default_factory=dict)
 
     def tier_for(self, net_spend: float) -> str:
@@ -89,6 +107,14 @@ class TenantConfig:
             if net_spend >= minimum:
                 return tier
         return "standard"
+
+
+def _handoff_config(raw: dict[str, Any]) -> HandoffConfig:
+    return HandoffConfig(
+        offer_help_before_human=int(raw.get("offer_help_before_human", 0)),
+        billing_dispute_intents=tuple(raw.get("billing_dispute_intents", ())),
+        high_value_tiers=tuple(raw.get("high_value_tiers", ("gold",))),
+    )
 
 
 @lru_cache(maxsize=16)
@@ -112,6 +138,7 @@ def load_tenant_config(tenant_id: str) -> TenantConfig:
         intent_min_confidence=float(raw["intent_min_confidence"]),
         pack_dir=pack,
         memory=MemoryConfig(**raw.get("memory", {})),
+        handoff=_handoff_config(raw.get("handoff", {})),
         extra={k: v for k, v in raw.items() if k not in _KNOWN},
     )
 
@@ -123,6 +150,7 @@ _KNOWN = {
     "frustration_escalation",
     "intent_min_confidence",
     "memory",
+    "handoff",
 }
 
 

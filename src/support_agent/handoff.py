@@ -1,0 +1,348 @@
+"""Warm handoff: when to escalate, the human agent's panel, and the handoff queue.
+
+Escalation triggers, checked in this order (the first that holds is the reason):
+
+1. an explicit request for a human, once the agent has offered its own help the tenant's
+   ``offer_help_before_human`` times in this session (bank policy: offer help first);
+2. anger: frustration at or above the tenant's ``frustration_escalation``;
+3. out-of-scope or low-confidence messages twice in one session;
+4. a policy outcome that needs a human (``escalate``), or an action only a human can complete;
+5. the third contact about the same open issue (the issue's ``contacts`` counts sessions);
+6. a high-value customer (tier in ``high_value_tiers``) with a billing dispute
+   (intent in ``billing_dispute_intents``).
+
+The panel is what the human agent sees, pre-loaded so the customer never repeats anything:
+``header`` (name, tier, tenure, CLV, churn risk, sentiment, VIP flag), ``summary``,
+``current_issue``, ``tried``, ``reason``, ``timeline`` of past interactions,
+``suggested_resolutions`` with success rates, and ``quick_actions``.
+
+Resolving a handoff records the outcome in the CRM (handoff, interaction, issue, promises), in
+memory (an episode for the human contact; L2 counters; hot layers refreshed) and in the
+effectiveness of the resolution record used: ``success_rate ← (success_rate·(m + uses) + s) /
+(m + uses + 1)`` with ``s`` 1 for a success (issue resolved and satisfaction ≥ 4) and prior strength
+``m = 10`` (the seed rate counts as ten observations).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from support_agent.context import Context
+from support_agent.errors import NotFoundError
+from support_agent.memory_store.episodes import episodes_namespace
+from support_agent.memory_store.hot import invalidate_360
+from support_agent.memory_store.layers import read_layers_pg, write_hot_layers
+from support_agent.nodes._text import customer_lines
+from support_agent.services import Services
+from support_agent.state import State
+from support_agent.tenants import TenantConfig
+
+PRIOR_STRENGTH = 10
+
+
+def contact_number(state: State, session_id: str) -> int | None:
+    """Which contact about the open issue this session is (1 = the session that opened it).
+
+    ``None`` when the session is not continuing an open issue from another session.
+    """
+    open_issue = (state.get("memory") or {}).get("open_issue")
+    if not open_issue or open_issue.get("opened_in") == session_id:
+        return None
+    continuing = (state.get("policy") or {}).get("action") == "follow_up_open_issue" or (
+        (state.get("issue") or {}).get("id") == open_issue.get("id")
+    )
+    if not continuing:
+        return None
+    counted = state.get("contact_counted") == open_issue.get("id")
+    return int(open_issue.get("contacts", 1)) + (0 if counted else 1)
+
+
+def escalation_reason(state: State, config: TenantConfig, session_id: str) -> str | None:
+    """Why this turn must go to a human (see module docstring), or ``None``."""
+    signals = state.get("signals") or {}
+    policy = state.get("policy") or {}
+    history = state.get("history") or []
+    c360 = state.get("c360") or {}
+    if signals.get("human_request"):
+        offered = sum(1 for h in history if h.get("human_request"))
+        if offered >= config.handoff.offer_help_before_human:
+            return "customer asked for a human agent"
+    if float(signals.get("frustration", 0.0)) >= config.frustration_escalation:
+        return "customer frustration above threshold"
+    unclear = sum(1 for h in history if h.get("unclear")) + int(bool(signals.get("unclear")))
+    if unclear >= 2:
+        return "out-of-scope or low-confidence twice in this session"
+    if policy.get("outcome") == "escalate" and not signals.get("human_request"):
+        return "next-best-action is a human agent"
+    contact = contact_number(state, session_id)
+    if contact is not None and contact >= 3:
+        return "third contact about the same open issue"
+    if (
+        c360.get("tier") in config.handoff.high_value_tiers
+        and state.get("intent") in config.handoff.billing_dispute_intents
+    ):
+        return "high-value customer with a billing dispute"
+    return None
+
+
+def _tenure_days(first_contact: str | None) -> int | None:
+    if not first_contact:
+        return None
+    return max(0, (datetime.now(UTC) - datetime.fromisoformat(first_contact)).days)
+
+
+def build_panel(state: State, ctx: Context, reason: str) -> dict[str, Any]:
+    """The warm handoff packet: the human agent's panel, with every field pre-loaded."""
+    c360 = state.get("c360") or {}
+    memory = state.get("memory") or {}
+    profile = c360.get("profile") or {}
+    l2 = memory.get("l2_history") or {}
+    signals = state.get("signals") or {}
+    issue = state.get("issue") or memory.get("open_issue")
+    history = state.get("history") or []
+    tried = [
+        f"turn {h.get('turn')}: {h.get('intent')} → {h.get('action')} ({h.get('decision')})"
+        for h in history
+    ]
+    policy = state.get("policy") or {}
+    if policy:
+        tried.append(f"policy: {policy.get('action')} → {policy.get('outcome')} "
+                     f"({policy.get('reason')})")  # fmt: skip
+    timeline = [
+        {"at": i.get("started_at"), "channel": i.get("channel"), "kind": "interaction",
+         "summary": i.get("summary"), "outcome": i.get("outcome")}
+        for i in c360.get("interactions", [])
+    ] + [
+        {"at": e.get("createdAt"), "channel": e.get("channel"), "kind": "episode",
+         "summary": e.get("summary"), "outcome": e.get("outcome")}
+        for e in [memory.get("open_episode"), *memory.get("episodes", [])] if e
+    ]  # fmt: skip
+    timeline.sort(key=lambda t: t["at"] or "", reverse=True)
+    name = profile.get("name") or "unidentified customer"
+    summary = f"{name} ({c360.get('tier', 'unknown tier')}) contacted us on {ctx.channel}"
+    if issue:
+        summary += (f" about order {issue.get('order_id')}: {issue.get('description')}"
+                    f" (open issue, contact #{issue.get('contacts', 1)})")  # fmt: skip
+    summary += f". Escalated because {reason}."
+    return {
+        "handoff_id": f"ho-{uuid.uuid4().hex[:12]}",
+        "reason": reason,
+        "queue": "human_agents",
+        "tenant_id": ctx.tenant_id,
+        "session_id": ctx.session_id,
+        "channel": ctx.channel,
+        "header": {
+            "customer_id": state.get("customer_id") if state.get("authenticated") else None,
+            "verified": bool(state.get("authenticated")),
+            "name": profile.get("name"),
+            "tier": c360.get("tier"),
+            "tenure_days": _tenure_days(l2.get("firstContact")),
+            "clv": (c360.get("value") or {}).get("net_spend"),
+            "churn_risk": l2.get("churnRisk"),
+            "sentiment": signals.get("sentiment", 0.0),
+            "vip": c360.get("tier") in ("gold",),
+        },
+        "summary": summary,
+        "current_issue": issue,
+        "pending_action": state.get("pending_action"),
+        "tried": tried,
+        "timeline": timeline,
+        "suggested_resolutions": [
+            {
+                "id": r["id"],
+                "title": r["title"],
+                "success_rate": r["success_rate"],
+                "actions": r.get("actions", []),
+            }
+            for r in state.get("resolutions") or []
+            if r.get("kind") == "resolution"
+        ],  # fmt: skip
+        "quick_actions": [
+            {"action": a["action"], "target": a.get("target")}
+            for a in policy.get("alternatives", [])
+        ]
+        + ([{"action": policy["action"], "target": policy.get("target")}] if policy else []),
+        "transcript": customer_lines(state.get("messages"))[-10:],
+        "memory": {"l2_history": l2, "l4_prefs_mood": memory.get("l4_prefs_mood")},
+    }
+
+
+async def record_handoff(services: Services, panel: dict[str, Any]) -> None:
+    """Put a handoff on the queue (idempotent on its id)."""
+    import json
+
+    async with services.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO handoffs (tenant_id, id, session_id, customer_id, reason, panel)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (panel["tenant_id"], panel["handoff_id"], panel["session_id"],
+             panel["header"]["customer_id"], panel["reason"], json.dumps(panel, default=str)),
+        )  # fmt: skip
+
+
+def _row(row: dict[str, Any], full: bool) -> dict[str, Any]:
+    out = {
+        "id": row["id"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "sessionId": row["session_id"],
+        "customerId": row["customer_id"],
+        "createdAt": row["created_at"].isoformat(),
+        "resolvedAt": row["resolved_at"].isoformat() if row["resolved_at"] else None,
+        "resolution": row["resolution"],
+        "satisfaction": row["satisfaction"],
+    }
+    if full:
+        out["panel"] = row["panel"]
+    else:
+        out["header"] = row["panel"].get("header")
+        out["summary"] = row["panel"].get("summary")
+    return out
+
+
+async def list_handoffs(
+    services: Services, tenant_id: str, status: str | None, limit: int = 50
+) -> dict[str, Any]:
+    """The tenant's handoffs, oldest first (a queue), optionally by status."""
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT * FROM handoffs WHERE tenant_id = %s AND (%s::text IS NULL OR status = %s)"
+                " ORDER BY created_at, id LIMIT %s",
+                (tenant_id, status, status, limit),
+            )
+        ).fetchall()
+    return {"data": [_row(r, full=False) for r in rows]}
+
+
+async def get_handoff(services: Services, tenant_id: str, handoff_id: str) -> dict[str, Any]:
+    """One handoff with its full panel.
+
+    Raises:
+        NotFoundError: no such handoff for this tenant.
+    """
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT * FROM handoffs WHERE tenant_id = %s AND id = %s", (tenant_id, handoff_id)
+            )
+        ).fetchone()
+    if row is None:
+        raise NotFoundError("handoff not found")
+    return _row(row, full=True)
+
+
+async def resolve_handoff(
+    services: Services,
+    tenant_id: str,
+    handoff_id: str,
+    *,
+    resolution: str,
+    satisfaction: int,
+    resolution_record_id: str | None = None,
+    issue_resolved: bool = True,
+) -> dict[str, Any]:
+    """Close a handoff and record its outcome in the CRM, memory and resolution effectiveness.
+
+    Args:
+        services: open services.
+        tenant_id: the tenant.
+        handoff_id: the handoff.
+        resolution: what the human agent did (free text, stored as given).
+        satisfaction: the customer's satisfaction, 1..5.
+        resolution_record_id: the resolution record applied, if any (its effectiveness updates).
+        issue_resolved: whether the customer's issue is now resolved.
+
+    Raises:
+        NotFoundError: no such handoff (or resolution record) for this tenant.
+        InvalidRequestError: the handoff is already resolved.
+    """
+    from support_agent.errors import InvalidRequestError
+
+    success = issue_resolved and satisfaction >= 4
+    async with services.pool.connection() as conn, conn.transaction():
+        row = await (
+            await conn.execute(
+                "SELECT * FROM handoffs WHERE tenant_id = %s AND id = %s FOR UPDATE",
+                (tenant_id, handoff_id),
+            )
+        ).fetchone()
+        if row is None:
+            raise NotFoundError("handoff not found")
+        if row["status"] == "resolved":
+            raise InvalidRequestError("handoff already resolved")
+        panel = row["panel"]
+        customer_id = row["customer_id"]
+        issue = panel.get("current_issue") or {}
+        if resolution_record_id is not None:
+            cur = await conn.execute(
+                "UPDATE resolution_records SET"
+                " success_rate = (success_rate * (%(m)s + uses) + %(s)s) / (%(m)s + uses + 1),"
+                " uses = uses + 1, successes = successes + %(s)s,"
+                " helpful_votes = helpful_votes + %(h)s"
+                " WHERE tenant_id = %(t)s AND id = %(r)s",
+                {"m": PRIOR_STRENGTH, "s": int(success), "h": int(satisfaction >= 4),
+                 "t": tenant_id, "r": resolution_record_id},
+            )  # fmt: skip
+            if cur.rowcount == 0:
+                raise NotFoundError("resolution record not found")
+        await conn.execute(
+            "UPDATE handoffs SET status = 'resolved', resolution = %s, satisfaction = %s,"
+            " resolution_record_id = %s, resolved_at = now() WHERE tenant_id = %s AND id = %s",
+            (resolution, satisfaction, resolution_record_id, tenant_id, handoff_id),
+        )
+        await conn.execute(
+            "UPDATE interactions SET outcome = %s WHERE tenant_id = %s AND id = %s",
+            ("resolved_by_human" if issue_resolved else "handled_by_human", tenant_id,
+             row["session_id"]),
+        )  # fmt: skip
+        if customer_id and issue_resolved and issue.get("id"):
+            await conn.execute(
+                "UPDATE issues SET status = 'resolved', updated_at = now()"
+                " WHERE tenant_id = %s AND id = %s AND customer_id = %s",
+                (tenant_id, issue["id"], customer_id),
+            )
+            await conn.execute(
+                "UPDATE promises SET status = 'kept', updated_at = now() WHERE tenant_id = %s"
+                " AND customer_id = %s AND status = 'pending' AND order_id = %s",
+                (tenant_id, customer_id, issue.get("order_id")),
+            )
+        if customer_id:
+            await conn.execute(
+                "INSERT INTO memory_history AS h (tenant_id, customer_id, first_contact_at,"
+                " last_interaction_at, positive_interactions, positive_resolutions,"
+                " unresolved_issues) VALUES (%(t)s, %(c)s, now(), now(), %(p)s, %(r)s,"
+                " (SELECT count(*) FROM issues WHERE tenant_id = %(t)s AND customer_id = %(c)s"
+                "  AND status = 'open'))"
+                " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
+                " positive_interactions = h.positive_interactions + EXCLUDED.positive_interactions,"
+                " positive_resolutions = h.positive_resolutions + EXCLUDED.positive_resolutions,"
+                " unresolved_issues = EXCLUDED.unresolved_issues,"
+                " last_interaction_at = now(), updated_at = now()",
+                {"t": tenant_id, "c": customer_id, "p": int(satisfaction >= 4),
+                 "r": int(issue_resolved)},
+            )  # fmt: skip
+    if customer_id:
+        await services.store.aput(
+            episodes_namespace(tenant_id, customer_id),
+            handoff_id,
+            {
+                "summary": f"A human agent took over ({row['reason']}) and resolved it: "
+                f"{resolution}" if issue_resolved else
+                f"A human agent took over ({row['reason']}): {resolution}",
+                "conversationId": row["session_id"],
+                "channel": panel.get("channel"),
+                "intent": None,
+                "outcome": "resolved_by_human" if issue_resolved else "handled_by_human",
+                "openIssues": [] if issue_resolved or not issue else [issue],
+                "promises": [],
+                "createdAt": datetime.now(UTC).isoformat(),
+            },
+        )  # fmt: skip
+        raw = await read_layers_pg(services, tenant_id, customer_id)
+        if raw is not None:
+            await write_hot_layers(services, tenant_id, customer_id, raw)
+        await invalidate_360(services, tenant_id, customer_id)
+    return await get_handoff(services, tenant_id, handoff_id)
