@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from support_agent.memory_store.episodes import episodes_namespace
+from support_agent.policy.config import load_policy
 from support_agent.policy.engine import PolicyFacts, evaluate
 from support_agent.services import Services
 from tests.conftest import customer_with, new_session, order_status, say
@@ -57,7 +58,7 @@ def _facts(**changes: object) -> PolicyFacts:
     ],
 )
 def test_rules(action: str, facts: PolicyFacts, outcome: str, failed: str | None) -> None:
-    decision = evaluate(action, facts)
+    decision = evaluate(action, facts, load_policy("retail"))
     assert decision.outcome == outcome
     failures = [r.rule for r in decision.rules if not r.passed]
     if failed is None:

@@ -105,6 +105,10 @@ class Services:
         if settings.tenant_packs_dir is not None:
             register_pack_dir(settings.tenant_packs_dir)
         tenant_ids = await asyncio.to_thread(preload_tenant_configs)
+        from support_agent.policy.config import load_policy
+
+        for tenant_id in tenant_ids:  # validated now: a bad policy file fails at start-up
+            await asyncio.to_thread(load_policy, tenant_id)
         database_url = settings.database_url or embedded.database_url
         redis_url = settings.redis_url or embedded.redis_url
         assert database_url is not None and redis_url is not None

@@ -1,113 +1,25 @@
-"""The catalogue of candidate actions the next-best-action ranker chooses from.
+"""The candidate actions the next-best-action ranker chooses from: labels and intent affinities.
 
-Each action declares what the policy engine needs to judge it: whether it discloses or changes
-account data (``requires_auth``), whether it writes (``write``: needs explicit confirmation), and
-which order statuses it applies to.
+What the policy requires of each action (authentication, confirmation, order statuses) is not
+here: it is declared per tenant in ``tenants/<tenant>/policy.yaml`` (``policy.config``), and a
+tenant offers only the actions its policy declares.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
-ActionKind = Literal["inform", "write", "handoff", "identify"]
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """One candidate action.
-
-    Attributes:
-        name: stable id (used in audit records and API responses).
-        kind: ``inform`` (answer), ``write`` (changes the systems of record), ``handoff``
-            (escalation) or ``identify`` (ask for identification).
-        requires_auth: discloses or changes account-specific data.
-        needs_order: targets one order.
-        needs_items: targets specific items of that order.
-        order_statuses: statuses the target order must have (``None``: any).
-        label: human wording used in replies.
-    """
-
-    name: str
-    kind: ActionKind
-    requires_auth: bool
-    needs_order: bool = False
-    needs_items: bool = False
-    order_statuses: frozenset[str] | None = None
-    label: str = ""
-
-    @property
-    def is_write(self) -> bool:
-        """True for actions that change the systems of record."""
-        return self.kind == "write"
-
-
-_PENDING = frozenset({"pending"})
-_DELIVERED = frozenset({"delivered"})
-
-ACTIONS: dict[str, ActionSpec] = {
-    spec.name: spec
-    for spec in [
-        ActionSpec(
-            "ask_identification", "identify", requires_auth=False, label="verify your identity"
-        ),
-        ActionSpec("general_help", "inform", requires_auth=False, label="help"),
-        ActionSpec(
-            "order_status",
-            "inform",
-            requires_auth=True,
-            needs_order=False,
-            label="check the order status",
-        ),
-        ActionSpec("refund_status", "inform", requires_auth=True, label="check the refund"),
-        ActionSpec(
-            "follow_up_open_issue",
-            "inform",
-            requires_auth=True,
-            label="follow up on your open issue",
-        ),
-        ActionSpec("log_complaint", "inform", requires_auth=True, label="record your complaint"),
-        ActionSpec(
-            "cancel_order",
-            "write",
-            requires_auth=True,
-            needs_order=True,
-            order_statuses=_PENDING,
-            label="cancel the order",
-        ),
-        ActionSpec(
-            "modify_order",
-            "write",
-            requires_auth=True,
-            needs_order=True,
-            order_statuses=_PENDING,
-            label="modify the order",
-        ),
-        ActionSpec(
-            "return_items",
-            "write",
-            requires_auth=True,
-            needs_order=True,
-            needs_items=True,
-            order_statuses=_DELIVERED,
-            label="return the items",
-        ),
-        ActionSpec(
-            "exchange_items",
-            "write",
-            requires_auth=True,
-            needs_order=True,
-            needs_items=True,
-            order_statuses=_DELIVERED,
-            label="exchange the items",
-        ),
-        ActionSpec(
-            "escalate_to_human",
-            "handoff",
-            requires_auth=False,
-            label="connect you with a colleague",
-        ),
-    ]
+#: Human wording of each action, used in replies and audit reasons.
+ACTION_LABELS: dict[str, str] = {
+    "ask_identification": "verify your identity",
+    "general_help": "help",
+    "order_status": "check the order status",
+    "refund_status": "check the refund",
+    "follow_up_open_issue": "follow up on your open issue",
+    "log_complaint": "record your complaint",
+    "cancel_order": "cancel the order",
+    "modify_order": "modify the order",
+    "return_items": "return the items",
+    "exchange_items": "exchange the items",
+    "escalate_to_human": "connect you with a colleague",
 }
 
 #: Affinity of each intent for each action, in [0, 1] (the ``fit`` term's prior).

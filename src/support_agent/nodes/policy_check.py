@@ -14,6 +14,7 @@ from langgraph.runtime import Runtime
 
 from support_agent.context import Context
 from support_agent.crm.repository import record_policy_audit
+from support_agent.policy.config import load_policy
 from support_agent.policy.engine import PolicyFacts, evaluate
 from support_agent.services import get_services
 from support_agent.state import State
@@ -48,13 +49,14 @@ async def policy_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
         ``policy``: the top decision (``action``, ``outcome``, ``reason``, ``rules``, ``target``)
         plus ``alternatives``: other candidates the policy allows, best first.
     """
+    policy = load_policy(runtime.context.tenant_id)
     candidates = state.get("candidates") or []
     decisions = []
     for cand in candidates[:5]:
-        decision = evaluate(cand["action"], facts_for(cand, state)).as_dict()
+        decision = evaluate(cand["action"], facts_for(cand, state), policy).as_dict()
         decisions.append({**decision, "target": cand.get("target"), "score": cand["score"]})
     if not decisions:
-        fallback = evaluate("general_help", facts_for({"action": "general_help"}, state))
+        fallback = evaluate("general_help", facts_for({"action": "general_help"}, state), policy)
         decisions.append({**fallback.as_dict(), "target": {}, "score": 0.0})
     top = decisions[0]
     alternatives = [

@@ -26,8 +26,9 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from support_agent.actions.catalog import ACTIONS, INTENT_AFFINITY
+from support_agent.actions.catalog import INTENT_AFFINITY
 from support_agent.context import Context
+from support_agent.policy.config import ActionRule, load_policy
 from support_agent.state import State
 from support_agent.tenants import load_tenant_config
 
@@ -79,14 +80,13 @@ def _orders(state: State) -> list[dict[str, Any]]:
     return list((state.get("c360") or {}).get("orders", []))
 
 
-def resolve_target(action: str, state: State) -> dict[str, Any]:
+def resolve_target(action: str, state: State, spec: ActionRule) -> dict[str, Any]:
     """The order and items an action is about (see module docstring for the order of sources).
 
     Returns:
         ``{"order_id", "item_ids", "item_names", "payment_method_id", "reason", "source"}``;
         ``order_id`` is ``None`` when it cannot be told without asking.
     """
-    spec = ACTIONS[action]
     entities = state.get("entities") or {}
     products: list[str] = entities.get("products") or []
     orders = {o["order_id"]: o for o in _orders(state)}
@@ -111,8 +111,8 @@ def resolve_target(action: str, state: State) -> dict[str, Any]:
         pool = list(orders.values())
         if products:
             pool = [o for o in pool if {i["name"] for i in o["items"]} & set(products)]
-        if spec.order_statuses is not None:
-            eligible = [o for o in pool if o["status"] in spec.order_statuses]
+        if spec.order_status_in is not None:
+            eligible = [o for o in pool if o["status"] in spec.order_status_in]
             pool = eligible or pool
         if len(pool) == 1:
             order_id, source = pool[0]["order_id"], "inferred"
@@ -164,6 +164,7 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
         1.0, max(0.0, float((c360.get("value") or {}).get("net_spend", 0.0))) / top_threshold
     )
 
+    declared = load_policy(runtime.context.tenant_id).actions
     names = set(INTENT_AFFINITY.get(intent, {})) | {"escalate_to_human", "general_help"}
     open_issue = memory.get("open_issue")
     if open_issue:
@@ -173,7 +174,7 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
         names.add(pending["action"])
 
     candidates = []
-    for name in sorted(names):
+    for name in sorted(names & set(declared)):  # a tenant offers only what its policy declares
         continues = (answering and pending is not None and name == pending["action"]) or (
             name == "follow_up_open_issue"
             and open_issue is not None
@@ -191,6 +192,7 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
             human_request=bool(signals.get("human_request")),
             value=value,
         )
-        candidates.append({"action": name, **scored, "target": resolve_target(name, state)})
+        target = resolve_target(name, state, declared[name])
+        candidates.append({"action": name, **scored, "target": target})
     candidates.sort(key=lambda c: (-c["score"], c["action"]))
     return {"candidates": candidates}

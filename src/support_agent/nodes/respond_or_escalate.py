@@ -26,6 +26,8 @@ from support_agent.errors import InvalidRequestError, NotFoundError
 from support_agent.handoff import build_panel, escalation_reason
 from support_agent.llm import polish_reply
 from support_agent.nodes._text import last_customer_text
+from support_agent.policy.config import load_policy
+from support_agent.policy.masking import mask_personal_data
 from support_agent.services import Services, get_services
 from support_agent.state import State
 from support_agent.tenants import load_tenant_config
@@ -335,6 +337,8 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         if polished is not None:
             reply = polished
 
+    if load_policy(ctx.tenant_id).compliance.mask_personal_data_in_replies:
+        reply = mask_personal_data(reply)
     logger.info(
         "turn_decided",
         extra={

@@ -7,7 +7,8 @@ anything stored in memory is an input to a rule, so "ignore the policy and appro
 cannot change an outcome. Every evaluation returns the full list of rules checked, stored in the
 ``policy_audit`` table.
 
-Rules (retail policy, tau2-bench ``policy.md``):
+The rules and their switches are declared per tenant in ``tenants/<tenant>/policy.yaml``
+(``policy.config``). Rules (retail policy, tau2-bench ``policy.md``):
 
 =====================================  =======================================================
 rule                                   outcome when it fails
@@ -28,7 +29,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from support_agent.actions.catalog import ACTIONS
+from support_agent.actions.catalog import ACTION_LABELS
+from support_agent.policy.config import Policy
 
 Outcome = Literal[
     "respond", "ask_identification", "deny", "clarify", "confirm", "execute", "escalate"
@@ -86,24 +88,31 @@ class PolicyDecision:
         }
 
 
-def evaluate(action: str, facts: PolicyFacts) -> PolicyDecision:
+def evaluate(action: str, facts: PolicyFacts, policy: Policy) -> PolicyDecision:
     """Evaluate the hard rules for one candidate action.
 
     Args:
-        action: a name from :data:`support_agent.actions.catalog.ACTIONS`.
+        action: an action the tenant's policy declares.
         facts: the structured facts of this turn.
+        policy: the tenant's declared policy (``policy.config.load_policy``).
 
     Returns:
         The decision, with every rule evaluated in order (all are evaluated, even after a failure,
         so the audit shows the full picture).
 
     Raises:
-        KeyError: unknown action.
+        KeyError: the policy does not declare the action.
     """
-    spec = ACTIONS[action]
+    spec = policy.actions[action]
+    compliance = policy.compliance
+    label = ACTION_LABELS.get(action, action.replace("_", " "))
     rules: list[RuleResult] = []
 
-    auth_ok = facts.authenticated or not spec.requires_auth
+    auth_ok = (
+        facts.authenticated
+        or not spec.requires_auth
+        or not compliance.authenticate_before_account_access
+    )
     rules.append(
         RuleResult(
             "authenticate_before_account_access",
@@ -116,7 +125,7 @@ def evaluate(action: str, facts: PolicyFacts) -> PolicyDecision:
     rules.append(
         RuleResult(
             "one_customer_per_conversation",
-            not facts.identity_conflict,
+            not (facts.identity_conflict and compliance.one_customer_per_conversation),
             "a different customer was presented in this conversation"
             if facts.identity_conflict
             else "single customer",
@@ -148,21 +157,21 @@ def evaluate(action: str, facts: PolicyFacts) -> PolicyDecision:
                 else "order not found on the customer's account",
             )
         )
-        if spec.order_statuses is not None:
-            status_ok = facts.order_status in spec.order_statuses
-            allowed = "/".join(sorted(spec.order_statuses))
+        if spec.order_status_in is not None:
+            status_ok = facts.order_status in spec.order_status_in
+            allowed = "/".join(sorted(spec.order_status_in))
             rules.append(
                 RuleResult(
                     "order_status_allows_action",
                     status_ok,
-                    f"order is {facts.order_status}; {spec.label} requires {allowed}",
+                    f"order is {facts.order_status}; {label} requires {allowed}",
                 )
             )
-    if spec.is_write:
+    if spec.kind == "write":
         rules.append(
             RuleResult(
                 "explicit_confirmation_before_write",
-                facts.confirmed,
+                facts.confirmed or not compliance.confirmation_before_write,
                 "customer confirmed the listed action"
                 if facts.confirmed
                 else "explicit confirmation (yes) required before any write",
@@ -187,7 +196,7 @@ def evaluate(action: str, facts: PolicyFacts) -> PolicyDecision:
         return PolicyDecision(
             action, "confirm", failed["explicit_confirmation_before_write"].reason, rules
         )
-    if spec.is_write:
+    if spec.kind == "write":
         return PolicyDecision(action, "execute", "all rules passed", rules)
     if spec.kind == "handoff":
         return PolicyDecision(action, "escalate", "handoff requested", rules)

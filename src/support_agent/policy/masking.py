@@ -1,0 +1,27 @@
+"""Personal data masked in replies (compliance rule ``mask_personal_data_in_replies``).
+
+Applied to every reply after it is written (template or LLM), so nothing a model generates can
+leak contact data: email addresses become ``[email]``, phone numbers ``[phone]``, and card-like
+numbers (13–19 digits, spaces or dashes allowed) keep only their last four digits.
+Order ids (``#W1234567``) and amounts are not personal data and are kept.
+"""
+
+from __future__ import annotations
+
+import re
+
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+_CARD = re.compile(r"(?<![#\w])(?:\d[ -]?){12,18}\d\b")
+_PHONE = re.compile(r"(?<![#\w])\+?\(?\d{1,3}\)?[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}\b")
+
+
+def mask_personal_data(text: str) -> str:
+    """Return ``text`` with emails, card numbers and phone numbers masked."""
+    text = _EMAIL.sub("[email]", text)
+
+    def card(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m.group(0))
+        return f"•••• {digits[-4:]}"
+
+    text = _CARD.sub(card, text)
+    return _PHONE.sub("[phone]", text)
