@@ -1,9 +1,14 @@
-"""Loader of the bank tenant's knowledge base (tau2-bench banking, MIT).
+"""Loaders of the bank tenant, Rho-Bank (tau2-bench banking, MIT).
 
-``documents.jsonl.gz`` holds 698 documents ``{id, title, content}`` (products, fees, procedures).
-Each is stored in ``knowledge_documents`` with an embedding of ``title. content`` (MiniLM reads
-the first ~256 word pieces; full-text search covers the whole content). Loading twice changes
-nothing: only missing documents are embedded and inserted.
+- ``db.json.gz``: users → customers and identities (email, phone, account id); checking and
+  savings accounts, credit card accounts and debit cards → ``holdings``; bank and card
+  transactions → ``transactions`` (money out negative); disputes → ``disputes``; card payments →
+  ``billing_payments``. Card security codes are dropped.
+- ``documents.jsonl.gz``: 698 documents ``{id, title, content}`` → ``knowledge_documents`` with an
+  embedding of ``title. content`` (MiniLM reads the first ~256 word pieces; full-text search covers
+  the whole content).
+
+Every insert is ``ON CONFLICT DO NOTHING`` on the natural key: loading twice changes nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +17,18 @@ import asyncio
 import gzip
 import json
 import logging
+import re
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
-from support_agent.crm.loader import LoadReport, ensure_tenant
+from support_agent.crm.loader import (
+    LoadReport,
+    ensure_tenant,
+    insert_rows,
+    normalize_email,
+    normalize_phone,
+)
 from support_agent.errors import NotFoundError
 from support_agent.retrieval.hybrid import vector_literal
 from support_agent.services import Services
@@ -22,6 +36,8 @@ from support_agent.services import Services
 logger = logging.getLogger(__name__)
 
 TENANT = "bank"
+CUSTOMER_COLUMNS = ["tenant_id", "id", "first_name", "last_name", "email", "phone", "address",
+                    "zip", "language", "timezone"]  # fmt: skip
 
 
 async def load_bank_knowledge(services: Services, source: Path | None = None) -> int:
@@ -65,5 +81,112 @@ async def load_bank_knowledge(services: Services, source: Path | None = None) ->
 
 
 async def load_bank(services: Services) -> LoadReport:
-    """Load the bank tenant: today its knowledge base (698 documents)."""
-    return LoadReport(inserted={"knowledge_documents": await load_bank_knowledge(services)})
+    """Load the bank tenant: systems of record and the knowledge base (698 documents)."""
+    inserted = await load_bank_crm(services)
+    inserted["knowledge_documents"] = await load_bank_knowledge(services)
+    return LoadReport(inserted=inserted)
+
+
+def _money(value: object) -> float | None:
+    """``"$1,234.50"`` / ``"129.02"`` / ``12.5`` → float; ``None`` for missing."""
+    if value is None or value == "":
+        return None
+    return float(str(value).replace("$", "").replace(",", ""))
+
+
+def _date(value: str | None) -> date | None:
+    """``MM/DD/YYYY`` or ISO ``YYYY-MM-DD`` (both occur in the data) → date.
+
+    Raises:
+        ValueError: any other format.
+    """
+    if not value:
+        return None
+    if "/" in value:
+        return datetime.strptime(value, "%m/%d/%Y").date()
+    return date.fromisoformat(value[:10])
+
+
+async def load_bank_crm(services: Services, source: Path | None = None) -> dict[str, int]:
+    """Import Rho-Bank's customers, holdings, transactions, disputes and card payments.
+
+    Card security codes (CVV) are never stored. Returns rows inserted per table; a repeated load
+    inserts nothing.
+
+    Raises:
+        NotFoundError: the data file does not exist.
+    """
+    source = source or services.settings.shared_data_dir / "tau2-banking" / "db.json.gz"
+    if not source.is_file():
+        raise NotFoundError(f"bank data not found at {source}")
+    db = {k: v["data"] for k, v in json.loads(gzip.decompress(source.read_bytes())).items()}
+    await ensure_tenant(services, TENANT, "Rho-Bank")
+    t = TENANT
+    customers, identities = [], []
+    for u in db["users"].values():
+        first, _, last = u["name"].partition(" ")
+        zip_match = re.search(r"\b(\d{5})\b\s*$", u["address"])
+        state_match = re.search(r",\s*([A-Z]{2})\b", u["address"])
+        address = {"line": u["address"], "state": state_match.group(1) if state_match else None}
+        customers.append((t, u["user_id"], first, last or "-", normalize_email(u["email"]),
+                          normalize_phone(u["phone_number"]), json.dumps(address),
+                          zip_match.group(1) if zip_match else None, "en", None))  # fmt: skip
+        identities += [
+            (t, "email", normalize_email(u["email"]), u["user_id"], None),
+            (t, "phone", normalize_phone(u["phone_number"]), u["user_id"], None),
+            (t, "customer_id", u["user_id"].lower(), u["user_id"], None),
+        ]
+    holdings = []
+    for a in db["accounts"].values():
+        holdings.append((t, a["account_id"], a["user_id"], a["class"], a["level"], a["status"],
+                         _money(a["current_holdings"]), _date(a["date_opened"]), "{}"))  # fmt: skip
+    for c in db["credit_card_accounts"].values():
+        details = {"reward_points": c.get("reward_points")}
+        holdings.append((t, c["account_id"], c["user_id"], "credit_card", c["card_type"],
+                         c.get("status") or "ACTIVE", _money(c.get("current_balance")),
+                         _date(c.get("date_of_account_open")), json.dumps(details)))  # fmt: skip
+    for d in db["debit_cards"].values():
+        details = {"account_id": d["account_id"], "last_four": d["last_4_digits"],
+                   "expires": d.get("expiration_date")}  # no CVV, ever  # fmt: skip
+        holdings.append((t, d["card_id"], d["user_id"], "debit_card", "Debit card", d["status"],
+                         None, _date(d.get("issue_date")), json.dumps(details)))  # fmt: skip
+    owner = {a["account_id"]: a["user_id"] for a in db["accounts"].values()}
+    cards = {(c["user_id"], c["card_type"]): c["account_id"]
+             for c in db["credit_card_accounts"].values()}  # fmt: skip
+    txns = []
+    for x in db["bank_account_transaction_history"].values():
+        txns.append((t, x["transaction_id"], owner[x["account_id"]], x["account_id"],
+                     _date(x["date"]), x["description"], x["amount"], x.get("type"),
+                     x["status"]))  # fmt: skip
+    for x in db["credit_card_transaction_history"].values():
+        txns.append((t, x["transaction_id"], x["user_id"],
+                     cards.get((x["user_id"], x["credit_card_type"])), _date(x["transaction_date"]),
+                     x["merchant_name"], -(_money(x["transaction_amount"]) or 0.0),
+                     x.get("category"), x["status"]))  # fmt: skip
+    disputes = []
+    for d in db["transaction_disputes"].values():
+        keep = {k: d.get(k) for k in ("card_action", "resolution_requested", "contacted_merchant",
+                                      "eligible_for_provisional_credit",
+                                      "provisional_credit_given")}  # fmt: skip
+        disputes.append((t, d["dispute_id"], d["user_id"], d["transaction_id"],
+                         d["dispute_reason"], d["status"], _date(d.get("submitted_at")),
+                         json.dumps(keep)))  # fmt: skip
+    payments = [
+        (t, p["payment_id"], p["user_id"], p["credit_card_account_id"], _date(p["payment_date"]),
+         _money(p["amount"]), p["status"])
+        for p in db["payment_history"].values()
+    ]  # fmt: skip
+    plan: list[tuple[str, list[str], list[Any]]] = [
+        ("customers", CUSTOMER_COLUMNS, customers),
+        ("customer_identities", ["tenant_id", "kind", "value", "customer_id", "channel"],
+         identities),
+        ("holdings", ["tenant_id", "id", "customer_id", "kind", "product", "status", "balance",
+                      "opened_on", "details"], holdings),
+        ("transactions", ["tenant_id", "id", "customer_id", "holding_id", "occurred_on",
+                          "description", "amount", "category", "status"], txns),
+        ("disputes", ["tenant_id", "id", "customer_id", "transaction_id", "reason", "status",
+                      "submitted_on", "details"], disputes),
+        ("billing_payments", ["tenant_id", "id", "customer_id", "holding_id", "paid_on",
+                              "amount", "status"], payments),
+    ]  # fmt: skip
+    return {table: await insert_rows(services, table, cols, rows) for table, cols, rows in plan}

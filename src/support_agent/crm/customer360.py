@@ -8,11 +8,17 @@ JSON-serialisable data, the shape served from the Redis hot tier::
       "customer_id": str, "tenant_id": str, "built_at": ISO-8601 str,
       "profile": {"name", "first_name", "last_name", "email", "phone", "address", "zip",
                   "language", "timezone", "channels": [str]},
-      "tier": "gold" | "silver" | "standard",
-      "value": {"lifetime_spend", "refunds", "net_spend", "order_count"},   # currency units
+      "tier": "gold" | "silver" | "standard",       # from value[tenant.tier_basis]
+      "value": {"lifetime_spend", "refunds", "net_spend", "order_count", "balances",
+                "credit_balance"},                   # currency units
       "orders": [{"order_id", "status", "total", "items": [{"item_id", "product_id", "name",
                   "price", "options"}], "tracking_ids": [str], "payment_method_ids": [str]}],
       "payment_methods": [{"id", "kind", "brand", "last_four", "balance"}],
+      "holdings": [{"id", "kind", "product", "status", "balance", "opened_on", "details"}],
+      "transactions": [{"id", "holding_id", "date", "description", "amount", "category",
+                        "status"}],                   # latest 20, newest first
+      "disputes": [{"id", "transaction_id", "reason", "status", "submitted_on"}],
+      "billing": [{"id", "holding_id", "paid_on", "amount", "status"}],
       "interactions": [{"id", "channel", "started_at", "ended_at", "intent", "outcome",
                         "summary"}],   # latest 5, newest first
       "open_issues": [{"id", "order_id", "item_ids", "item_names", "kind", "description",
@@ -80,6 +86,10 @@ async def build_360s(
                 },
                 "orders": [],
                 "payment_methods": [],
+                "holdings": [],
+                "transactions": [],
+                "disputes": [],
+                "billing": [],
                 "interactions": [],
                 "open_issues": [],
             }
@@ -228,19 +238,98 @@ async def build_360s(
                     "created_at": _iso(row["created_at"]),
                 }
             )
+        for row in await (
+            await conn.execute(
+                "SELECT id, customer_id, kind, product, status, balance, opened_on, details"
+                " FROM holdings WHERE tenant_id = %(t)s" + ids_filter + " ORDER BY id",
+                params,
+            )
+        ).fetchall():
+            out[row["customer_id"]]["holdings"].append(
+                {
+                    "id": row["id"],
+                    "kind": row["kind"],
+                    "product": row["product"],
+                    "status": row["status"],
+                    "balance": None if row["balance"] is None else float(row["balance"]),
+                    "opened_on": row["opened_on"].isoformat() if row["opened_on"] else None,
+                    "details": row["details"],
+                }
+            )
+        for row in await (
+            await conn.execute(
+                "SELECT * FROM (SELECT id, customer_id, holding_id, occurred_on, description,"
+                " amount, category, status, row_number() OVER (PARTITION BY customer_id"
+                " ORDER BY occurred_on DESC, id) AS rn FROM transactions"
+                " WHERE tenant_id = %(t)s" + ids_filter + ") x WHERE rn <= 20"
+                " ORDER BY customer_id, occurred_on DESC, id",
+                params,
+            )
+        ).fetchall():
+            out[row["customer_id"]]["transactions"].append(
+                {
+                    "id": row["id"],
+                    "holding_id": row["holding_id"],
+                    "date": row["occurred_on"].isoformat(),
+                    "description": row["description"],
+                    "amount": float(row["amount"]),
+                    "category": row["category"],
+                    "status": row["status"],
+                }
+            )
+        for row in await (
+            await conn.execute(
+                "SELECT id, customer_id, transaction_id, reason, status, submitted_on"
+                " FROM disputes WHERE tenant_id = %(t)s" + ids_filter + " ORDER BY id",
+                params,
+            )
+        ).fetchall():
+            out[row["customer_id"]]["disputes"].append(
+                {
+                    "id": row["id"],
+                    "transaction_id": row["transaction_id"],
+                    "reason": row["reason"],
+                    "status": row["status"],
+                    "submitted_on": row["submitted_on"].isoformat()
+                    if row["submitted_on"]
+                    else None,
+                }
+            )
+        for row in await (
+            await conn.execute(
+                "SELECT id, customer_id, holding_id, paid_on, amount, status FROM billing_payments"
+                " WHERE tenant_id = %(t)s" + ids_filter + " ORDER BY paid_on DESC, id",
+                params,
+            )
+        ).fetchall():
+            out[row["customer_id"]]["billing"].append(
+                {
+                    "id": row["id"],
+                    "holding_id": row["holding_id"],
+                    "paid_on": row["paid_on"].isoformat(),
+                    "amount": float(row["amount"]),
+                    "status": row["status"],
+                }
+            )
     for c360 in out.values():
         names = {i["item_id"]: i["name"] for o in c360["orders"] for i in o["items"]}
         for issue in c360["open_issues"]:
             issue["item_names"] = [names[i] for i in issue["item_ids"] if i in names]
         spend = round(sum(o["paid"] for o in c360["orders"]), 2)
         refunds = round(sum(o["refunded"] for o in c360["orders"]), 2)
+        deposits = [h["balance"] or 0.0 for h in c360["holdings"]
+                    if h["kind"].endswith(("checking", "saving", "savings"))]  # fmt: skip
+        credit = [h["balance"] or 0.0 for h in c360["holdings"] if h["kind"] == "credit_card"]
         c360["value"] = {
             "lifetime_spend": spend,
             "refunds": refunds,
             "net_spend": round(spend - refunds, 2),
             "order_count": len(c360["orders"]),
+            "balances": round(sum(deposits), 2),
+            "credit_balance": round(sum(credit), 2),
         }
-        c360["tier"] = config.tier_for(spend - refunds)
+        basis = c360["value"][config.tier_basis]
+        c360["tier"] = config.tier_for(float(basis))
     return out
 
 

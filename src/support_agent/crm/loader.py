@@ -43,7 +43,7 @@ def normalize_phone(phone: str) -> str:
     return "".join(ch for ch in phone if ch.isdigit())
 
 
-async def _insert(
+async def insert_rows(
     services: Services, table: str, columns: list[str], rows: list[tuple[Any, ...]]
 ) -> int:
     """Insert rows with ON CONFLICT DO NOTHING; returns how many were new."""
@@ -160,7 +160,7 @@ async def load_retail(services: Services, source: Path | None = None) -> LoadRep
             )
 
     inserted = {
-        "customers": await _insert(
+        "customers": await insert_rows(
             services,
             "customers",
             [
@@ -177,29 +177,29 @@ async def load_retail(services: Services, source: Path | None = None) -> LoadRep
             ],
             customers,
         ),
-        "customer_identities": await _insert(
+        "customer_identities": await insert_rows(
             services,
             "customer_identities",
             ["tenant_id", "kind", "value", "customer_id", "channel"],
             identities,
         ),
-        "payment_methods": await _insert(
+        "payment_methods": await insert_rows(
             services,
             "payment_methods",
             ["tenant_id", "id", "customer_id", "kind", "brand", "last_four", "balance"],
             methods,
         ),
-        "products": await _insert(services, "products", ["tenant_id", "id", "name"], products),
-        "product_variants": await _insert(
+        "products": await insert_rows(services, "products", ["tenant_id", "id", "name"], products),
+        "product_variants": await insert_rows(
             services,
             "product_variants",
             ["tenant_id", "item_id", "product_id", "options", "available", "price"],
             variants,
         ),
-        "orders": await _insert(
+        "orders": await insert_rows(
             services, "orders", ["tenant_id", "id", "customer_id", "status", "address"], orders
         ),
-        "order_items": await _insert(
+        "order_items": await insert_rows(
             services,
             "order_items",
             [
@@ -214,13 +214,13 @@ async def load_retail(services: Services, source: Path | None = None) -> LoadRep
             ],
             items,
         ),
-        "order_fulfillments": await _insert(
+        "order_fulfillments": await insert_rows(
             services,
             "order_fulfillments",
             ["tenant_id", "order_id", "line_no", "tracking_ids", "item_ids"],
             fulfillments,
         ),
-        "payments": await _insert(
+        "payments": await insert_rows(
             services,
             "payments",
             ["tenant_id", "order_id", "seq", "kind", "amount", "payment_method_id"],

@@ -261,6 +261,14 @@ _EXPORT_TABLES = {
     "handoffs": "SELECT id, session_id, status, reason, panel, resolution, satisfaction,"
     " created_at, resolved_at FROM handoffs WHERE tenant_id = %s AND customer_id = %s"
     " ORDER BY created_at",
+    "holdings": "SELECT id, kind, product, status, balance, opened_on, details FROM holdings"
+    " WHERE tenant_id = %s AND customer_id = %s ORDER BY id",
+    "transactions": "SELECT id, holding_id, occurred_on, description, amount, category, status"
+    " FROM transactions WHERE tenant_id = %s AND customer_id = %s ORDER BY occurred_on, id",
+    "disputes": "SELECT id, transaction_id, reason, status, submitted_on, details FROM disputes"
+    " WHERE tenant_id = %s AND customer_id = %s ORDER BY id",
+    "billing_payments": "SELECT id, holding_id, paid_on, amount, status FROM billing_payments"
+    " WHERE tenant_id = %s AND customer_id = %s ORDER BY paid_on",
     "account_actions": "SELECT idempotency_key, interaction_id, action, params, result, created_at"
     " FROM account_actions WHERE tenant_id = %s AND customer_id = %s ORDER BY created_at",
 }

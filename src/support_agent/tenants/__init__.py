@@ -86,6 +86,8 @@ class TenantConfig:
         intent_min_confidence: below this classifier probability the intent is treated as
             ``other``.
         pack_dir: the pack folder.
+        tier_basis: the 360 value the tiers are computed from: ``net_spend`` (retail: payments
+            minus refunds) or ``balances`` (bank: deposits held).
         memory: memory settings (:class:`MemoryConfig`).
         handoff: warm-handoff settings (:class:`HandoffConfig`).
     """
@@ -97,6 +99,7 @@ class TenantConfig:
     frustration_escalation: float
     intent_min_confidence: float
     pack_dir: Path
+    tier_basis: str = "net_spend"
     memory: MemoryConfig = field(default_factory=lambda: MemoryConfig())
     handoff: HandoffConfig = field(default_factory=lambda: HandoffConfig())
     extra: dict[str, Any] = field(default_factory=dict)
@@ -137,6 +140,7 @@ def load_tenant_config(tenant_id: str) -> TenantConfig:
         frustration_escalation=float(raw["frustration_escalation"]),
         intent_min_confidence=float(raw["intent_min_confidence"]),
         pack_dir=pack,
+        tier_basis=str(raw.get("tier_basis", "net_spend")),
         memory=MemoryConfig(**raw.get("memory", {})),
         handoff=_handoff_config(raw.get("handoff", {})),
         extra={k: v for k, v in raw.items() if k not in _KNOWN},
@@ -151,6 +155,7 @@ _KNOWN = {
     "intent_min_confidence",
     "memory",
     "handoff",
+    "tier_basis",
 }
 
 
