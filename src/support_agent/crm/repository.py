@@ -10,7 +10,32 @@ from datetime import datetime
 from typing import Any
 
 from support_agent.crm.loader import normalize_email, normalize_phone
+from support_agent.errors import InvalidRequestError
 from support_agent.services import Services
+
+IDENTITY_KINDS = ("email", "phone", "customer_id", "handle")
+
+
+def normalize_identity(kind: str, value: str) -> str:
+    """Normalise an identifier the way it is stored and looked up.
+
+    Emails are lower-cased, phones reduced to digits, account ids lower-cased, handles stripped.
+
+    Raises:
+        InvalidRequestError: unknown kind, or a value that normalises to nothing.
+    """
+    if kind not in IDENTITY_KINDS:
+        raise InvalidRequestError(f"kind must be one of {', '.join(IDENTITY_KINDS)}")
+    value = value.strip()
+    if kind == "email":
+        value = normalize_email(value)
+    elif kind == "phone":
+        value = normalize_phone(value)
+    elif kind == "customer_id":
+        value = value.lower()
+    if not value:
+        raise InvalidRequestError("identity value must not be empty")
+    return value
 
 
 async def find_customer_by_identity(
@@ -18,15 +43,13 @@ async def find_customer_by_identity(
 ) -> str | None:
     """Resolve an identity (``email``, ``phone``, ``customer_id`` or ``handle``) to a customer id.
 
-    Values are normalised the way they were stored (emails lower-cased, phones digits only,
-    customer ids lower-cased). Returns ``None`` when no customer has that identity.
+    Values are normalised the way they were stored (:func:`normalize_identity`). Returns ``None``
+    when no customer has that identity (or the value normalises to nothing).
     """
-    if kind == "email":
-        value = normalize_email(value)
-    elif kind == "phone":
-        value = normalize_phone(value)
-    elif kind == "customer_id":
-        value = value.strip().lower()
+    try:
+        value = normalize_identity(kind, value)
+    except InvalidRequestError:
+        return None
     async with services.pool.connection() as conn:
         row = await (
             await conn.execute(
@@ -69,33 +92,6 @@ async def find_customers_by_name_zip(
         elif f" {first} {last}" in lowered.replace(",", " ").replace(".", " "):
             hits.append(row["id"])
     return hits
-
-
-async def link_identity(
-    services: Services,
-    tenant_id: str,
-    customer_id: str,
-    kind: str,
-    value: str,
-    channel: str | None = None,
-) -> bool:
-    """Attach an identity (e.g. a phone number or chat handle) to a customer.
-
-    Returns:
-        True if the identity was added; False if it already existed (for this or another
-        customer: identities are never silently moved).
-    """
-    if kind == "email":
-        value = normalize_email(value)
-    elif kind == "phone":
-        value = normalize_phone(value)
-    async with services.pool.connection() as conn:
-        cur = await conn.execute(
-            "INSERT INTO customer_identities (tenant_id, kind, value, customer_id, channel)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (tenant_id, kind, value, customer_id, channel),
-        )
-        return cur.rowcount == 1
 
 
 async def touch_interaction(

@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from support_agent.crm.loader import normalize_email, normalize_phone
+from support_agent.crm.repository import normalize_identity
 from support_agent.errors import InvalidRequestError, NotFoundError
 from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.memory_store.hot import invalidate_360
@@ -23,28 +23,6 @@ from support_agent.memory_store.layers import memory_key, read_layers_pg, write_
 from support_agent.services import Services
 
 logger = logging.getLogger(__name__)
-
-IDENTITY_KINDS = ("email", "phone", "customer_id", "handle")
-
-
-def normalize_identity(kind: str, value: str) -> str:
-    """Normalise an identifier the way lookups do.
-
-    Raises:
-        InvalidRequestError: unknown kind or empty value.
-    """
-    if kind not in IDENTITY_KINDS:
-        raise InvalidRequestError(f"kind must be one of {', '.join(IDENTITY_KINDS)}")
-    value = value.strip()
-    if kind == "email":
-        value = normalize_email(value)
-    elif kind == "phone":
-        value = normalize_phone(value)
-    elif kind == "customer_id":
-        value = value.lower()
-    if not value:
-        raise InvalidRequestError("identity value must not be empty")
-    return value
 
 
 async def link_identity(
