@@ -139,8 +139,10 @@ def build_panel(state: State, ctx: Context, reason: str) -> dict[str, Any]:
             "name": profile.get("name"),
             "tier": c360.get("tier"),
             "tenure_days": _tenure_days(l2.get("firstContact")),
-            "clv": (c360.get("value") or {}).get("net_spend"),
-            "churn_risk": l2.get("churnRisk"),
+            "clv": (memory.get("features") or {}).get("clv"),
+            "churn_risk": (memory.get("features") or {}).get(
+                "churn_propensity", l2.get("churnRisk")
+            ),
             "sentiment": signals.get("sentiment", 0.0),
             "vip": c360.get("tier") in ("gold",),
         },

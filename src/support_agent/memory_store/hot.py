@@ -69,7 +69,7 @@ async def invalidate_360(services: Services, tenant_id: str, customer_id: str) -
 
 
 async def sync_hot_tier(services: Services, tenant_id: str) -> int:
-    """Write every customer's 360 of a tenant into Redis (the sync step); returns how many.
+    """Write every customer's 360 and online features into Redis (the sync job); returns how many.
 
     Raises:
         redis.exceptions.RedisError: Redis is unavailable (the sync is an explicit operation).
@@ -80,5 +80,8 @@ async def sync_hot_tier(services: Services, tenant_id: str) -> int:
         for cid, c360 in c360s.items():
             pipe.set(c360_key(tenant_id, cid), json.dumps(c360), ex=ttl)
         await pipe.execute()
+    from support_agent.features.store import refresh_features
+
+    await refresh_features(services, tenant_id)
     logger.info("hot_tier_synced", extra={"tenant_id": tenant_id, "customers": len(c360s)})
     return len(c360s)

@@ -43,6 +43,7 @@ from typing import Any
 from langgraph.store.base import PutOp
 from redis.exceptions import RedisError, ResponseError
 
+from support_agent.features.store import refresh_features
 from support_agent.memory_store.episodes import build_episode, episodes_namespace
 from support_agent.memory_store.extract import (
     detect_language,
@@ -327,6 +328,7 @@ class MemoryWorker:
                 if raw is not None:
                     await write_hot_layers(services, job["tenant_id"], job["customer_id"], raw)
                 await invalidate_360(services, job["tenant_id"], job["customer_id"])
+                await refresh_features(services, job["tenant_id"], [job["customer_id"]])
             elif await self._job_erased(job):
                 await services.store.adelete(
                     episodes_namespace(job["tenant_id"], job["customer_id"]),

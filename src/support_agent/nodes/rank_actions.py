@@ -11,8 +11,10 @@ Formula (weights sum to 1; each term in [0, 1])::
     memory(a)   = 1 if a continues the customer's open issue (follow-up, or the pending proposal
                   the customer is answering), else 0
     urgency(a)  = for escalate_to_human only: max(frustration, human_request) · (0.5 + 0.5·value)
-                  where value = min(1, net lifetime spend / the tenant's top tier threshold),
-                  so high-CLV customers reach a human sooner; 0 for other actions
+                  where value = min(1, CLV / reference CLV) — the customer's CLV from the
+                  online feature store over the CLV of a customer at the tenant's top tier
+                  threshold with base churn (``reference_clv``) — so high-CLV customers reach a
+                  human sooner; 0 for other actions
 
 Ranking only orders candidates; whether an action is allowed is the policy engine's decision.
 Each candidate also carries its target (order, items, refund method) resolved from the message,
@@ -30,11 +32,19 @@ from support_agent.actions.catalog import INTENT_AFFINITY
 from support_agent.context import Context
 from support_agent.policy.config import ActionRule, load_policy
 from support_agent.state import State
-from support_agent.tenants import load_tenant_config
+from support_agent.tenants import TenantConfig, load_tenant_config
 
 WEIGHTS = {"fit": 0.50, "evidence": 0.25, "memory": 0.15, "urgency": 0.10}
 
 _FOLLOW_UP_INTENTS = {"order_status", "refund_status", "other", "return", "exchange", "complaint"}
+
+
+def reference_clv(config: TenantConfig) -> float:
+    """CLV of a customer at the top tier threshold with the base churn (features.store formula)."""
+    top = max(config.tier_thresholds.values(), default=1.0) or 1.0
+    retention = 1.0 - config.memory.base_churn
+    clv = config.clv_margin_rate * top * retention / (1.0 + config.clv_discount_rate - retention)
+    return max(clv, 1e-6)
 
 
 def score_candidate(
@@ -158,11 +168,8 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
     memory = state.get("memory") or {}
     entities = state.get("entities") or {}
     pending = state.get("pending_action")
-    c360 = state.get("c360") or {}
-    top_threshold = max(config.tier_thresholds.values(), default=1.0) or 1.0
-    value = min(
-        1.0, max(0.0, float((c360.get("value") or {}).get("net_spend", 0.0))) / top_threshold
-    )
+    features = memory.get("features") or {}
+    value = min(1.0, max(0.0, float(features.get("clv", 0.0))) / reference_clv(config))
 
     declared = load_policy(runtime.context.tenant_id).actions
     names = set(INTENT_AFFINITY.get(intent, {})) | {"escalate_to_human", "general_help"}

@@ -88,6 +88,8 @@ class TenantConfig:
         pack_dir: the pack folder.
         tier_basis: the 360 value the tiers are computed from: ``net_spend`` (retail: payments
             minus refunds) or ``balances`` (bank: deposits held).
+        clv_margin_rate / clv_discount_rate: CLV constants (``features.store``): the share of the
+            value basis earned per year, and the annual discount rate.
         memory: memory settings (:class:`MemoryConfig`).
         handoff: warm-handoff settings (:class:`HandoffConfig`).
     """
@@ -100,6 +102,8 @@ class TenantConfig:
     intent_min_confidence: float
     pack_dir: Path
     tier_basis: str = "net_spend"
+    clv_margin_rate: float = 0.25
+    clv_discount_rate: float = 0.10
     memory: MemoryConfig = field(default_factory=lambda: MemoryConfig())
     handoff: HandoffConfig = field(default_factory=lambda: HandoffConfig())
     extra: dict[str, Any] = field(default_factory=dict)
@@ -141,6 +145,8 @@ def load_tenant_config(tenant_id: str) -> TenantConfig:
         intent_min_confidence=float(raw["intent_min_confidence"]),
         pack_dir=pack,
         tier_basis=str(raw.get("tier_basis", "net_spend")),
+        clv_margin_rate=float(raw.get("clv", {}).get("margin_rate", 0.25)),
+        clv_discount_rate=float(raw.get("clv", {}).get("discount_rate", 0.10)),
         memory=MemoryConfig(**raw.get("memory", {})),
         handoff=_handoff_config(raw.get("handoff", {})),
         extra={k: v for k, v in raw.items() if k not in _KNOWN},
@@ -156,6 +162,7 @@ _KNOWN = {
     "memory",
     "handoff",
     "tier_basis",
+    "clv",
 }
 
 

@@ -1,0 +1,1 @@
+"""Online feature store: customer value, churn and intent features served from Redis."""
