@@ -113,8 +113,10 @@ async def test_third_contact_about_the_same_issue_escalates(services: Services) 
     await end_and_remember(services, second)
     third = new_session()
     await say(services, third, f"my email is {cust['email']}")
-    panel = assert_full_panel(await say(services, third, "any update?"), "third contact")
+    result = await say(services, third, "any update?")
+    panel = assert_full_panel(result, "third contact")
     assert panel["current_issue"]["order_id"] == cust["order_id"]
+    assert str(cust["order_id"]) in result.reply  # the customer hears what is handed over
     assert len(panel["timeline"]) >= 2
 
 

@@ -166,3 +166,22 @@ async def test_failing_job_is_retried_then_dead_lettered(services: Services) -> 
     ]
     assert len(fields) == 1 and fields[0]["attempts"] == "3" and "KeyError" in fields[0]["error"]
     assert session not in await _episode_keys(services, cust["id"])
+
+
+async def test_a_repeated_pending_promise_is_one_promise(services: Services) -> None:
+    cust = await customer_with(services, "delivered")
+    for _ in range(2):  # two conversations each leave the same proposal unconfirmed
+        session = new_session()
+        await say(services, session, f"my email is {cust['email']}")
+        await say(services, session, f"the {cust['item']} I got arrived broken")
+        await end_session(services, tenant_id="retail", session_id=session)
+        await MemoryWorker(services, backoff_base_s=0.0).drain()
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT text FROM promises WHERE tenant_id='retail' AND customer_id=%s"
+                " AND status='pending'",
+                (cust["id"],),
+            )
+        ).fetchall()
+    assert len(rows) == 1 and str(cust["order_id"]) in rows[0]["text"]

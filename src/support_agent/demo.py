@@ -8,7 +8,9 @@ order and the open issue from session 1. Each turn prints the nodes visited, the
 decision and the four memory layers loaded.
 
 The demo checks its own claim: it exits non-zero if session 2's reply does not name the order.
-Running it again works: the data load is idempotent and each run's sessions are new ones.
+Running it again works: the data load is idempotent and each run's sessions are new ones. The
+customer and the open issue are the same across runs, so on the second run session 2 is the third
+contact about that issue and the agent makes a warm handoff, naming the order it hands over.
 """
 
 from __future__ import annotations

@@ -89,3 +89,15 @@ def order_status(order: dict[str, Any]) -> str:
     if order.get("tracking_ids"):
         text += f"; tracking: {', '.join(order['tracking_ids'])}"
     return text + "."
+
+
+def handoff_message(issue: dict[str, Any] | None) -> str:
+    """What the customer hears at a warm handoff: who takes over and what they already know."""
+    about = ""
+    if issue and issue.get("order_id"):
+        about = (f" about {items_phrase(issue.get('item_names') or [])} from order "
+                 f"{issue['order_id']}")  # fmt: skip
+    return (
+        f"I'm connecting you with a colleague now{about}. They can see everything we've "
+        "discussed, so you won't need to repeat yourself."
+    )

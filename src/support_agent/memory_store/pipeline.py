@@ -456,20 +456,18 @@ class MemoryWorker:
                 " AND order_id = ANY(%s)",
                 (t, cid, executed_orders),
             )
+            order_id = (p.get("pending_action") or {}).get("order_id")
             for n, text in enumerate(work["episode"]["promises"]):
+                # the same pending promise repeated in a later conversation is one promise
                 await conn.execute(
                     "INSERT INTO promises (tenant_id, id, customer_id, conversation_id, order_id,"
-                    " text, made_by) VALUES (%s, %s, %s, %s, %s, %s, 'agent')"
+                    " text, made_by) SELECT %(t)s, %(id)s, %(c)s, %(conv)s, %(o)s, %(text)s,"
+                    " 'agent' WHERE NOT EXISTS (SELECT 1 FROM promises WHERE tenant_id = %(t)s"
+                    " AND customer_id = %(c)s AND status = 'pending' AND text = %(text)s)"
                     " ON CONFLICT DO NOTHING",
-                    (
-                        t,
-                        f"{conv}:{n}",
-                        cid,
-                        conv,
-                        (p.get("pending_action") or {}).get("order_id"),
-                        text,
-                    ),
-                )
+                    {"t": t, "id": f"{conv}:{n}", "c": cid, "conv": conv, "o": order_id,
+                     "text": text},
+                )  # fmt: skip
             open_row = await (
                 await conn.execute(
                     "SELECT count(*) AS n FROM issues WHERE tenant_id = %s AND customer_id = %s"

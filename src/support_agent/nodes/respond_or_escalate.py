@@ -142,10 +142,7 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
     elif reason is not None:
         decision = "escalate"
         handoff = build_panel(state, ctx, reason)
-        reply = (
-            "I'm connecting you with a colleague now. They can see everything we've "
-            "discussed, so you won't need to repeat yourself."
-        )
+        reply = replies.handoff_message(handoff.get("current_issue"))
     elif pending and signals.get("confirmation") == "no":
         pending = None
         reply = "No problem, I won't make that change. Is there anything else I can help with?"
