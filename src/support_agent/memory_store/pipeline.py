@@ -315,6 +315,7 @@ class MemoryWorker:
         if os.environ.get(FAILPOINT_ENV) == "memory_after_episode":
             os._exit(70)
         applied = 0
+        refreshed: dict[str, list[str]] = {}
         for msg_id, job, deliveries, work in prepared:
             try:
                 changed = await self._apply(job, work)
@@ -328,12 +329,14 @@ class MemoryWorker:
                 if raw is not None:
                     await write_hot_layers(services, job["tenant_id"], job["customer_id"], raw)
                 await invalidate_360(services, job["tenant_id"], job["customer_id"])
-                await refresh_features(services, job["tenant_id"], [job["customer_id"]])
+                refreshed.setdefault(job["tenant_id"], []).append(job["customer_id"])
             elif await self._job_erased(job):
                 await services.store.adelete(
                     episodes_namespace(job["tenant_id"], job["customer_id"]),
                     job["conversation_id"],
                 )
+        for tenant_id, customer_ids in refreshed.items():  # one feature refresh per batch
+            await refresh_features(services, tenant_id, sorted(set(customer_ids)))
         return applied
 
     async def _job_erased(self, job: dict[str, Any]) -> bool:
