@@ -32,8 +32,7 @@ from typing import Any
 from support_agent.context import Context
 from support_agent.errors import NotFoundError
 from support_agent.memory_store.episodes import episodes_namespace
-from support_agent.memory_store.hot import invalidate_360
-from support_agent.memory_store.layers import read_layers_pg, write_hot_layers
+from support_agent.memory_store.layers import refresh_hot_memory
 from support_agent.nodes._text import customer_lines
 from support_agent.services import Services
 from support_agent.state import State
@@ -343,8 +342,5 @@ async def resolve_handoff(
                 "createdAt": datetime.now(UTC).isoformat(),
             },
         )  # fmt: skip
-        raw = await read_layers_pg(services, tenant_id, customer_id)
-        if raw is not None:
-            await write_hot_layers(services, tenant_id, customer_id, raw)
-        await invalidate_360(services, tenant_id, customer_id)
+        await refresh_hot_memory(services, tenant_id, customer_id)
     return await get_handoff(services, tenant_id, handoff_id)

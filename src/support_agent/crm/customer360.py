@@ -38,7 +38,8 @@ from support_agent.tenants import load_tenant_config
 Customer360 = dict[str, Any]
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """ISO-8601 text of a timestamp, or ``None``."""
     return value.isoformat() if value is not None else None
 
 
@@ -208,8 +209,8 @@ async def build_360s(
                 {
                     "id": row["id"],
                     "channel": row["channel"],
-                    "started_at": _iso(row["started_at"]),
-                    "ended_at": _iso(row["ended_at"]),
+                    "started_at": iso(row["started_at"]),
+                    "ended_at": iso(row["ended_at"]),
                     "intent": row["intent"],
                     "outcome": row["outcome"],
                     "summary": row["summary"],
@@ -235,7 +236,7 @@ async def build_360s(
                     "proposed_actions": row["proposed_actions"],
                     "opened_in": row["opened_in"],
                     "contacts": row["contacts"],
-                    "created_at": _iso(row["created_at"]),
+                    "created_at": iso(row["created_at"]),
                 }
             )
         for row in await (

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from support_agent.crm.customer360 import build_360
 from support_agent.features.store import TTL_S, compute_features, features_key
 from support_agent.memory_store.episodes import latest_episodes, search_episodes
-from support_agent.memory_store.hot import c360_key
+from support_agent.memory_store.hot import c360_key, put_hot_360
 from support_agent.memory_store.layers import (
     memory_key,
     present_layers,
@@ -58,14 +58,7 @@ async def _hot(services: Services, tenant_id: str, customer_id: str) -> tuple[An
         if c360 is None:
             c360 = await build_360(services, tenant_id, customer_id)
             if c360 is not None and redis_ok:
-                try:
-                    await services.redis.set(
-                        c360_key(tenant_id, customer_id),
-                        json.dumps(c360),
-                        ex=services.settings.hot_ttl_s,
-                    )
-                except RedisError as exc:
-                    logger.warning("hot_tier_write_failed", extra={"error": type(exc).__name__})
+                await put_hot_360(services, tenant_id, customer_id, c360)
         if raw is None:
             raw = await read_layers_pg(services, tenant_id, customer_id)
             if raw is not None and redis_ok:

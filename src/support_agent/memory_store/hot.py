@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from support_agent.crm.customer360 import Customer360, build_360, build_360s
@@ -47,13 +46,18 @@ async def get_hot_360(
         )
     c360 = await build_360(services, tenant_id, customer_id)
     if c360 is not None and redis_ok:
-        await _put(services.redis, key, c360, services.settings.hot_ttl_s)
+        await put_hot_360(services, tenant_id, customer_id, c360)
     return c360, "postgres" if redis_ok else "postgres-redis-down"
 
 
-async def _put(rds: aioredis.Redis, key: str, c360: Customer360, ttl_s: int) -> bool:
+async def put_hot_360(
+    services: Services, tenant_id: str, customer_id: str, c360: Customer360
+) -> bool:
+    """Write a customer's 360 to Redis with the hot TTL; False (logged) if Redis failed."""
     try:
-        await rds.set(key, json.dumps(c360), ex=ttl_s)
+        await services.redis.set(
+            c360_key(tenant_id, customer_id), json.dumps(c360), ex=services.settings.hot_ttl_s
+        )
     except RedisError as exc:
         logger.warning("hot_tier_write_failed", extra={"error": type(exc).__name__})
         return False

@@ -19,7 +19,7 @@ from support_agent.crm.repository import normalize_identity
 from support_agent.errors import InvalidRequestError, NotFoundError
 from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.memory_store.hot import invalidate_360
-from support_agent.memory_store.layers import memory_key, read_layers_pg, write_hot_layers
+from support_agent.memory_store.layers import memory_key, refresh_hot_memory
 from support_agent.services import Services
 
 logger = logging.getLogger(__name__)
@@ -83,15 +83,8 @@ async def link_identity(
                     " WHERE tenant_id = %(t)s AND id = %(c)s",
                     {"ch": channel, "t": tenant_id, "c": customer_id},
                 )
-    await _refresh_hot(services, tenant_id, customer_id)
+    await refresh_hot_memory(services, tenant_id, customer_id)
     return {"customer_id": customer_id, "kind": kind, "linked": linked}
-
-
-async def _refresh_hot(services: Services, tenant_id: str, customer_id: str) -> None:
-    await invalidate_360(services, tenant_id, customer_id)
-    raw = await read_layers_pg(services, tenant_id, customer_id)
-    if raw is not None:
-        await write_hot_layers(services, tenant_id, customer_id, raw)
 
 
 _MOVE = ["customer_identities", "payment_methods", "orders", "interactions", "issues", "promises",
@@ -194,5 +187,5 @@ async def merge_customers(
     except RedisError as exc:  # the key expires within its TTL anyway
         logger.warning("hot_memory_invalidate_failed", extra={"error": type(exc).__name__})
     await invalidate_360(services, tenant_id, merge_id)
-    await _refresh_hot(services, tenant_id, keep_id)
+    await refresh_hot_memory(services, tenant_id, keep_id)
     return {"customer_id": keep_id, "merged": merge_id, "moved": moved, "episodes": episodes}

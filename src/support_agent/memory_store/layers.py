@@ -36,6 +36,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from support_agent.crm.customer360 import iso
+from support_agent.memory_store.hot import invalidate_360
 from support_agent.services import Services
 from support_agent.tenants import load_tenant_config
 
@@ -77,10 +79,6 @@ def churn_risk(
 def memory_key(tenant_id: str, customer_id: str) -> str:
     """Redis key of a customer's hot L1/L2/L4."""
     return f"sa:{tenant_id}:mem:{customer_id}"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 async def read_layers_pg(
@@ -133,27 +131,27 @@ async def read_layers_pg(
             "timezone": row["timezone"],
         },
         "l2_counters": {
-            "firstContact": _iso(row["first_contact_at"]),
+            "firstContact": iso(row["first_contact_at"]),
             "totalConversations": row["total_conversations"] or 0,
             "positiveInteractions": row["positive_interactions"] or 0,
             "escalations": row["escalations"] or 0,
             "complaints": row["complaints"] or 0,
             "unresolvedIssues": row["unresolved_issues"] or 0,
             "positiveResolutions": row["positive_resolutions"] or 0,
-            "lastInteractionAt": _iso(row["last_interaction_at"]),
+            "lastInteractionAt": iso(row["last_interaction_at"]),
         },
         "l4_prefs_mood": {
             "tonePref": row["tone_pref"],
             "openIssues": [i["description"] for i in issues],
             "personalDetails": "; ".join(row["personal_details"] or []),
             "lastMood": row["last_mood"],
-            "lastMoodAt": _iso(row["last_mood_at"]),
+            "lastMoodAt": iso(row["last_mood_at"]),
             "promises": [
                 {
                     "id": p["id"],
                     "text": p["text"],
                     "by": p["made_by"],
-                    "dueAt": _iso(p["due_at"]),
+                    "dueAt": iso(p["due_at"]),
                     "status": p["status"],
                     "conversationId": p["conversation_id"],
                 }
@@ -161,6 +159,30 @@ async def read_layers_pg(
             ],
         },
     }
+
+
+def history_scores(
+    tenant_id: str,
+    *,
+    positive_interactions: int,
+    escalations: int,
+    complaints: int,
+    unresolved_issues: int,
+    positive_resolutions: int,
+    last_interaction_at: datetime | None,
+    now: datetime | None = None,
+) -> tuple[float, float]:
+    """``(trust_score, churn_risk)`` of L2 counters at ``now`` with the tenant's base values.
+
+    ``days_since_last_interaction`` is measured at ``now`` (0 with no interaction yet); both
+    scores are rounded to 4 decimals.
+    """
+    config = load_tenant_config(tenant_id).memory
+    now = now or datetime.now(UTC)
+    days = (now - last_interaction_at).total_seconds() / 86400 if last_interaction_at else 0.0
+    trust = trust_score(config.base_trust, positive_interactions, escalations, complaints)
+    churn = churn_risk(config.base_churn, max(0.0, days), unresolved_issues, positive_resolutions)
+    return round(trust, 4), round(churn, 4)
 
 
 def present_layers(
@@ -172,32 +194,23 @@ def present_layers(
         ``{"l1_identity", "l2_history", "l4_prefs_mood"}``; ``l2_history`` has
         ``firstContact, totalConversations, trustScore, churnRisk`` plus the counters.
     """
-    config = load_tenant_config(tenant_id).memory
     counters = raw["l2_counters"]
-    now = now or datetime.now(UTC)
     last = counters.get("lastInteractionAt")
-    days = (now - datetime.fromisoformat(last)).total_seconds() / 86400 if last else 0.0
+    trust, churn = history_scores(
+        tenant_id,
+        positive_interactions=counters["positiveInteractions"],
+        escalations=counters["escalations"],
+        complaints=counters["complaints"],
+        unresolved_issues=counters["unresolvedIssues"],
+        positive_resolutions=counters["positiveResolutions"],
+        last_interaction_at=datetime.fromisoformat(last) if last else None,
+        now=now,
+    )
     l2 = {
         "firstContact": counters.get("firstContact"),
         "totalConversations": counters["totalConversations"],
-        "trustScore": round(
-            trust_score(
-                config.base_trust,
-                counters["positiveInteractions"],
-                counters["escalations"],
-                counters["complaints"],
-            ),
-            4,
-        ),
-        "churnRisk": round(
-            churn_risk(
-                config.base_churn,
-                max(0.0, days),
-                counters["unresolvedIssues"],
-                counters["positiveResolutions"],
-            ),
-            4,
-        ),
+        "trustScore": trust,
+        "churnRisk": churn,
         **{k: v for k, v in counters.items() if k not in ("firstContact", "totalConversations")},
     }
     return {
@@ -247,3 +260,11 @@ async def get_layers(
             source = "postgres"
             await write_hot_layers(services, tenant_id, customer_id, raw)
     return present_layers(raw, tenant_id, now), source
+
+
+async def refresh_hot_memory(services: Services, tenant_id: str, customer_id: str) -> None:
+    """After a write to a customer's records: write L1/L2/L4 through and drop the hot 360."""
+    raw = await read_layers_pg(services, tenant_id, customer_id)
+    if raw is not None:
+        await write_hot_layers(services, tenant_id, customer_id, raw)
+    await invalidate_360(services, tenant_id, customer_id)

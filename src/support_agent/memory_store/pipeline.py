@@ -52,8 +52,7 @@ from support_agent.memory_store.extract import (
     detect_tone,
     personal_details,
 )
-from support_agent.memory_store.hot import invalidate_360
-from support_agent.memory_store.layers import read_layers_pg, write_hot_layers
+from support_agent.memory_store.layers import refresh_hot_memory
 from support_agent.services import Services
 
 logger = logging.getLogger(__name__)
@@ -325,10 +324,7 @@ class MemoryWorker:
             await services.redis.xack(STREAM, GROUP, msg_id)
             applied += int(changed)
             if changed:
-                raw = await read_layers_pg(services, job["tenant_id"], job["customer_id"])
-                if raw is not None:
-                    await write_hot_layers(services, job["tenant_id"], job["customer_id"], raw)
-                await invalidate_360(services, job["tenant_id"], job["customer_id"])
+                await refresh_hot_memory(services, job["tenant_id"], job["customer_id"])
                 refreshed.setdefault(job["tenant_id"], []).append(job["customer_id"])
             elif await self._job_erased(job):
                 await services.store.adelete(

@@ -14,11 +14,11 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from support_agent.crm.customer360 import iso
 from support_agent.errors import InvalidRequestError, NotFoundError
 from support_agent.memory_store.episodes import episodes_namespace
-from support_agent.memory_store.layers import churn_risk, get_layers, trust_score
+from support_agent.memory_store.layers import get_layers, history_scores
 from support_agent.services import Services
-from support_agent.tenants import load_tenant_config
 
 _SUMMARY_COLUMNS = (
     "SELECT c.id, c.first_name, c.last_name, c.phone, c.email, c.channels, c.created_at,"
@@ -30,10 +30,6 @@ _SUMMARY_COLUMNS = (
     " FROM customers c LEFT JOIN memory_history h"
     " ON h.tenant_id = c.tenant_id AND h.customer_id = c.id"
 )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def encode_cursor(customer_id: str) -> str:
@@ -59,36 +55,27 @@ def decode_cursor(cursor: str) -> str:
 
 
 def _summary(row: dict[str, Any], tenant_id: str, now: datetime) -> dict[str, Any]:
-    config = load_tenant_config(tenant_id).memory
-    last = row["last_interaction_at"]
-    days = (now - last).total_seconds() / 86400 if last else 0.0
+    trust, churn = history_scores(
+        tenant_id,
+        positive_interactions=row["positive_interactions"] or 0,
+        escalations=row["escalations"] or 0,
+        complaints=row["complaints"] or 0,
+        unresolved_issues=row["unresolved_issues"] or 0,
+        positive_resolutions=row["positive_resolutions"] or 0,
+        last_interaction_at=row["last_interaction_at"],
+        now=now,
+    )
     return {
         "id": row["id"],
         "name": f"{row['first_name']} {row['last_name']}",
         "phone": row["phone"],
         "email": row["email"],
         "channels": list(row["channels"] or []),
-        "trustScore": round(
-            trust_score(
-                config.base_trust,
-                row["positive_interactions"] or 0,
-                row["escalations"] or 0,
-                row["complaints"] or 0,
-            ),
-            4,
-        ),
-        "churnRisk": round(
-            churn_risk(
-                config.base_churn,
-                max(0.0, days),
-                row["unresolved_issues"] or 0,
-                row["positive_resolutions"] or 0,
-            ),
-            4,
-        ),
+        "trustScore": trust,
+        "churnRisk": churn,
         "totalConversations": row["total_conversations"] or 0,
-        "firstContactAt": _iso(row["first_contact_at"]),
-        "lastMessageAt": _iso(row["last_message_at"]),
+        "firstContactAt": iso(row["first_contact_at"]),
+        "lastMessageAt": iso(row["last_message_at"]),
     }
 
 
@@ -168,7 +155,7 @@ async def search_customers(
                 "name": f"{r['first_name']} {r['last_name']}",
                 "phone": r["phone"],
                 "email": r["email"],
-                "lastMessageAt": _iso(r["last_message_at"]),
+                "lastMessageAt": iso(r["last_message_at"]),
             }
             for r in rows
         ]
@@ -230,8 +217,8 @@ async def get_profile(services: Services, tenant_id: str, customer_id: str) -> d
             "l3_episodes": await _episodes(services, tenant_id, customer_id),
             "l4_prefs_mood": layers["l4_prefs_mood"],
         },
-        "createdAt": _iso(row["created_at"]),
-        "updatedAt": _iso(row["updated_at"]),
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
     }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
@@ -29,9 +28,3 @@ def agent_lines(messages: Sequence[AnyMessage] | None) -> list[str]:
 def thread_id(tenant_id: str, session_id: str) -> str:
     """The checkpointer thread of a session: tenant-scoped so ids never collide across tenants."""
     return f"{tenant_id}:{session_id}"
-
-
-def mask(value: Any) -> str:
-    """Mask personal data for logs: keep the first character and the length only."""
-    text = str(value)
-    return f"{text[:1]}***({len(text)})" if text else ""
