@@ -15,7 +15,7 @@ OK = PolicyFacts(
     identity_conflict=False,
     has_target=True,
     has_items=True,
-    order_status="pending",
+    target_status="pending",
     confirmed=True,
 )
 
@@ -42,13 +42,13 @@ def _facts(**changes: object) -> PolicyFacts:
         ),
         ("general_help", _facts(authenticated=False), "respond", None),
         ("cancel_order", _facts(identity_conflict=True), "deny", "one_customer_per_conversation"),
-        ("cancel_order", _facts(order_status=None), "deny", "order_belongs_to_customer"),
-        ("cancel_order", _facts(order_status="delivered"), "deny", "order_status_allows_action"),
-        ("return_items", _facts(order_status="pending"), "deny", "order_status_allows_action"),
-        ("return_items", _facts(order_status="delivered"), "execute", None),
+        ("cancel_order", _facts(target_status=None), "deny", "order_belongs_to_customer"),
+        ("cancel_order", _facts(target_status="delivered"), "deny", "order_status_allows_action"),
+        ("return_items", _facts(target_status="pending"), "deny", "order_status_allows_action"),
+        ("return_items", _facts(target_status="delivered"), "execute", None),
         (
             "exchange_items",
-            _facts(order_status="delivered", has_items=False),
+            _facts(target_status="delivered", has_items=False),
             "clarify",
             "action_target_known",
         ),

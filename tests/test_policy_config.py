@@ -15,7 +15,7 @@ from support_agent.policy.retention import OfferFacts, churn_band, evaluate_offe
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 FACTS = PolicyFacts(authenticated=False, identity_conflict=True, has_target=True,
-                    has_items=True, order_status="pending", confirmed=False)  # fmt: skip
+                    has_items=True, target_status="pending", confirmed=False)  # fmt: skip
 
 
 def _with_compliance(**switches: bool) -> Policy:

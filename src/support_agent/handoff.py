@@ -122,7 +122,9 @@ def build_panel(state: State, ctx: Context, reason: str) -> dict[str, Any]:
     name = profile.get("name") or "unidentified customer"
     summary = f"{name} ({c360.get('tier', 'unknown tier')}) contacted us on {ctx.channel}"
     if issue:
-        summary += (f" about order {issue.get('order_id')}: {issue.get('description')}"
+        about = (f"order {issue.get('order_id')}" if issue.get("order_id")
+                 else issue.get("subject_label") or "an issue")  # fmt: skip
+        summary += (f" about {about}: {issue.get('description')}"
                     f" (open issue, contact #{issue.get('contacts', 1)})")  # fmt: skip
     summary += f". Escalated because {reason}."
     return {

@@ -6,10 +6,15 @@ contact data (emails, phone numbers are not echoed; cards appear as brand + last
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 _ACTION_WORDS = {
+    "dispute_transaction": "a dispute",
+    "freeze_card": "freezing the card",
+    "order_replacement_card": "a replacement card",
+    "apply_retention_offer": "the offer",
     "return_items": "a return",
     "exchange_items": "an exchange",
     "cancel_order": "a cancellation",
@@ -73,9 +78,14 @@ def open_issue_line(issue: dict[str, Any]) -> str:
     channel = issue.get("episode_channel")
     via = f" on {channel}" if channel else ""
     proposed = action_words(issue.get("proposed_actions") or [])
+    what = (
+        f"{items} from order {issue['order_id']}"
+        if issue.get("order_id")
+        else f"the {issue.get('subject_label') or 'item'}"
+    )
     line = (
-        f"you told us{via} {when_phrase(issue.get('created_at'))} that {items} from order "
-        f"{issue['order_id']} had a problem ({issue['description']})"
+        f"you told us{via} {when_phrase(issue.get('created_at'))} that {what} had a problem "
+        f"({issue['description']})"
     )
     if proposed:
         line += f", and we offered {proposed}"
@@ -97,7 +107,124 @@ def handoff_message(issue: dict[str, Any] | None) -> str:
     if issue and issue.get("order_id"):
         about = (f" about {items_phrase(issue.get('item_names') or [])} from order "
                  f"{issue['order_id']}")  # fmt: skip
+    elif issue and issue.get("subject_label"):
+        about = f" about the {issue['subject_label']}"
     return (
         f"I'm connecting you with a colleague now{about}. They can see everything we've "
         "discussed, so you won't need to repeat yourself."
     )
+
+
+def address_line(address: dict[str, Any] | None) -> str:
+    """``"12 Main Street, Apt 4, Springfield, IL 62704"`` (an address the customer gave us)."""
+    if not address:
+        return "the new address"
+    parts = [address.get("address1"), address.get("address2"), address.get("city")]
+    line = ", ".join(p for p in parts if p)
+    return f"{line}, {address.get('state', '')} {address.get('zip', '')}".strip()
+
+
+def confirm_bank_action(action: str, target: dict[str, Any]) -> str:
+    """The confirmation question for a bank write (what exactly will happen)."""
+    label = target.get("label") or "it"
+    if action == "freeze_card":
+        return (f"To confirm: freeze your {label} now. Payments and withdrawals with it will be "
+                "declined until it is unfrozen. Reply yes to go ahead.")  # fmt: skip
+    if action == "order_replacement_card":
+        return (f"To confirm: order a replacement for your {label}, sent to the address on file "
+                "(7 to 10 business days). Reply yes to go ahead.")  # fmt: skip
+    if action == "dispute_transaction":
+        return f"To confirm: open a dispute on the {label}. Reply yes to go ahead."
+    return f"To confirm: {action.replace('_', ' ')} for {label}. Reply yes to go ahead."
+
+
+def bank_action_done(result: dict[str, Any]) -> str:
+    """What the customer hears after a bank write succeeded."""
+    action = result["action"]
+    label = result.get("label") or "your card"
+    if action == "freeze_card":
+        return f"Done: your {label} is frozen. Nobody can use it until it is unfrozen."
+    if action == "order_replacement_card":
+        return (f"Done: a replacement for your {label} is ordered and will arrive in "
+                f"{result['delivery']}.")  # fmt: skip
+    if action == "dispute_transaction":
+        return (f"Done: I've opened dispute {result['dispute_id']} for the {label} "
+                f"(${result['amount']:.2f}). You can follow its status in the app; we'll "
+                "contact you when it's reviewed.")  # fmt: skip
+    if action == "apply_retention_offer":
+        if result.get("annual_fee_waived_until"):
+            return (f"Done: your annual fee is waived until "
+                    f"{result['annual_fee_waived_until']}.")  # fmt: skip
+        if result.get("product"):
+            return (f"Done: your card is now the {result['product']}, with no annual fee; your "
+                    "credit limit, account number, history and rewards are kept.")  # fmt: skip
+        return f"Done: a ${result['credit']:.2f} statement credit is on your card."
+    return "Done."
+
+
+def retention_offer_text(offer: dict[str, Any]) -> str:
+    """A retention offer with its terms, and the disclosure when the policy requires one."""
+    terms = offer.get("terms") or {}
+    card = terms.get("card", "your card")
+    fee = float(terms.get("annual_fee") or 0.0)
+    if offer["offer_id"] == "annual_fee_waiver":
+        text = (f"As a thank-you for your loyalty, I can waive the ${fee:.2f} annual fee on your "
+                f"{card} for the next 12 months.")  # fmt: skip
+        terms_text = (f"Terms: a one-time loyalty benefit for one year; the standard ${fee:.2f} "
+                      "annual fee applies again after that.")  # fmt: skip
+    elif offer["offer_id"] == "downgrade_no_annual_fee":
+        text = (f"I can move your {card} to the {terms.get('downgrade_to')}, which has no annual "
+                f"fee (you pay ${fee:.2f} a year today).")  # fmt: skip
+        terms_text = (
+            "Terms: your credit limit, account number, history and unredeemed rewards are kept; "
+            "the rewards rate and benefits change to the new card's."
+        )
+    else:
+        text = (
+            f"I can add a ${float(terms.get('credit', 0.0)):.2f} statement credit to your {card}."
+        )
+        terms_text = "Terms: a one-time credit; one retention offer per year."
+    if offer.get("disclosure_required"):
+        text += " " + terms_text
+    return text + " Reply yes if you'd like it."
+
+
+def knowledge_answer(doc: dict[str, Any], question: str) -> str:
+    """A grounded answer from one help article, quoted, never rewritten.
+
+    The article's title and its lines (at most three, in article order) sharing most words with
+    the question.
+    """
+    words = set(re.findall(r"[a-z]{3,}", question.lower()))
+    lines = [ln.strip(" -*#") for ln in str(doc.get("text") or "").splitlines()]
+    lines = [ln for ln in lines if len(ln) > 20]
+    ranked = sorted(
+        range(len(lines)),
+        key=lambda i: (-len(words & set(re.findall(r"[a-z]{3,}", lines[i].lower()))), i),
+    )
+    best = sorted(ranked[:3])
+    body = " ".join(lines[i].rstrip(".") + "." for i in best)
+    return f'From our help article "{doc["title"]}": {body}'.strip()
+
+
+def account_activity(c360: dict[str, Any], limit: int = 3) -> str:
+    """The latest transactions and the cards' status, from the 360."""
+    txns = c360.get("transactions", [])[:limit]
+    parts = [
+        f"{t['date']}: {t['description']} {'+' if t['amount'] > 0 else '-'}"
+        f"${abs(float(t['amount'])):.2f} ({str(t['status']).lower()})"
+        for t in txns
+    ]
+    text = "Your latest activity: " + "; ".join(parts) + "." if parts else "No recent activity."
+    cards = [h for h in c360.get("holdings", []) if h["kind"] in ("credit_card", "debit_card")]
+    if cards:
+        text += (
+            " Cards: "
+            + ", ".join(
+                f"{h['product'] if h['kind'] == 'credit_card' else 'debit card'} "
+                f"({str(h['status']).lower()})"
+                for h in cards
+            )
+            + "."
+        )
+    return text

@@ -77,6 +77,8 @@ class State(InputState, total=False):
         session_status: ``open`` or ``ended``.
         memory_job: status of the memory job queued when the session ended.
         contact_counted: the open issue whose contact count this session already increased.
+        offer: the retention offer made in this session (``offer_id``, ``holding_id``, ``terms``,
+            ``disclosure``), which a confirmed "yes" applies.
     """
 
     customer_id: str
@@ -89,6 +91,7 @@ class State(InputState, total=False):
     intent_confidence: float
     signals: dict[str, Any]
     entities: dict[str, Any]
+    offer: dict[str, Any] | None
     resolutions: list[dict[str, Any]]
     candidates: list[dict[str, Any]]
     policy: dict[str, Any]

@@ -11,18 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from support_agent.actions.ledger import already_done, record_action
 from support_agent.errors import InvalidRequestError, NotFoundError
 from support_agent.services import Services
-
-
-async def _already_done(conn: Any, tenant_id: str, key: str) -> dict[str, Any] | None:
-    row = await (
-        await conn.execute(
-            "SELECT result FROM account_actions WHERE tenant_id = %s AND idempotency_key = %s",
-            (tenant_id, key),
-        )
-    ).fetchone()
-    return None if row is None else dict(row["result"])
 
 
 async def _lock_order(conn: Any, tenant_id: str, customer_id: str, order_id: str) -> dict[str, Any]:
@@ -36,23 +27,6 @@ async def _lock_order(conn: Any, tenant_id: str, customer_id: str, order_id: str
     if row is None:
         raise NotFoundError("order not found for this customer")
     return dict(row)
-
-
-async def _record(
-    conn: Any,
-    tenant_id: str,
-    key: str,
-    customer_id: str,
-    session_id: str,
-    action: str,
-    params: dict[str, Any],
-    result: dict[str, Any],
-) -> None:
-    await conn.execute(
-        "INSERT INTO account_actions (tenant_id, idempotency_key, customer_id, interaction_id,"
-        " action, params, result) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (tenant_id, key, customer_id, session_id, action, json.dumps(params), json.dumps(result)),
-    )
 
 
 async def cancel_order(
@@ -78,7 +52,7 @@ async def cancel_order(
             "cancellation reason must be 'no longer needed' or 'ordered by mistake'"
         )
     async with services.pool.connection() as conn, conn.transaction():
-        if (done := await _already_done(conn, tenant_id, idempotency_key)) is not None:
+        if (done := await already_done(conn, tenant_id, idempotency_key)) is not None:
             return done
         order = await _lock_order(conn, tenant_id, customer_id, order_id)
         if order["status"] != "pending":
@@ -129,7 +103,7 @@ async def cancel_order(
             "refund": round(total, 2),
             "refund_timing": "immediately" if gift else "in 5 to 7 business days",
         }
-        await _record(
+        await record_action(
             conn,
             tenant_id,
             idempotency_key,
@@ -162,7 +136,7 @@ async def request_return(
         InvalidRequestError: the order is not delivered.
     """
     async with services.pool.connection() as conn, conn.transaction():
-        if (done := await _already_done(conn, tenant_id, idempotency_key)) is not None:
+        if (done := await already_done(conn, tenant_id, idempotency_key)) is not None:
             return done
         order = await _lock_order(conn, tenant_id, customer_id, order_id)
         if order["status"] != "delivered":
@@ -190,7 +164,7 @@ async def request_return(
             "refund": round(sum(prices[i] for i in item_ids), 2),
             "payment_method_id": payment_method_id,
         }
-        await _record(
+        await record_action(
             conn,
             tenant_id,
             idempotency_key,
@@ -200,4 +174,99 @@ async def request_return(
             {"order_id": order_id, "item_ids": item_ids, "payment_method_id": payment_method_id},
             result,
         )
+        return result
+
+
+async def modify_order(
+    services: Services,
+    tenant_id: str,
+    customer_id: str,
+    session_id: str,
+    order_id: str,
+    change: dict[str, Any],
+    idempotency_key: str,
+) -> dict[str, Any]:
+    """Change a pending order's shipping address or payment method.
+
+    ``change`` is ``{"address": {address1, address2, city, state, zip, country}}`` or
+    ``{"payment_method_id": id}`` (a method on the customer's file). Changing items needs a choice
+    of variant and goes to a human agent.
+
+    Returns:
+        ``{"order_id", "status": "pending", "changed": "address" | "payment"}`` plus the new value.
+
+    Raises:
+        NotFoundError: the order or payment method is not this customer's.
+        InvalidRequestError: the order is not pending, or the change is empty or of another kind.
+    """
+    async with services.pool.connection() as conn, conn.transaction():
+        if (done := await already_done(conn, tenant_id, idempotency_key)) is not None:
+            return done
+        order = await _lock_order(conn, tenant_id, customer_id, order_id)
+        if order["status"] != "pending":
+            raise InvalidRequestError(
+                f"only pending orders can be modified (status {order['status']})"
+            )
+        if change.get("address"):
+            await conn.execute(
+                "UPDATE orders SET address = %s, updated_at = now()"
+                " WHERE tenant_id = %s AND id = %s",
+                (json.dumps(change["address"]), tenant_id, order_id),
+            )
+            result: dict[str, Any] = {"changed": "address", "address": change["address"]}
+        elif change.get("payment_method_id"):
+            method = await (
+                await conn.execute(
+                    "SELECT id FROM payment_methods WHERE tenant_id = %s AND id = %s"
+                    " AND customer_id = %s",
+                    (tenant_id, change["payment_method_id"], customer_id),
+                )
+            ).fetchone()
+            if method is None:
+                raise NotFoundError("payment method not found for this customer")
+            await conn.execute(
+                "UPDATE payments SET payment_method_id = %s WHERE tenant_id = %s"
+                " AND order_id = %s AND kind = 'payment'",
+                (change["payment_method_id"], tenant_id, order_id),
+            )
+            result = {"changed": "payment", "payment_method_id": change["payment_method_id"]}
+        else:
+            raise InvalidRequestError("a new address or payment method is needed")
+        result = {"order_id": order_id, "status": "pending", **result}
+        await record_action(conn, tenant_id, idempotency_key, customer_id, session_id,
+                            "modify_order", {"order_id": order_id, **change}, result)  # fmt: skip
+        return result
+
+
+async def update_default_address(
+    services: Services,
+    tenant_id: str,
+    customer_id: str,
+    session_id: str,
+    address: dict[str, str],
+    idempotency_key: str,
+) -> dict[str, Any]:
+    """Set the customer's default address (``{address1, address2, city, state, zip, country}``).
+
+    Returns:
+        ``{"customer_id", "address"}``.
+
+    Raises:
+        NotFoundError: no such customer.
+        InvalidRequestError: the address lacks a street, city, state or zip.
+    """
+    if not all(address.get(k) for k in ("address1", "city", "state", "zip")):
+        raise InvalidRequestError("the address needs a street, city, state and zip")
+    async with services.pool.connection() as conn, conn.transaction():
+        if (done := await already_done(conn, tenant_id, idempotency_key)) is not None:
+            return done
+        cur = await conn.execute(
+            "UPDATE customers SET address = %s, zip = %s WHERE tenant_id = %s AND id = %s",
+            (json.dumps(address), address["zip"], tenant_id, customer_id),
+        )
+        if cur.rowcount == 0:
+            raise NotFoundError("customer not found")
+        result = {"customer_id": customer_id, "address": address}
+        await record_action(conn, tenant_id, idempotency_key, customer_id, session_id,
+                            "update_default_address", {"address": address}, result)  # fmt: skip
         return result

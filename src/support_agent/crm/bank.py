@@ -6,7 +6,8 @@
   ``billing_payments``. Card security codes are dropped.
 - ``documents.jsonl.gz``: 698 documents ``{id, title, content}`` → ``knowledge_documents`` with an
   embedding of ``title. content`` (MiniLM reads the first ~256 word pieces; full-text search covers
-  the whole content).
+  the whole content); card products, promotions and retention offers → ``offers``
+  (``crm.bank_offers``).
 
 Every insert is ``ON CONFLICT DO NOTHING`` on the natural key: loading twice changes nothing.
 """
@@ -22,6 +23,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from support_agent.crm.bank_offers import card_catalog, retention_offers
 from support_agent.crm.loader import (
     LoadReport,
     ensure_tenant,
@@ -30,6 +32,7 @@ from support_agent.crm.loader import (
     normalize_phone,
 )
 from support_agent.errors import NotFoundError
+from support_agent.resolutions import seed_resolutions
 from support_agent.retrieval.hybrid import vector_literal
 from support_agent.services import Services
 
@@ -80,10 +83,62 @@ async def load_bank_knowledge(services: Services, source: Path | None = None) ->
     return inserted
 
 
+async def load_bank_offers(services: Services, source: Path | None = None) -> int:
+    """Insert the offers catalog (``crm.bank_offers``) rows that are missing; returns how many.
+
+    Each offer is embedded (``title. description``) for semantic retrieval.
+
+    Raises:
+        NotFoundError: the documents file does not exist.
+    """
+    source = source or services.settings.shared_data_dir / "tau2-banking" / "documents.jsonl.gz"
+    if not source.is_file():
+        raise NotFoundError(f"bank documents not found at {source}")
+    docs = [json.loads(line) for line in gzip.decompress(source.read_bytes()).splitlines() if line]
+    offers = card_catalog(docs) + retention_offers()
+    await ensure_tenant(services, TENANT, "Rho-Bank")
+    async with services.pool.connection() as conn:
+        have = {
+            r["id"]
+            for r in await (
+                await conn.execute("SELECT id FROM offers WHERE tenant_id = %s", (TENANT,))
+            ).fetchall()
+        }
+    missing = [o for o in offers if o["id"] not in have]
+    if not missing:
+        return 0
+    vectors = await asyncio.to_thread(
+        services.embeddings.embed_documents, [f"{o['title']}. {o['description']}" for o in missing]
+    )
+    async with services.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO offers (tenant_id, id, kind, title, description, terms, valid_until,"
+            " embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::vector) ON CONFLICT DO NOTHING",
+            [
+                (
+                    TENANT,
+                    o["id"],
+                    o["kind"],
+                    o["title"],
+                    o["description"],
+                    json.dumps(o["terms"]),
+                    o["valid_until"],
+                    vector_literal(v),
+                )
+                for o, v in zip(missing, vectors, strict=True)
+            ],  # fmt: skip
+        )
+        inserted = max(cur.rowcount, 0)
+    logger.info("offers_loaded", extra={"tenant_id": TENANT, "offers": inserted})
+    return inserted
+
+
 async def load_bank(services: Services) -> LoadReport:
-    """Load the bank tenant: systems of record and the knowledge base (698 documents)."""
+    """Load the bank tenant: systems of record, the knowledge base (698 documents) and offers."""
     inserted = await load_bank_crm(services)
     inserted["knowledge_documents"] = await load_bank_knowledge(services)
+    inserted["offers"] = await load_bank_offers(services)
+    inserted["resolution_records"] = await seed_resolutions(services, TENANT)
     return LoadReport(inserted=inserted)
 
 

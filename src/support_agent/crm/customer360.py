@@ -19,6 +19,8 @@ JSON-serialisable data, the shape served from the Redis hot tier::
                         "status"}],                   # latest 20, newest first
       "disputes": [{"id", "transaction_id", "reason", "status", "submitted_on"}],
       "billing": [{"id", "holding_id", "paid_on", "amount", "status"}],
+      "retention_offers": [{"id", "offer_id", "holding_id", "status", "offered_at",
+                            "applied_at", "expires_at"}],      # newest first
       "interactions": [{"id", "channel", "started_at", "ended_at", "intent", "outcome",
                         "summary"}],   # latest 5, newest first
       "open_issues": [{"id", "order_id", "item_ids", "item_names", "kind", "description",
@@ -91,6 +93,7 @@ async def build_360s(
                 "transactions": [],
                 "disputes": [],
                 "billing": [],
+                "retention_offers": [],
                 "interactions": [],
                 "open_issues": [],
             }
@@ -310,6 +313,26 @@ async def build_360s(
                     "paid_on": row["paid_on"].isoformat(),
                     "amount": float(row["amount"]),
                     "status": row["status"],
+                }
+            )
+        for row in await (
+            await conn.execute(
+                "SELECT id, customer_id, offer_id, holding_id, status, offered_at, applied_at,"
+                " expires_at FROM retention_offers WHERE tenant_id = %(t)s"
+                + ids_filter
+                + " ORDER BY offered_at DESC, id",
+                params,
+            )
+        ).fetchall():
+            out[row["customer_id"]]["retention_offers"].append(
+                {
+                    "id": row["id"],
+                    "offer_id": row["offer_id"],
+                    "holding_id": row["holding_id"],
+                    "status": row["status"],
+                    "offered_at": iso(row["offered_at"]),
+                    "applied_at": iso(row["applied_at"]),
+                    "expires_at": iso(row["expires_at"]),
                 }
             )
     for c360 in out.values():

@@ -198,18 +198,27 @@ async def upsert_issue(services: Services, tenant_id: str, issue: dict[str, Any]
         services: open services.
         tenant_id: the issue's tenant.
         issue: ``{id, customer_id, order_id, item_ids, kind, description, proposed_actions,
-            opened_in, status}``.
+            opened_in, status}`` and, for an issue about a bank card or transaction,
+            ``subject_id`` and ``subject_label``.
     """
     async with services.pool.connection() as conn:
         await conn.execute(
             "INSERT INTO issues (tenant_id, id, customer_id, order_id, item_ids, kind,"
-            " description, proposed_actions, status, opened_in)"
+            " description, proposed_actions, status, opened_in, subject_id, subject_label)"
             " VALUES (%(t)s, %(id)s, %(customer_id)s, %(order_id)s, %(item_ids)s, %(kind)s,"
-            " %(description)s, %(proposed_actions)s, %(status)s, %(opened_in)s)"
+            " %(description)s, %(proposed_actions)s, %(status)s, %(opened_in)s,"
+            " %(subject_id)s, %(subject_label)s)"
             " ON CONFLICT (tenant_id, id) DO UPDATE SET"
             " item_ids = EXCLUDED.item_ids, proposed_actions = EXCLUDED.proposed_actions,"
             " status = EXCLUDED.status, updated_at = now()",
-            {"t": tenant_id, "status": "open", **issue},
+            {
+                "t": tenant_id,
+                "status": "open",
+                "subject_id": None,
+                "subject_label": None,
+                "item_ids": [],
+                **issue,
+            },  # fmt: skip
         )
 
 

@@ -227,3 +227,34 @@ def cancel_reason(text: str) -> str | None:
     if re.search(r"\bby mistake\b|\baccident|\bwrong order\b", text, re.I):
         return "ordered by mistake"
     return None
+
+
+_ADDRESS_RE = re.compile(
+    r"(?P<address1>\d{1,6}\s+[A-Za-z0-9 .'-]+?(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|"
+    r"boulevard|blvd|way|court|ct|place|pl|terrace|parkway|pkwy)\.?)"
+    r"(?:,?\s*(?P<address2>(?:apt|apartment|suite|ste|unit|#)\.?\s*[\w-]+))?"
+    r",\s*(?P<city>[A-Za-z .'-]+?),\s*(?P<state>[A-Z]{2})\s+(?P<zip>\d{5})\b",
+    re.I,
+)
+
+
+def parse_address(text: str) -> dict[str, str] | None:
+    """A US postal address written in a message, or ``None``.
+
+    Accepts ``"<number> <street> [<apt/suite>], <city>, <ST> <zip>"``, the shape of the retail
+    data's addresses (tau2-bench retail ``{address1, address2, city, state, zip, country}``).
+
+    Returns:
+        ``{"address1", "address2", "city", "state", "zip", "country": "USA"}``.
+    """
+    m = _ADDRESS_RE.search(text)
+    if m is None:
+        return None
+    return {
+        "address1": m.group("address1").strip(),
+        "address2": (m.group("address2") or "").strip(),
+        "city": m.group("city").strip(),
+        "state": m.group("state").upper(),
+        "zip": m.group("zip"),
+        "country": "USA",
+    }

@@ -69,16 +69,23 @@ def build_episode(
     parts: list[str] = []
     open_issues: list[dict[str, Any]] = []
     promises: list[str] = []
-    if issue:
+    if issue and issue.get("subject_label"):
+        parts.append(
+            f"Customer reported a problem with {issue['subject_label']}: {issue['description']}."
+        )
+    elif issue:
         items = ", ".join(issue.get("item_names") or []) or "an item"
         where = f" from order {issue['order_id']}" if issue.get("order_id") else ""
         parts.append(f"Customer reported a problem with {items}{where}: {issue['description']}.")
         if issue.get("proposed_actions"):
             parts.append(f"Agent proposed {_action_words(issue['proposed_actions'])}.")
     for result in executed:
+        what = result.get("order_id") or result.get("label") or result.get("transaction_id")
+        what = what or result.get("card_id") or result.get("offer_id")
         parts.append(
-            f"Agent completed {result['action'].replace('_', ' ')} for order "
-            f"{result.get('order_id')} (status {result.get('status')})."
+            f"Agent completed {result['action'].replace('_', ' ')}"
+            + (f" for order {what}" if result.get("order_id") else f" ({what})" if what else "")
+            + f" (status {result.get('status')})."
         )
     if pending_action and not executed:
         parts.append(
@@ -89,9 +96,14 @@ def build_episode(
                 else "."
             )
         )
+        about = (
+            f"for order {pending_action['order_id']}"
+            if pending_action.get("order_id")
+            else f"({pending_action.get('label') or 'as proposed'})"
+        )
         promises.append(
-            f"Complete {_action_words([pending_action['action']])} for order "
-            f"{pending_action.get('order_id')} once the customer confirms"
+            f"Complete {_action_words([pending_action['action']])} {about} once the customer"
+            " confirms"
         )
     elif issue and issue.get("status", "open") == "open" and not executed:
         parts.append("Customer left before choosing; the issue is still open.")

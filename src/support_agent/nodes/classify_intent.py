@@ -1,10 +1,12 @@
 """classify_intent: the intent of the latest message, its sub-signals and the entities it names.
 
-The intent comes from the tenant's embedding classifier (``intents.classifier``); below the tenant's
-minimum confidence it is ``other``. A short "yes"/"no" answering a pending proposal keeps the
-pending action's intent: it is an answer, not a new request. Sub-signals (frustration, human
-request, churn threat, confirmation) and entities (order ids, product names of the customer's
-orders, cancellation reason) come from ``intents.signals``.
+The intent comes from the tenant's embedding classifier (``intents.classifier``); below the
+tenant's minimum confidence it is ``other``. A short "yes"/"no" answering a pending proposal, or
+the new address a pending change was waiting for, keeps the pending action's intent: it is an
+answer, not a new request. Sub-signals (frustration, human request, churn threat, confirmation)
+and entities (order ids, product names of the customer's orders, cancellation reason, an address;
+for bank customers amounts, a card's last four digits, card kind, description words) come from
+``intents.signals`` and ``actions.targets``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from support_agent.actions.targets import bank_entities
 from support_agent.context import Context
 from support_agent.intents.classifier import OUT_OF_SCOPE, classifier_for
 from support_agent.intents.signals import (
@@ -22,6 +25,7 @@ from support_agent.intents.signals import (
     detect_signals,
     extract_identifiers,
     extract_order_ids,
+    parse_address,
 )
 from support_agent.nodes._text import last_customer_text
 from support_agent.services import get_services
@@ -41,7 +45,8 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
 
     Returns:
         ``intent``, ``intent_confidence``, ``signals`` (frustration 0..1, human_request,
-        churn_threat, confirmation, cues, ranking) and ``entities`` (order_ids, products, reason).
+        churn_threat, confirmation, cues, ranking) and ``entities`` (order_ids, products, reason;
+        for customers with bank holdings also amounts, last_four, card_kind, words).
     """
     services = await get_services()
     tenant_id = runtime.context.tenant_id
@@ -52,9 +57,12 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         "order_ids": extract_order_ids(text),
         "products": mentioned_products(text, state.get("c360") or {}),
         "reason": cancel_reason(text),
+        "address": parse_address(text),
+        **(bank_entities(text) if (state.get("c360") or {}).get("holdings") else {}),
     }
     pending = state.get("pending_action")
-    if pending and signals.confirmation is not None:
+    supplies = bool(pending and pending.get("awaiting") == "new_address" and entities["address"])
+    if pending and (signals.confirmation is not None or supplies):
         return {
             "intent": pending["intent"],
             "intent_confidence": 1.0,
@@ -67,7 +75,7 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         clf = await asyncio.to_thread(
             classifier_for,
             tenant_id,
-            config.pack_dir / "intents.csv",
+            config.intents_path(services.settings.shared_data_dir),
             services.settings.data_dir / "models",
             services.embeddings,
         )

@@ -2,9 +2,10 @@
 
 Formula (weights sum to 1; each term in [0, 1])::
 
-    score(a) = 0.50·fit(a) + 0.25·evidence(a) + 0.15·memory(a) + 0.10·urgency(a)
+    score(a) = 0.45·fit(a) + 0.20·evidence(a) + 0.15·memory(a) + 0.10·urgency(a)
+               + 0.10·retention(a)
 
-    fit(a)      = affinity(intent, a) · intent_confidence    (actions.catalog.INTENT_AFFINITY)
+    fit(a)      = affinity(intent, a) · intent_confidence    (actions.catalog.affinity)
     evidence(a) = max over retrieved resolution records r listing a of
                   max(0, similarity(r)) · success_rate(r)
                   (similarity is the cosine similarity; 0 if r came from the keyword list only)
@@ -15,26 +16,49 @@ Formula (weights sum to 1; each term in [0, 1])::
                   online feature store over the CLV of a customer at the tenant's top tier
                   threshold with base churn (``reference_clv``) — so high-CLV customers reach a
                   human sooner; 0 for other actions
+    retention(a) = for retention offers only: churn_propensity · value (both from the online
+                  feature store), the expected value at risk that the offer protects; 0 for
+                  other actions
 
 Ranking only orders candidates; whether an action is allowed is the policy engine's decision.
-Each candidate also carries its target (order, items, refund method) resolved from the message,
-the pending proposal, the session's issue or the open issue in memory, in that order; when
-several orders could be meant, the target is left empty and the agent asks which one.
+Each candidate also carries its target, resolved from the message, the pending proposal, the
+session's issue or the open issue in memory, in that order: for retail an order (with items and
+refund method), for the bank a card or a transaction (``actions.targets``) or the retention offer
+made in this session. When several records could be meant, the target is left empty and the agent
+asks which one.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from support_agent.actions.catalog import INTENT_AFFINITY
+from support_agent.actions.catalog import affinity, candidate_actions
+from support_agent.actions.targets import (
+    TARGET_KEYS,
+    card_label,
+    cards,
+    resolve_card,
+    resolve_transaction,
+    transaction_label,
+)
 from support_agent.context import Context
+from support_agent.nodes._text import last_customer_text
 from support_agent.policy.config import ActionRule, load_policy
 from support_agent.state import State
 from support_agent.tenants import TenantConfig, load_tenant_config
 
-WEIGHTS = {"fit": 0.50, "evidence": 0.25, "memory": 0.15, "urgency": 0.10}
+WEIGHTS = {"fit": 0.45, "evidence": 0.20, "memory": 0.15, "urgency": 0.10, "retention": 0.10}
+RETENTION_ACTIONS = frozenset({"apply_retention_offer"})
+#: Bank intents about a fee (a fee-like transaction is the likely target).
+FEE_INTENTS = frozenset({"card_payment_fee_charged", "cash_withdrawal_charge",
+                         "transfer_fee_charged", "extra_charge_on_statement", "exchange_charge",
+                         "top_up_by_card_charge"})  # fmt: skip
+_DEFAULT_ADDRESS_RE = re.compile(
+    r"\b(default|profile|on file|account address|future orders)\b", re.I
+)
 
 _FOLLOW_UP_INTENTS = {"order_status", "refund_status", "other", "return", "exchange", "complaint"}
 
@@ -57,14 +81,29 @@ def score_candidate(
     frustration: float,
     human_request: bool,
     value: float,
+    churn: float = 0.0,
+    prior: float | None = None,
 ) -> dict[str, Any]:
     """Score one action with the module's formula.
 
+    Args:
+        action: the candidate action.
+        intent: the turn's intent; ``confidence`` its probability.
+        confidence: the classifier's probability of ``intent``.
+        resolutions: retrieved hits (``retrieval.hybrid.Hit.as_dict``).
+        continues_memory: the action continues the open issue or the pending proposal.
+        frustration: frustration score in [0, 1].
+        human_request: the customer asked for a person.
+        value: CLV over the tenant's reference CLV, in [0, 1].
+        churn: churn propensity in [0, 1].
+        prior: the affinity to use instead of the catalog's (set when the message itself says
+            which of two related actions is meant, e.g. the default address, not an order's).
+
     Returns:
-        ``{"score": float, "terms": {fit, evidence, memory, urgency}, "weights": WEIGHTS}``,
+        ``{"score": float, "terms": {fit, evidence, memory, urgency, retention}, "weights"}``,
         rounded to 4 decimals; ``score == Σ weights[t]·terms[t]``.
     """
-    fit = INTENT_AFFINITY.get(intent, {}).get(action, 0.0) * confidence
+    fit = (affinity(intent, action) if prior is None else prior) * confidence
     evidence = max(
         (
             max(0.0, float(r.get("similarity") or 0.0)) * float(r["success_rate"])
@@ -76,11 +115,13 @@ def score_candidate(
     urgency = 0.0
     if action == "escalate_to_human":
         urgency = max(frustration, 1.0 if human_request else 0.0) * (0.5 + 0.5 * value)
+    retention = churn * value if action in RETENTION_ACTIONS else 0.0
     terms = {
         "fit": round(fit, 4),
         "evidence": round(evidence, 4),
         "memory": 1.0 if continues_memory else 0.0,
         "urgency": round(urgency, 4),
+        "retention": round(retention, 4),
     }
     score = sum(WEIGHTS[k] * v for k, v in terms.items())
     return {"score": round(score, 4), "terms": terms, "weights": dict(WEIGHTS)}
@@ -107,7 +148,11 @@ def resolve_target(action: str, state: State, spec: ActionRule) -> dict[str, Any
     source = "none"
     if entities.get("order_ids"):
         order_id, source = entities["order_ids"][0], "message"
-    elif pending and pending.get("order_id") and (state.get("signals") or {}).get("confirmation"):
+    elif (
+        pending
+        and pending.get("order_id")
+        and ((state.get("signals") or {}).get("confirmation") or pending.get("awaiting"))
+    ):
         order_id, source = pending["order_id"], "pending_action"
     elif issue and issue.get("order_id"):
         order_id, source = issue["order_id"], "session_issue"
@@ -117,12 +162,12 @@ def resolve_target(action: str, state: State, spec: ActionRule) -> dict[str, Any
         and (action == "follow_up_open_issue" or not products)
     ):
         order_id, source = open_issue["order_id"], "memory"
-    elif spec.needs_order or action in ("order_status", "refund_status"):
+    elif spec.target == "order" or action in ("order_status", "refund_status"):
         pool = list(orders.values())
         if products:
             pool = [o for o in pool if {i["name"] for i in o["items"]} & set(products)]
-        if spec.order_status_in is not None:
-            eligible = [o for o in pool if o["status"] in spec.order_status_in]
+        if spec.status_in is not None:
+            eligible = [o for o in pool if o["status"] in spec.status_in]
             pool = eligible or pool
         if len(pool) == 1:
             order_id, source = pool[0]["order_id"], "inferred"
@@ -139,12 +184,12 @@ def resolve_target(action: str, state: State, spec: ActionRule) -> dict[str, Any
                 or []
             )
             chosen = [i for i in order["items"] if i["item_id"] in keep]
-        if not chosen and spec.needs_order:
+        if not chosen and spec.target == "order":
             chosen = order["items"] if len(order["items"]) == 1 else []
         item_ids = [i["item_id"] for i in chosen]
         item_names = [i["name"] for i in chosen]
     payment = (order or {}).get("payment_method_ids") or [None]
-    return {
+    target = {
         "order_id": order_id,
         "item_ids": item_ids,
         "item_names": item_names,
@@ -152,6 +197,99 @@ def resolve_target(action: str, state: State, spec: ActionRule) -> dict[str, Any
         "reason": entities.get("reason") or (pending or {}).get("reason"),
         "source": source,
     }
+    if action in ("modify_order", "update_default_address"):
+        from_pending = pending if pending and pending.get("action") == action else {}
+        target["new_address"] = entities.get("address") or from_pending.get("new_address")
+        target["change"] = from_pending.get("change") or _CHANGE.get(
+            str(state.get("intent")), "address"
+        )
+        target["new_payment_method_id"] = _named_payment_method(
+            state, (order or {}).get("payment_method_ids") or []
+        ) or from_pending.get("new_payment_method_id")
+        if action == "update_default_address":
+            target["order_id"] = None
+    return target
+
+
+_CHANGE = {"modify_address": "address", "modify_payment": "payment", "modify_items": "items"}
+
+
+def _named_payment_method(state: State, current: list[str]) -> str | None:
+    """A payment method on file, other than the order's, that the message names by kind."""
+    text = last_text(state).lower()
+    methods = (state.get("c360") or {}).get("payment_methods", [])
+    for method in methods:
+        if method["id"] in current:
+            continue
+        kind = method["kind"].replace("_", " ")
+        if kind in text or (method.get("last_four") and method["last_four"] in text):
+            return str(method["id"])
+    return None
+
+
+def last_text(state: State) -> str:
+    """The latest customer message."""
+    return last_customer_text(state.get("messages"))
+
+
+def resolve_bank_target(action: str, state: State, spec: ActionRule, intent: str) -> dict[str, Any]:
+    """The card, transaction or offer a bank action is about.
+
+    Returns:
+        ``{"card_id" | "transaction_id" | "offer_id": id or None, "label", "candidates",
+        "source"}``; for an offer also ``holding_id`` and ``terms``.
+    """
+    c360 = state.get("c360") or {}
+    entities = state.get("entities") or {}
+    pending = state.get("pending_action")
+    signals = state.get("signals") or {}
+    key = TARGET_KEYS[str(spec.target)]
+    if pending and pending.get("action") == action and signals.get("confirmation"):
+        return {k: v for k, v in pending.items() if k not in ("action", "intent")} | {
+            "source": "pending_action"
+        }
+    if spec.target == "offer":
+        offer = state.get("offer") or {}
+        return {
+            "offer_id": offer.get("offer_id"),
+            "holding_id": offer.get("holding_id"),
+            "terms": offer.get("terms"),
+            "label": offer.get("label"),
+            "candidates": [],
+            "source": "session_offer" if offer else "none",
+        }
+    issue = state.get("issue") or (state.get("memory") or {}).get("open_issue") or {}
+    if spec.target == "card":
+        found, candidates = resolve_card(entities, c360)
+        by_id = {c["id"]: c for c in cards(c360)}
+        label = card_label(by_id[found]) if found else None
+        labels = [card_label(by_id[c]) for c in candidates]
+    else:
+        found, candidates = resolve_transaction(entities, c360, fee_intent=intent in FEE_INTENTS)
+        source_is_issue = False
+        if found is None and issue.get("subject_id") and not entities.get("amounts"):
+            found, source_is_issue = issue["subject_id"], True
+        by_id = {t["id"]: t for t in c360.get("transactions", [])}
+        label = transaction_label(by_id[found]) if found in by_id else issue.get("subject_label")
+        labels = [transaction_label(by_id[c]) for c in candidates[:5]]
+        if source_is_issue:
+            return {key: found, "label": label, "candidates": [], "source": "session_issue"}
+    return {
+        key: found,
+        "label": label,
+        "candidates": labels[:5],
+        "source": "message" if found else "none",
+        "reason": intent,
+    }
+
+
+def _prior(action: str, intent: str, default_address: bool) -> float | None:
+    """Affinity overrides when the message says which address is meant (else ``None``)."""
+    if intent != "modify_address" or action not in ("modify_order", "update_default_address"):
+        return None
+    if action == "update_default_address":
+        return 1.0 if default_address else 0.3
+    return 0.4 if default_address else None
 
 
 async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -171,12 +309,21 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
     features = memory.get("features") or {}
     value = min(1.0, max(0.0, float(features.get("clv", 0.0))) / reference_clv(config))
 
+    churn = min(1.0, max(0.0, float(features.get("churn_propensity", 0.0))))
     declared = load_policy(runtime.context.tenant_id).actions
-    names = set(INTENT_AFFINITY.get(intent, {})) | {"escalate_to_human", "general_help"}
+    names = candidate_actions(intent) | {"escalate_to_human", "general_help"}
+    if intent == "modify_address":
+        names.add("update_default_address")
+    if state.get("offer") and (signals.get("churn_threat") or intent == "terminate_account"):
+        names.add("apply_retention_offer")
+    default_address = bool(_DEFAULT_ADDRESS_RE.search(last_text(state)))
     open_issue = memory.get("open_issue")
     if open_issue:
         names.add("follow_up_open_issue")
-    answering = bool(pending) and signals.get("confirmation") == "yes"
+    answering = bool(pending) and (
+        signals.get("confirmation") == "yes"
+        or bool(pending and pending.get("awaiting") and entities.get("address"))
+    )
     if answering and pending is not None:
         names.add(pending["action"])
 
@@ -198,8 +345,14 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
             frustration=float(signals.get("frustration", 0.0)),
             human_request=bool(signals.get("human_request")),
             value=value,
+            churn=churn,
+            prior=_prior(name, intent, default_address),
         )
-        target = resolve_target(name, state, declared[name])
+        spec = declared[name]
+        if spec.target in ("card", "transaction", "offer"):
+            target = resolve_bank_target(name, state, spec, intent)
+        else:
+            target = resolve_target(name, state, spec)
         candidates.append({"action": name, **scored, "target": target})
     candidates.sort(key=lambda c: (-c["score"], c["action"]))
     return {"candidates": candidates}

@@ -20,7 +20,20 @@ from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
 from support_agent import replies
-from support_agent.actions.retail import cancel_order, request_return
+from support_agent.actions.bank import (
+    apply_retention_offer,
+    dispute_transaction,
+    freeze_card,
+    order_replacement_card,
+    record_offer_made,
+)
+from support_agent.actions.retail import (
+    cancel_order,
+    modify_order,
+    request_return,
+    update_default_address,
+)
+from support_agent.actions.targets import target_id
 from support_agent.context import Context
 from support_agent.errors import InvalidRequestError, NotFoundError
 from support_agent.handoff import build_panel, escalation_reason
@@ -66,6 +79,51 @@ def _issue_for(
     }
 
 
+_NEEDS_ADDRESS = ("modify_order", "update_default_address")
+
+
+def _detail_given(target: dict[str, Any]) -> bool:
+    """A modify/update-address action has the new address (or payment method) it needs."""
+    if target.get("change") == "payment":
+        return bool(target.get("new_payment_method_id"))
+    return bool(target.get("new_address"))
+
+
+def _public_document(state: State) -> dict[str, Any] | None:
+    """The best retrieved help article a customer may read (internal procedures never are)."""
+    for hit in state.get("resolutions") or []:
+        title = str(hit.get("title") or "")
+        if hit.get("kind") == "document" and "internal" not in title.lower():
+            return hit
+    return None
+
+
+def _subject_issue(
+    state: State, ctx: Context, target: dict[str, Any], proposed: list[str]
+) -> dict[str, Any]:
+    """The issue about a bank card or transaction: continue the open one, or open a new one."""
+    subject = target.get("transaction_id") or target.get("card_id")
+    for cand in (state.get("issue"), (state.get("memory") or {}).get("open_issue")):
+        if cand and cand.get("subject_id") == subject:
+            return {**{k: v for k, v in cand.items() if not k.startswith("episode_")},
+                    "customer_id": state.get("customer_id"), "status": "open",
+                    "proposed_actions": proposed}  # fmt: skip
+    return {
+        "id": f"iss-{ctx.session_id}-{subject}",
+        "customer_id": state.get("customer_id"),
+        "order_id": None,
+        "subject_id": subject,
+        "subject_label": target.get("label"),
+        "item_ids": [],
+        "item_names": [],
+        "kind": state.get("intent", "other"),
+        "description": last_customer_text(state.get("messages"))[:200].strip().rstrip(".!?"),
+        "proposed_actions": proposed,
+        "opened_in": ctx.session_id,
+        "status": "open",
+    }
+
+
 def _continue_issue(open_issue: dict[str, Any], state: State) -> dict[str, Any]:
     """An open issue from the CRM/memory, as this session's issue (same id: one issue)."""
     issue = {k: v for k, v in open_issue.items() if not k.startswith("episode_")}
@@ -75,33 +133,54 @@ def _continue_issue(open_issue: dict[str, Any], state: State) -> dict[str, Any]:
 async def _execute(
     services: Services, state: State, ctx: Context, action: str, target: dict[str, Any]
 ) -> dict[str, Any]:
-    """Run a confirmed account action; returns its result with ``action``."""
-    key = f"{ctx.tenant_id}:{ctx.session_id}:{action}:{target['order_id']}"
+    """Run a confirmed account action; returns its result with ``action`` and ``label``.
+
+    The idempotency key is (tenant, session, action, target), so a repeated "yes" or a retried
+    turn never acts twice.
+
+    Raises:
+        InvalidRequestError: the action cannot be done by the agent (e.g. an item exchange needs a
+            human to pick the variant) or a detail is missing; NotFoundError: the target is gone.
+    """
+    kind = load_policy(ctx.tenant_id).actions[action].target
+    subject = target_id(target, kind) if kind else (target.get("order_id") or "customer")
+    key = f"{ctx.tenant_id}:{ctx.session_id}:{action}:{subject}"
     customer_id = str(state.get("customer_id"))
+    args = (services, ctx.tenant_id, customer_id, ctx.session_id)
     if action == "cancel_order":
-        result = await cancel_order(
-            services,
-            ctx.tenant_id,
-            customer_id,
-            ctx.session_id,
-            target["order_id"],
-            target.get("reason") or "",
-            key,
-        )
+        result = await cancel_order(*args, target["order_id"], target.get("reason") or "", key)
     elif action == "return_items":
         result = await request_return(
-            services,
-            ctx.tenant_id,
-            customer_id,
-            ctx.session_id,
+            *args,
             target["order_id"],
             target["item_ids"],
             target.get("payment_method_id") or "",
             key,
         )
+    elif action == "modify_order" and target.get("change") in ("address", "payment"):
+        change = (
+            {"address": target.get("new_address")}
+            if target["change"] == "address"
+            else {"payment_method_id": target.get("new_payment_method_id")}
+        )
+        result = await modify_order(*args, target["order_id"], change, key)
+    elif action == "update_default_address":
+        result = await update_default_address(*args, target.get("new_address") or {}, key)
+    elif action == "freeze_card":
+        result = await freeze_card(*args, target["card_id"], key)
+    elif action == "order_replacement_card":
+        result = await order_replacement_card(
+            *args, target["card_id"], str(target.get("reason") or "replacement"), key
+        )
+    elif action == "dispute_transaction":
+        result = await dispute_transaction(
+            *args, target["transaction_id"], str(target.get("reason") or "disputed"), key
+        )
+    elif action == "apply_retention_offer":
+        result = await apply_retention_offer(*args, state.get("offer") or {}, key)
     else:
         raise InvalidRequestError(f"{action} needs a human agent to choose the new options")
-    return {"action": action, **result}
+    return {"action": action, "label": target.get("label"), **result}
 
 
 async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -127,17 +206,21 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
     pending = state.get("pending_action")
     issue = state.get("issue")
     actions: list[dict[str, Any]] = []
+    offer_state = state.get("offer")
     handoff = None
     decision = "respond"
     greeting = ""
     if identification.get("new") and first:
         greeting = f"Thanks, {first}, you're verified. "
 
+    topics = str(config.extra.get("help_topics", "your account"))
+    kind = load_policy(ctx.tenant_id).actions.get(action)
+    target_kind = kind.target if kind is not None else None
     reason = escalation_reason(state, config, ctx.session_id)
     if reason is None and signals.get("human_request"):
         reply = (
-            greeting + "I can help with that right here: orders, returns, exchanges, refunds and "
-            "account questions. If you'd still prefer a person, just say so and I'll connect you."
+            greeting + f"I can help with that right here: {topics}. If you'd still prefer a "
+            "person, just say so and I'll connect you."
         )
     elif reason is not None:
         decision = "escalate"
@@ -156,6 +239,14 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         decision = "ask_identification"
         reply = replies.ask_identification(
             identification.get("status", "missing"), config.auth_methods
+        )
+    elif outcome == "clarify" and target_kind in ("card", "transaction"):
+        options = target.get("candidates") or []
+        reply = greeting + (
+            f"Which {target_kind} do you mean: " + "; or ".join(options) + "?"
+            if options
+            else f"I couldn't find that {target_kind} on your account. Could you tell me the "
+            "date and amount, or the card's last four digits?"
         )
     elif outcome == "clarify":
         decision = "respond"
@@ -187,6 +278,42 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         )
         if alt is not None:
             reply += f" I can offer {replies.action_words([alt['action']])} instead."
+    elif outcome == "confirm" and action in _NEEDS_ADDRESS and not _detail_given(target):
+        pending = {"action": action, "intent": state.get("intent", "other"), **target,
+                   "awaiting": "new_address"}  # fmt: skip
+        what = f"order {target['order_id']}" if target.get("order_id") else "your account"
+        reply = greeting + (
+            f"What's the new address for {what}? Please send it in one message: street, city, "
+            "state and zip."
+            if target.get("change", "address") == "address"
+            else "Which payment method on your account should the order use instead?"
+        )
+    elif outcome == "confirm" and (target_kind in ("card", "transaction", "offer")
+                                   or action in _NEEDS_ADDRESS):  # fmt: skip
+        decision = "confirm"
+        pending = {"action": action, "intent": state.get("intent", "other"), **target}
+        actions.append({"action": action, "status": "proposed", **target})
+        if target_kind in ("card", "transaction"):
+            issue = _subject_issue(state, ctx, target, [action])
+            reply = greeting + replies.confirm_bank_action(action, target)
+        elif action == "apply_retention_offer":
+            reply = greeting + replies.retention_offer_text(state.get("offer") or {})
+        elif action == "update_default_address":
+            reply = greeting + (
+                f"To confirm: make {replies.address_line(target.get('new_address'))} your default "
+                "address. Reply yes to go ahead."
+            )
+        elif target.get("change") == "payment":
+            reply = greeting + (
+                f"To confirm: pay order {target['order_id']} with "
+                f"{replies.payment_phrase(c360, target.get('new_payment_method_id'))} instead. "
+                "Reply yes to go ahead."
+            )
+        else:
+            reply = greeting + (
+                f"To confirm: ship order {target['order_id']} to "
+                f"{replies.address_line(target.get('new_address'))}. Reply yes to go ahead."
+            )
     elif outcome == "confirm":
         decision = "confirm"
         proposed = [action] + [
@@ -252,11 +379,31 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
             decision = "execute"
             pending = None
             actions.append({**result, "status": "done"})
-            if issue and issue.get("order_id") == target["order_id"]:
+            if target.get("order_id") and issue and issue.get("order_id") == target["order_id"]:
                 issue = {**issue, "status": "resolved"}
-            elif (memory.get("open_issue") or {}).get("order_id") == target["order_id"]:
+            elif (
+                target.get("order_id")
+                and (memory.get("open_issue") or {}).get("order_id") == target["order_id"]
+            ):
                 issue = {**_continue_issue(memory["open_issue"], state), "status": "resolved"}
-            if action == "cancel_order":
+            if target_kind in ("card", "transaction", "offer"):
+                reply = replies.bank_action_done(result)
+                subject = target_id(target, target_kind)
+                if issue and issue.get("subject_id") == subject:
+                    issue = {**issue, "status": "resolved", "proposed_actions": [action]}
+                if action == "apply_retention_offer":
+                    offer_state = {**(state.get("offer") or {}), "status": "applied"}
+            elif action == "update_default_address":
+                reply = (f"Done: your default address is now "
+                         f"{replies.address_line(result['address'])}.")  # fmt: skip
+            elif action == "modify_order":
+                reply = f"Done: order {result['order_id']} now " + (
+                    f"ships to {replies.address_line(result['address'])}."
+                    if result["changed"] == "address"
+                    else "is paid with "
+                    f"{replies.payment_phrase(c360, result['payment_method_id'])}."
+                )
+            elif action == "cancel_order":
                 reply = (
                     f"Done: order {result['order_id']} is cancelled. {result['refund']:.2f} "
                     f"will be refunded {result['refund_timing']}."
@@ -267,6 +414,10 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
                     f"get an email with return instructions; {result['refund']:.2f} will be "
                     f"refunded to {replies.payment_phrase(c360, result['payment_method_id'])}."
                 )
+    elif action == "answer_from_knowledge" and (doc := _public_document(state)) is not None:
+        reply = greeting + replies.knowledge_answer(doc, last_customer_text(state.get("messages")))
+    elif action == "account_activity" and state.get("authenticated"):
+        reply = greeting + replies.account_activity(c360)
     elif action == "follow_up_open_issue" and memory.get("open_issue"):
         open_issue = memory["open_issue"]
         order = orders.get(open_issue["order_id"], {})
@@ -310,15 +461,28 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         else:
             reply = greeting + "How can I help you today?"
     elif state.get("intent") == "out_of_scope":
-        reply = (greeting + "That's outside what I can help with here. I can help with orders, "
-                 "returns, exchanges, refunds and your account.")  # fmt: skip
+        reply = greeting + f"That's outside what I can help with here. I can help with {topics}."
     else:
-        reply = "Hello! I can help with orders, returns, exchanges and refunds."
+        reply = f"Hello! I can help with {topics}."
         if not state.get("authenticated"):
             reply += (
                 " " + replies.ask_identification("missing", config.auth_methods).split(". ", 1)[-1]
             )
             decision = "ask_identification"
+
+    offer = policy.get("retention_offer")
+    if offer and decision in ("respond", "execute") and state.get("customer_id"):
+        await record_offer_made(services, ctx.tenant_id, str(state["customer_id"]), ctx.session_id,
+                                offer)  # fmt: skip
+        offer_state = offer
+        label = f"{offer['offer_id'].replace('_', ' ')} on your {offer['terms'].get('card')}"
+        if pending is None:
+            pending = {"action": "apply_retention_offer", "intent": state.get("intent", "other"),
+                       "offer_id": offer["offer_id"], "holding_id": offer["holding_id"],
+                       "terms": offer["terms"], "label": label}  # fmt: skip
+        reply += " " + replies.retention_offer_text(offer)
+        actions.append({"action": "apply_retention_offer", "status": "offered",
+                        "offer_id": offer["offer_id"], "terms": offer["terms"]})  # fmt: skip
 
     if services.chat_model is not None and decision not in ("escalate",):
         facts = {
@@ -347,6 +511,7 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         },
     )
     return {
+        "offer": offer_state,
         "reply": reply,
         "decision": decision,
         "actions": actions,

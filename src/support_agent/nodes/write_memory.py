@@ -71,8 +71,15 @@ def _issue_row(issue: dict[str, Any]) -> dict[str, Any]:
         "proposed_actions",
         "opened_in",
         "status",
+        "subject_id",
+        "subject_label",
     )
-    return {k: issue.get(k) for k in keys}
+    row = {k: issue.get(k) for k in keys}
+    return {
+        **row,
+        "item_ids": row["item_ids"] or [],
+        "proposed_actions": row["proposed_actions"] or [],
+    }
 
 
 def _issue_changed(issue: dict[str, Any], state: State) -> bool:
@@ -189,7 +196,8 @@ async def write_memory(state: State, runtime: Runtime[Context]) -> dict[str, Any
         await count_issue_contact(services, ctx.tenant_id, str(issue["id"]))
         update["contact_counted"] = issue["id"]
     changed = any(a.get("status") == "done" for a in state.get("actions") or [])
-    if customer_id and issue and issue.get("order_id") and _issue_changed(issue, state):
+    about = issue and (issue.get("order_id") or issue.get("subject_id"))
+    if customer_id and issue and about and _issue_changed(issue, state):
         await upsert_issue(services, ctx.tenant_id, _issue_row(issue))
         changed = True
     if customer_id and (changed or "contact_counted" in update):

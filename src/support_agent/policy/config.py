@@ -6,7 +6,8 @@ Sections:
   confirmation before any write, one customer per conversation, personal data masked in replies,
   no offer while a complaint is open);
 - ``actions``: per action, its kind (``inform`` | ``write`` | ``handoff`` | ``identify``), whether
-  it needs authentication, an order, specific items, and which order statuses allow it;
+  it needs authentication, its target (an order, card, transaction or offer), specific items,
+  and which target statuses allow it;
 - ``retention``: the maximum discount, the minimum days between two retention offers, and the
   rules saying who may get which offer (tiers, minimum tenure, churn bands, discount, whether a
   disclosure of the promotional terms is required).
@@ -47,9 +48,13 @@ class ActionRule(BaseModel):
 
     kind: Literal["inform", "write", "handoff", "identify"]
     requires_auth: bool = False
-    needs_order: bool = False
+    #: what the action is about: an ``order`` (retail), a ``card`` or a ``transaction`` (bank),
+    #: or a retention ``offer``; ``None`` for actions about no particular record
+    target: Literal["order", "card", "transaction", "offer"] | None = None
+    #: item-level order actions (return, exchange) also need the items
     needs_items: bool = False
-    order_status_in: list[str] | None = None
+    #: statuses of the target that allow the action (``None``: any)
+    status_in: list[str] | None = None
 
 
 class RetentionRule(BaseModel):
@@ -63,6 +68,9 @@ class RetentionRule(BaseModel):
     churn_bands: list[Literal["low", "medium", "high"]]
     discount_pct: float = Field(ge=0, le=100)
     requires_disclosure: bool = True
+    #: the customer must hold a credit card (``credit_card``), one with an annual fee
+    #: (``annual_fee_card``), or nothing in particular (``None``)
+    requires_holding: Literal["credit_card", "annual_fee_card"] | None = None
 
 
 class Retention(BaseModel):

@@ -29,14 +29,21 @@ Source = Literal["resolution", "document", "offer"]
 Mode = Literal["hybrid", "semantic", "keyword"]
 RRF_K = 60
 
-_TABLES: dict[str, tuple[str, str]] = {
-    # source: (table, columns returned)
+_TABLES: dict[str, tuple[str, str, str]] = {
+    # source: (table, columns returned, extra filter)
     "resolution": (
         "resolution_records",
         "id, title, resolution AS text, intent, actions, success_rate, helpful_votes",
+        "",
     ),
-    "document": ("knowledge_documents", "id, title, left(content, 600) AS text"),
-    "offer": ("offers", "id, title, description AS text, terms, valid_until"),
+    "document": ("knowledge_documents", "id, title, left(content, 600) AS text", ""),
+    # expired offers are never retrieved
+    "offer": (
+        "offers",
+        "id, kind AS offer_kind, title, description AS text, terms,"
+        " valid_until::text AS valid_until",
+        " AND (valid_until IS NULL OR valid_until > now())",
+    ),
 }
 
 
@@ -101,13 +108,13 @@ async def hybrid_search(
     fused: dict[tuple[str, str], Hit] = {}
     async with services.pool.connection() as conn:
         for source in sources:
-            table, columns = _TABLES[source]
+            table, columns, extra = _TABLES[source]
             lists: list[tuple[str, list[dict[str, Any]]]] = []
             if mode in ("hybrid", "semantic"):
                 rows = await (
                     await conn.execute(
                         f"SELECT {columns}, 1 - (embedding <=> %s::vector) AS similarity"
-                        f" FROM {table} WHERE tenant_id = %s AND embedding IS NOT NULL"
+                        f" FROM {table} WHERE tenant_id = %s AND embedding IS NOT NULL{extra}"
                         " ORDER BY embedding <=> %s::vector LIMIT %s",
                         (vec, tenant_id, vec, candidates),
                     )
@@ -119,7 +126,7 @@ async def hybrid_search(
                         f"WITH q AS (SELECT NULLIF(replace(plainto_tsquery('english', %s)::text,"
                         " ' & ', ' | '), '')::tsquery AS tsq)"
                         f" SELECT {columns}, NULL::float AS similarity FROM {table}, q"
-                        " WHERE tenant_id = %s AND q.tsq IS NOT NULL AND tsv @@ q.tsq"
+                        f" WHERE tenant_id = %s AND q.tsq IS NOT NULL AND tsv @@ q.tsq{extra}"
                         " ORDER BY ts_rank(tsv, q.tsq) DESC, id LIMIT %s",
                         (query, tenant_id, candidates),
                     )

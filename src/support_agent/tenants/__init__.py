@@ -92,6 +92,9 @@ class TenantConfig:
             value basis earned per year, and the annual discount rate.
         memory: memory settings (:class:`MemoryConfig`).
         handoff: warm-handoff settings (:class:`HandoffConfig`).
+        intents_file: the labelled utterances the tenant's intent model is trained on: a path in
+            the pack, or ``shared:<path>`` inside ``SHARED_DATA_DIR`` (the bank trains on
+            ``shared:banking77/train.csv``); see :meth:`intents_path`.
     """
 
     tenant_id: str
@@ -106,7 +109,22 @@ class TenantConfig:
     clv_discount_rate: float = 0.10
     memory: MemoryConfig = field(default_factory=lambda: MemoryConfig())
     handoff: HandoffConfig = field(default_factory=lambda: HandoffConfig())
+    intents_file: str = "intents.csv"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def intents_path(self, shared_data_dir: Path) -> Path:
+        """The intent training file (``intents_file`` resolved).
+
+        Raises:
+            NotFoundError: the file does not exist.
+        """
+        if self.intents_file.startswith("shared:"):
+            path = shared_data_dir / self.intents_file.removeprefix("shared:")
+        else:
+            path = self.pack_dir / self.intents_file
+        if not path.is_file():
+            raise NotFoundError(f"intent training data for {self.tenant_id!r} not found at {path}")
+        return path
 
     def tier_for(self, net_spend: float) -> str:
         """Return the relationship tier for a net lifetime spend (currency units)."""
@@ -149,6 +167,7 @@ def load_tenant_config(tenant_id: str) -> TenantConfig:
         clv_discount_rate=float(raw.get("clv", {}).get("discount_rate", 0.10)),
         memory=MemoryConfig(**raw.get("memory", {})),
         handoff=_handoff_config(raw.get("handoff", {})),
+        intents_file=str(raw.get("intents_file", "intents.csv")),
         extra={k: v for k, v in raw.items() if k not in _KNOWN},
     )
 
@@ -163,6 +182,7 @@ _KNOWN = {
     "handoff",
     "tier_basis",
     "clv",
+    "intents_file",
 }
 
 

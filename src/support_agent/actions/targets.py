@@ -1,0 +1,155 @@
+"""What a bank action is about: the card or transaction a message means, read from the 360.
+
+Entities come from the message (:func:`bank_entities`: amounts, a card's last four digits, debit
+or credit, words of a transaction description); :func:`resolve_card` and
+:func:`resolve_transaction` match them against the customer's holdings and recent transactions in
+the Customer 360. When more than one record could be meant the target is left empty and the
+candidates are returned, so the agent asks which one instead of guessing.
+
+The statuses handed to the policy engine (:func:`card_status`, :func:`transaction_status`) are
+lower case; a transaction that already has a dispute is ``disputed``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_AMOUNT_RE = re.compile(r"(?<![\w.])\$?\s?(\d{1,6}(?:,\d{3})*(?:\.\d{1,2})?)(?!\s*%)(?![\d])")
+_LAST_FOUR_RE = re.compile(
+    r"\b(?:ending|ends|last four|last 4|x{2,}|\*{2,})\D{0,12}(\d{4})\b", re.I
+)
+_WORD_RE = re.compile(r"[a-z]{3,}")
+#: Words too common in complaints to identify a transaction by.
+_STOP = frozenset(
+    "the and was for this that charge charged charges fee fees payment payments transaction "
+    "transactions account card debit credit from with have has had there what why you your "
+    "not don't didn't recognise recognize dispute disputed wrong money bank statement twice "
+    "please help need want just got get see saw can could would".split()
+)
+FEE_WORDS = ("fee", "charge", "interest")
+#: The target key of each policy target kind (``policy.config.ActionRule.target``).
+TARGET_KEYS = {"order": "order_id", "card": "card_id", "transaction": "transaction_id",
+               "offer": "offer_id"}  # fmt: skip
+
+
+def target_id(target: dict[str, Any], kind: str | None) -> str | None:
+    """The id of an action's target of ``kind`` (``None`` for no kind or no id)."""
+    return None if kind is None else target.get(TARGET_KEYS[kind])
+
+
+def bank_entities(text: str) -> dict[str, Any]:
+    """Bank entities in a message.
+
+    Returns:
+        ``{"amounts": [float], "last_four": str | None, "card_kind": "debit_card" |
+        "credit_card" | None, "words": [str]}`` (amounts in currency units; words are the
+        message's lower-case words of 3+ letters minus common complaint words).
+    """
+    lowered = text.lower()
+    four = _LAST_FOUR_RE.search(text)
+    amounts = []
+    for m in _AMOUNT_RE.finditer(text):
+        raw = m.group(1).replace(",", "")
+        if four and raw == four.group(1):
+            continue
+        if "$" in m.group(0) or "." in raw:
+            amounts.append(float(raw))
+    kind = None
+    if "debit" in lowered:
+        kind = "debit_card"
+    elif "credit card" in lowered or "credit-card" in lowered:
+        kind = "credit_card"
+    words = [w for w in _WORD_RE.findall(lowered) if w not in _STOP]
+    return {
+        "amounts": amounts,
+        "last_four": four.group(1) if four else None,
+        "card_kind": kind,
+        "words": words,
+    }
+
+
+def cards(c360: dict[str, Any]) -> list[dict[str, Any]]:
+    """The customer's cards (credit card accounts and debit cards) from the 360 holdings."""
+    return [h for h in c360.get("holdings", []) if h["kind"] in ("credit_card", "debit_card")]
+
+
+def card_label(card: dict[str, Any]) -> str:
+    """``"Gold Rewards Card"`` / ``"debit card ending 4821"`` (never the full number)."""
+    four = (card.get("details") or {}).get("last_four")
+    if card["kind"] == "debit_card":
+        return f"debit card ending {four}" if four else "debit card"
+    return str(card["product"])
+
+
+def card_status(c360: dict[str, Any], card_id: str | None) -> str | None:
+    """The card's status in lower case, ``None`` if the customer has no such card."""
+    for card in cards(c360):
+        if card["id"] == card_id:
+            return str(card["status"]).lower()
+    return None
+
+
+def transaction_status(c360: dict[str, Any], transaction_id: str | None) -> str | None:
+    """``disputed`` if a dispute exists, else the status in lower case; ``None`` if unknown."""
+    if any(d["transaction_id"] == transaction_id for d in c360.get("disputes", [])):
+        return "disputed"
+    for txn in c360.get("transactions", []):
+        if txn["id"] == transaction_id:
+            return str(txn["status"]).lower()
+    return None
+
+
+def transaction_label(txn: dict[str, Any]) -> str:
+    """``"FOREIGN ATM FEE of $5.00 on 2025-11-17"``."""
+    return f"{txn['description']} of ${abs(float(txn['amount'])):.2f} on {txn['date']}"
+
+
+def resolve_card(entities: dict[str, Any], c360: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """The card the message means.
+
+    Returns:
+        ``(card_id or None, candidate card ids)``; the id is set only when exactly one card fits.
+    """
+    pool = cards(c360)
+    if entities.get("last_four"):
+        pool = [
+            c for c in pool if (c.get("details") or {}).get("last_four") == entities["last_four"]
+        ]
+    if entities.get("card_kind"):
+        pool = [c for c in pool if c["kind"] == entities["card_kind"]] or pool
+    words = set(entities.get("words") or [])
+    named = [c for c in pool if words & set(_WORD_RE.findall(str(c["product"]).lower()))]
+    pool = named or pool
+    active = [c for c in pool if str(c["status"]).lower() == "active"]
+    if len(pool) > 1 and len(active) == 1:
+        pool = active
+    ids = [c["id"] for c in pool]
+    return (ids[0] if len(ids) == 1 else None), ids
+
+
+def resolve_transaction(
+    entities: dict[str, Any], c360: dict[str, Any], *, fee_intent: bool
+) -> tuple[str | None, list[str]]:
+    """The transaction the message means, among the customer's recent debits.
+
+    Filters in order, each only when it leaves something: the amounts named, the description
+    words named, fee-like descriptions for a fee intent (``fee_intent``).
+
+    Returns:
+        ``(transaction_id or None, candidate ids newest first)``; the id is set only when exactly
+        one transaction fits.
+    """
+    pool = [t for t in c360.get("transactions", []) if float(t["amount"]) < 0]
+    amounts = entities.get("amounts") or []
+    if amounts:
+        pool = [t for t in pool if any(abs(abs(float(t["amount"])) - a) < 0.005 for a in amounts)]
+    words = set(entities.get("words") or [])
+    if words:
+        by_words = [t for t in pool if words & set(_WORD_RE.findall(t["description"].lower()))]
+        pool = by_words or pool
+    if fee_intent and not amounts:
+        fees = [t for t in pool if any(w in t["description"].lower() for w in FEE_WORDS)]
+        pool = fees or pool
+    ids = [t["id"] for t in pool]
+    return (ids[0] if len(ids) == 1 else None), ids
