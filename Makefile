@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install everything (idempotent)
 
-demo: setup  ## two sessions on two channels with a real retail customer
+demo: setup  ## retail memory across two channels, then a bank disputed fee ending in a warm handoff
 	$(BIN)/support-agent demo
 
 serve: setup  ## run the API on http://127.0.0.1:$(PORT) (loads retail data, prints an API key)

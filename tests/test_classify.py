@@ -30,7 +30,7 @@ async def test_classifier_on_unseen_phrasings(services: Services) -> None:
     config = load_tenant_config("retail")
     clf = classifier_for(
         "retail",
-        config.pack_dir / "intents.csv",
+        [config.pack_dir / "intents.csv"],
         services.settings.data_dir / "models",
         services.embeddings,
     )

@@ -75,7 +75,7 @@ async def test_anger_escalates(services: Services) -> None:
 
 async def test_unclear_twice_escalates(services: Services) -> None:
     config = load_tenant_config("retail")
-    clf = classifier_for("retail", config.pack_dir / "intents.csv",
+    clf = classifier_for("retail", [config.pack_dir / "intents.csv"],
                          services.settings.data_dir / "models", services.embeddings)  # fmt: skip
     candidates = ["how many moons does jupiter have", "suggest a name for my dog",
                   "what's the best pizza topping", "purple elephant mortgage",

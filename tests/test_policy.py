@@ -67,6 +67,40 @@ def test_rules(action: str, facts: PolicyFacts, outcome: str, failed: str | None
         assert failed in failures
 
 
+@pytest.mark.parametrize(
+    ("action", "facts", "outcome", "failed"),
+    [
+        ("freeze_card", _facts(target_status="active"), "execute", None),
+        ("freeze_card", _facts(target_status="frozen"), "deny", "card_status_allows_action"),
+        ("freeze_card", _facts(target_status=None), "deny", "card_belongs_to_customer"),
+        ("freeze_card", _facts(has_target=False), "clarify", "action_target_known"),
+        ("freeze_card", _facts(target_status="active", confirmed=False), "confirm",
+         "explicit_confirmation_before_write"),
+        ("freeze_card", _facts(target_status="active", authenticated=False),
+         "ask_identification", "authenticate_before_account_access"),
+        ("order_replacement_card", _facts(target_status="frozen"), "execute", None),
+        ("order_replacement_card", _facts(target_status="closed"), "deny",
+         "card_status_allows_action"),
+        ("dispute_transaction", _facts(target_status="posted"), "execute", None),
+        ("dispute_transaction", _facts(target_status="disputed"), "deny",
+         "transaction_status_allows_action"),
+        ("dispute_transaction", _facts(target_status=None), "deny",
+         "transaction_belongs_to_customer"),
+        ("apply_retention_offer", _facts(target_status="offered"), "execute", None),
+        ("apply_retention_offer", _facts(target_status=None), "deny", "offer_belongs_to_customer"),
+        ("apply_retention_offer", _facts(has_target=False), "clarify", "action_target_known"),
+        ("account_activity", _facts(authenticated=False), "ask_identification",
+         "authenticate_before_account_access"),
+        ("answer_from_knowledge", _facts(authenticated=False), "respond", None),
+    ],
+)  # fmt: skip
+def test_bank_rules(action: str, facts: PolicyFacts, outcome: str, failed: str | None) -> None:
+    decision = evaluate(action, facts, load_policy("bank"))
+    assert decision.outcome == outcome
+    failures = [r.rule for r in decision.rules if not r.passed]
+    assert failures == ([] if failed is None else [failed])
+
+
 async def test_no_order_detail_before_authentication(services: Services) -> None:
     cust = await customer_with(services, "delivered")
     result = await say(services, new_session(), f"what's the status of order {cust['order_id']}?")

@@ -85,15 +85,18 @@ def _offer_facts(**changes: object) -> OfferFacts:
     [
         ("annual_fee_waiver", {}, None),
         ("no_such_offer", {}, "offer_declared"),
-        ("annual_fee_waiver", {"tier": "standard"}, "eligible_tier"),
+        ("annual_fee_waiver", {"tier": "platinum"}, "eligible_tier"),
         ("annual_fee_waiver", {"tenure_days": 30}, "eligible_tenure"),
         ("annual_fee_waiver", {"churn_risk": 0.1}, "eligible_churn_band"),
-        ("annual_fee_waiver", {"days_since_last_offer": 10}, "offer_frequency"),
+        ("annual_fee_waiver", {"days_since_last_offer": 300}, "offer_frequency"),
         ("annual_fee_waiver", {"days_since_last_offer": 400}, None),
         ("annual_fee_waiver", {"active_offers": ("apr_promo_6m",)}, "no_stacking"),
         ("annual_fee_waiver", {"offer_expires_at": NOW - timedelta(days=1)}, "not_expired"),
         ("annual_fee_waiver", {"complaint_open": True}, "no_offer_while_complaint_open"),
-        ("apr_promo_6m", {"churn_risk": 0.45, "tier": "standard", "tenure_days": 200}, None),
+        ("downgrade_no_annual_fee", {"tenure_days": 30, "churn_risk": 0.45}, None),
+        ("retention_statement_credit", {"tier": "standard", "tenure_days": 90}, None),
+        ("retention_statement_credit", {"churn_risk": 0.45}, "eligible_churn_band"),
+        ("retention_statement_credit", {"tenure_days": 30}, "eligible_tenure"),
     ],
 )
 def test_retention_rules(offer: str, changes: dict[str, object], failed: str | None) -> None:
@@ -108,11 +111,16 @@ def test_retention_rules(offer: str, changes: dict[str, object], failed: str | N
 
 def test_discount_above_the_maximum_is_denied() -> None:
     policy = load_policy("bank")
+    rules = [
+        r.model_copy(update={"discount_pct": 15}) if r.offer == "downgrade_no_annual_fee" else r
+        for r in policy.retention.rules
+    ]
     tight = policy.model_copy(
-        update={"retention": policy.retention.model_copy(update={"max_discount_pct": 10})},
+        update={"retention": policy.retention.model_copy(
+            update={"max_discount_pct": 10, "rules": rules})},
         deep=True,
-    )
-    decision = evaluate_offer("apr_promo_6m", _offer_facts(churn_risk=0.45), tight)
+    )  # fmt: skip
+    decision = evaluate_offer("downgrade_no_annual_fee", _offer_facts(churn_risk=0.45), tight)
     assert [r.rule for r in decision.rules if not r.passed] == ["within_max_discount"]
 
 

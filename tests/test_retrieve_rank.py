@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from support_agent.nodes.rank_actions import WEIGHTS, score_candidate
@@ -39,9 +41,30 @@ def test_score_is_the_documented_weighted_sum() -> None:
         human_request=False,
         value=0.0,
     )
-    assert out["terms"] == {"fit": 0.9, "evidence": 0.48, "memory": 1.0, "urgency": 0.0}
-    assert out["score"] == pytest.approx(0.5 * 0.9 + 0.25 * 0.48 + 0.15 * 1.0)
+    assert out["terms"] == {
+        "fit": 0.9, "evidence": 0.48, "memory": 1.0, "urgency": 0.0, "retention": 0.0
+    }  # fmt: skip
+    assert out["score"] == pytest.approx(0.45 * 0.9 + 0.20 * 0.48 + 0.15 * 1.0)
     assert sum(WEIGHTS.values()) == pytest.approx(1.0)
+
+
+def test_retention_term_is_churn_times_value_for_offers_only() -> None:
+    def score(action: str, churn: float, value: float) -> dict[str, Any]:
+        return score_candidate(
+            action, intent="terminate_account", confidence=0.8, resolutions=[],
+            continues_memory=False, frustration=0.0, human_request=False, value=value,
+            churn=churn,
+        )  # fmt: skip
+
+    at_risk = score("apply_retention_offer", churn=0.7, value=0.5)
+    assert at_risk["terms"]["retention"] == pytest.approx(0.35)
+    assert at_risk["terms"]["fit"] == pytest.approx(0.8)  # Banking77 terminate_account → 1.0
+    assert at_risk["score"] == pytest.approx(
+        sum(at_risk["weights"][k] * v for k, v in at_risk["terms"].items())
+    )
+    safe = score("apply_retention_offer", churn=0.1, value=0.5)
+    assert safe["score"] < at_risk["score"]
+    assert score("answer_from_knowledge", churn=0.7, value=1.0)["terms"]["retention"] == 0.0
 
 
 def test_escalation_urgency_grows_with_value() -> None:

@@ -252,11 +252,11 @@ async def _retrieval_eval(args: argparse.Namespace) -> int:
 
 
 async def _demo(_: argparse.Namespace) -> int:
-    from support_agent.demo import run_demo
+    from support_agent.demo import run_demos
 
     logging.getLogger("support_agent").setLevel(logging.WARNING)  # the demo prints each turn
 
-    return await _with_services(run_demo)
+    return await _with_services(run_demos)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, help="--drain time limit, seconds")
     p.set_defaults(func=_worker)
 
-    p = sub.add_parser("demo", help="two sessions on two channels with one real customer")
+    p = sub.add_parser("demo", help="retail memory across channels, then a bank disputed fee")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("serve", help="run the HTTP API (uvicorn)")

@@ -41,7 +41,8 @@ class TurnResult:
         actions: actions proposed or done this turn.
         handoff: the warm handoff packet when escalated.
         nodes: graph nodes visited, in order.
-        memory: what memory was loaded (source of the 360, episodes, open issue).
+        memory: what memory was loaded (source of the 360, episodes, open issue, layers, online
+            features).
         policy: the policy decision with its rules.
         customer_id: the identified customer (only when authenticated).
     """
@@ -147,6 +148,7 @@ async def run_turn(
             "l2_history": memory.get("l2_history"),
             "l4_prefs_mood": memory.get("l4_prefs_mood"),
             "budget": memory.get("budget"),
+            "features": memory.get("features"),
         },
         policy=state.get("policy") or {},
         customer_id=state.get("customer_id") if state.get("authenticated") else None,

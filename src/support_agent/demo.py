@@ -1,4 +1,6 @@
-"""The demo: one real retail customer, two sessions on two channels, memory carried across.
+"""The demo: a retail customer's memory across channels, then a bank customer's disputed fee.
+
+Retail: one real customer, two sessions on two channels, memory carried across.
 
 Session 1 (chat): the customer identifies by name + zip, reports a broken item of a delivered
 order, the agent proposes a return or an exchange, and the customer leaves before confirming; the
@@ -11,6 +13,10 @@ The demo checks its own claim: it exits non-zero if session 2's reply does not n
 Running it again works: the data load is idempotent and each run's sessions are new ones. The
 customer and the open issue are the same across runs, so on the second run session 2 is the third
 contact about that issue and the agent makes a warm handoff, naming the order it hands over.
+
+Bank (:func:`run_bank_demo`): a real Rho-Bank customer questions a fee, the policy approves a
+dispute after they confirm, and their growing frustration ends in a warm handoff with the full
+panel.
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from support_agent.conversation import TurnResult, end_session, run_turn, sweep_idle_sessions
+from support_agent.crm.customer360 import build_360s
 from support_agent.crm.loader import load_retail
 from support_agent.memory_store.episodes import latest_episodes
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
+from support_agent.tenants import load_tenant_config
 
 TENANT = "retail"
 
@@ -109,10 +117,8 @@ def show(session: str, message: str, result: TurnResult) -> None:
             f"openIssues={l4.get('openIssues')} "
             f"promises={[p['text'] for p in l4.get('promises', []) if p['status'] == 'pending']}"
         )
-        print(
-            "    open issue: "
-            + (f"{issue['id']} on order {issue['order_id']}" if issue else "none")
-        )
+        about = (issue or {}).get("order_id") or (issue or {}).get("subject_label")
+        print("    open issue: " + (f"{issue['id']} on {about}" if issue else "none"))
     print(f"  agent:    {result.reply}")
 
 
@@ -179,5 +185,144 @@ async def run_demo(services: Services) -> int:
     print(
         ("PASS" if ok else "FAIL") + f": session 2's reply {'names' if ok else 'does not name'} "
         f"order {order_id} without the customer repeating it."
+    )
+    return 0 if ok else 1
+
+
+async def run_demos(services: Services) -> int:
+    """The retail memory demo, then the bank decisions demo; 0 when both claims hold."""
+    retail = await run_demo(services)
+    bank = await run_bank_demo(services)
+    return retail or bank
+
+
+BANK = "bank"
+#: Every field of the human agent's panel the bank scenario checks (``handoff.build_panel``).
+PANEL_FIELDS = ("header", "summary", "current_issue", "tried", "reason", "timeline",
+                "suggested_resolutions", "quick_actions")  # fmt: skip
+HEADER_FIELDS = ("name", "tier", "tenure_days", "clv", "churn_risk", "sentiment", "vip")
+
+
+async def pick_bank_customer(services: Services) -> dict[str, Any]:
+    """Pick the bank scenario's real customer and the fee they dispute (deterministic).
+
+    Among customers outside the high-value tiers (whose billing disputes go straight to a human),
+    the one with the most fee transactions among their 20 latest that have no dispute yet (ties:
+    lowest id); the fee is their latest such one whose amount no other recent debit of
+    theirs shares, so "a $X fee" names exactly one transaction.
+
+    Returns:
+        ``{"id", "email", "first_name", "transaction_id", "description", "amount", "date"}``.
+
+    Raises:
+        RuntimeError: no customer fits (the bank data is not loaded, or every fee is disputed).
+    """
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                """
+                WITH recent AS (
+                    SELECT t.*, row_number() OVER (PARTITION BY customer_id
+                        ORDER BY occurred_on DESC, id) AS rn
+                    FROM transactions t WHERE tenant_id = %(t)s
+                ), debits AS (
+                    SELECT * FROM recent WHERE rn <= 20 AND amount < 0
+                ), fees AS (
+                    SELECT d.* FROM debits d
+                    WHERE d.description ILIKE '%%fee%%'
+                      AND NOT EXISTS (SELECT 1 FROM disputes x WHERE x.tenant_id = %(t)s
+                                      AND x.transaction_id = d.id)
+                      AND (SELECT count(*) FROM debits o WHERE o.customer_id = d.customer_id
+                           AND o.amount = d.amount) = 1
+                ), ranked AS (
+                    SELECT customer_id, count(*) AS n FROM fees GROUP BY customer_id
+                )
+                SELECT c.id, c.email, c.first_name, f.id AS transaction_id, f.description,
+                       -f.amount AS amount, f.occurred_on AS date
+                FROM ranked r JOIN customers c ON c.tenant_id = %(t)s AND c.id = r.customer_id
+                JOIN LATERAL (SELECT * FROM fees WHERE customer_id = r.customer_id
+                              ORDER BY occurred_on DESC, id LIMIT 1) f ON true
+                ORDER BY r.n DESC, c.id
+                """,
+                {"t": BANK},
+            )
+        ).fetchall()
+    high_value = load_tenant_config(BANK).handoff.high_value_tiers
+    tiers = {
+        cid: c["tier"]
+        for cid, c in (await build_360s(services, BANK, [r["id"] for r in rows])).items()
+    }
+    row = next((r for r in rows if tiers.get(r["id"]) not in high_value), None)
+    if row is None:
+        raise RuntimeError("no bank customer with an undisputed fee: run `support-agent load bank`")
+    return dict(row)
+
+
+async def run_bank_demo(services: Services) -> int:
+    """The bank scenario: a disputed fee, growing frustration, a resolution and a warm handoff.
+
+    A real Rho-Bank customer verifies by email and questions a fee from their statement; the
+    policy engine approves a dispute once they confirm, and it is filed on the systems of record.
+    The customer then grows angry about the fees; the frustration trigger hands them to a human
+    with the whole panel pre-loaded. Returns 0 when the dispute exists in the CRM and the panel
+    has every field.
+    """
+    from support_agent.crm.bank import load_bank
+
+    report = await load_bank(services)
+    await sync_hot_tier(services, BANK)
+    print(f"\nLoaded tenant '{BANK}': {report.total} new rows (0 on a repeat run).")
+    cust = await pick_bank_customer(services)
+    fee = f"${float(cust['amount']):.2f}"
+    print(f"Customer: {cust['id']}; fee questioned: {cust['description']} {fee} on {cust['date']}")
+    session = f"demo-{uuid.uuid4().hex[:8]}-bank"
+    results: list[TurnResult] = []
+    messages = (
+        f"Hi, my email is {cust['email']}",
+        f"Why was I charged a {fee} fee on {cust['date']:%b %d}? That doesn't look right to me.",
+        "yes",
+        "And there are more of these fees every week. This is ridiculous, I'm fed up with it.",
+    )
+    print("\n=== Bank · chat ===")
+    for message in messages:
+        result = await run_turn(
+            services, tenant_id=BANK, channel="chat", message=message, session_id=session
+        )
+        results.append(result)
+        show("bank", message, result)
+        if result.decision == "escalate":
+            break
+    async with services.pool.connection() as conn:
+        dispute = await (
+            await conn.execute(
+                "SELECT id, status FROM disputes WHERE tenant_id = %s AND transaction_id = %s",
+                (BANK, cust["transaction_id"]),
+            )
+        ).fetchone()
+    panel = results[-1].handoff or {}
+    missing = [f for f in PANEL_FIELDS if not panel.get(f)]
+    missing += [f"header.{f}" for f in HEADER_FIELDS if (panel.get("header") or {}).get(f) is None]
+    if panel:
+        print("\n  Human agent's panel (warm handoff):")
+        header = panel["header"]
+        print("    header:  " + ", ".join(f"{k}={header.get(k)}" for k in HEADER_FIELDS))
+        print(f"    summary: {panel['summary']}")
+        print(f"    reason:  {panel['reason']}")
+        print(f"    issue:   {(panel.get('current_issue') or {}).get('subject_label')}")
+        print(f"    tried:   {panel['tried']}")
+        print(f"    timeline: {len(panel['timeline'])} entries")
+        suggested = [(r["title"], r["success_rate"]) for r in panel["suggested_resolutions"]]
+        print(f"    suggested resolutions: {suggested}")
+        print(f"    quick actions: {[a['action'] for a in panel['quick_actions']]}")
+    await end_session(services, tenant_id=BANK, session_id=session)
+    await MemoryWorker(services).drain()
+    ok = dispute is not None and bool(panel) and not missing
+    print(
+        ("PASS" if ok else "FAIL")
+        + f": dispute {dispute['id'] if dispute else 'NOT FILED'}"
+        + (", warm handoff with every panel field" if panel and not missing else "")
+        + (f"; missing panel fields {missing}" if missing else "")
+        + ("" if panel else "; no handoff")
+        + "."
     )
     return 0 if ok else 1

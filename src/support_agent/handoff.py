@@ -118,6 +118,15 @@ def build_panel(state: State, ctx: Context, reason: str) -> dict[str, Any]:
          "summary": e.get("summary"), "outcome": e.get("outcome")}
         for e in [memory.get("open_episode"), *memory.get("episodes", [])] if e
     ]  # fmt: skip
+    timeline += [
+        {"at": d.get("submitted_on"), "channel": None, "kind": "dispute",
+         "summary": f"dispute {d['id']} on transaction {d['transaction_id']}: {d['reason']}",
+         "outcome": d.get("status")}
+        for d in c360.get("disputes", [])
+    ]  # fmt: skip
+    timeline.append({"at": datetime.now(UTC).isoformat(), "channel": ctx.channel,
+                     "kind": "conversation", "outcome": "escalated",
+                     "summary": f"this conversation: {len(history) + 1} turn(s)"})  # fmt: skip
     timeline.sort(key=lambda t: t["at"] or "", reverse=True)
     name = profile.get("name") or "unidentified customer"
     summary = f"{name} ({c360.get('tier', 'unknown tier')}) contacted us on {ctx.channel}"
@@ -139,7 +148,8 @@ def build_panel(state: State, ctx: Context, reason: str) -> dict[str, Any]:
             "verified": bool(state.get("authenticated")),
             "name": profile.get("name"),
             "tier": c360.get("tier"),
-            "tenure_days": _tenure_days(l2.get("firstContact")),
+            "tenure_days": _tenure_days(l2.get("firstContact"))
+            or (memory.get("features") or {}).get("tenure_days"),
             "clv": (memory.get("features") or {}).get("clv"),
             "churn_risk": (memory.get("features") or {}).get(
                 "churn_propensity", l2.get("churnRisk")

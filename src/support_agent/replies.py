@@ -148,9 +148,8 @@ def bank_action_done(result: dict[str, Any]) -> str:
         return (f"Done: a replacement for your {label} is ordered and will arrive in "
                 f"{result['delivery']}.")  # fmt: skip
     if action == "dispute_transaction":
-        return (f"Done: I've opened dispute {result['dispute_id']} for the {label} "
-                f"(${result['amount']:.2f}). You can follow its status in the app; we'll "
-                "contact you when it's reviewed.")  # fmt: skip
+        return (f"Done: I've opened dispute {result['dispute_id']} for the {label}. You can "
+                "follow its status in the app; we'll contact you when it's reviewed.")  # fmt: skip
     if action == "apply_retention_offer":
         if result.get("annual_fee_waived_until"):
             return (f"Done: your annual fee is waived until "

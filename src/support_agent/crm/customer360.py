@@ -24,7 +24,8 @@ JSON-serialisable data, the shape served from the Redis hot tier::
       "interactions": [{"id", "channel", "started_at", "ended_at", "intent", "outcome",
                         "summary"}],   # latest 5, newest first
       "open_issues": [{"id", "order_id", "item_ids", "item_names", "kind", "description",
-                       "proposed_actions", "opened_in", "contacts", "created_at"}]
+                       "proposed_actions", "opened_in", "contacts", "created_at",
+                       "subject_id", "subject_label"}]    # subject: a bank card/transaction
     }
 """
 
@@ -240,6 +241,8 @@ async def build_360s(
                     "opened_in": row["opened_in"],
                     "contacts": row["contacts"],
                     "created_at": iso(row["created_at"]),
+                    "subject_id": row["subject_id"],
+                    "subject_label": row["subject_label"],
                 }
             )
         for row in await (

@@ -231,14 +231,17 @@ _lock = threading.Lock()
 
 
 def classifier_for(
-    tenant_id: str, training_file: Path, model_dir: Path, embeddings: Embeddings
+    tenant_id: str, training_files: list[Path], model_dir: Path, embeddings: Embeddings
 ) -> IntentClassifier:
     """The tenant's classifier: from memory, from the model cache on disk, or trained now.
 
     Models are cached under ``model_dir/<tenant>-intents-<sha>/``, keyed by the SHA-256 of the
-    training file, so a changed file retrains and nothing is ever downloaded.
+    training files' contents, so a changed file retrains and nothing is ever downloaded.
     """
-    digest = hashlib.sha256(training_file.read_bytes()).hexdigest()[:16]
+    digest_of = hashlib.sha256()
+    for path in training_files:
+        digest_of.update(path.read_bytes())
+    digest = digest_of.hexdigest()[:16]
     key = f"{tenant_id}-intents-{digest}"
     with _lock:
         if key in _cache:
@@ -247,9 +250,14 @@ def classifier_for(
         if (path / "model.json").is_file():
             clf = IntentClassifier.load(path, embeddings)
         else:
-            texts, labels = read_labelled_csv(training_file)
+            texts: list[str] = []
+            labels: list[str] = []
+            for training_file in training_files:
+                more_texts, more_labels = read_labelled_csv(training_file)
+                texts += more_texts
+                labels += more_labels
             clf = IntentClassifier.train(embeddings, texts, labels)
-            clf.save(path, {"tenant": tenant_id, "training_file_sha256": digest, "n": len(texts)})
+            clf.save(path, {"tenant": tenant_id, "training_sha256": digest, "n": len(texts)})
             logger.info("intent_model_trained", extra={"tenant_id": tenant_id, "n": len(texts)})
         _cache[key] = clf
         return clf

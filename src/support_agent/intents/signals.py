@@ -230,7 +230,8 @@ def cancel_reason(text: str) -> str | None:
 
 
 _ADDRESS_RE = re.compile(
-    r"(?P<address1>\d{1,6}\s+[A-Za-z0-9 .'-]+?(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|"
+    r"(?P<address1>(?<![\w#])\d{1,6}\s+[A-Za-z0-9 .'-]+?"
+    r"(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|"
     r"boulevard|blvd|way|court|ct|place|pl|terrace|parkway|pkwy)\.?)"
     r"(?:,?\s*(?P<address2>(?:apt|apartment|suite|ste|unit|#)\.?\s*[\w-]+))?"
     r",\s*(?P<city>[A-Za-z .'-]+?),\s*(?P<state>[A-Z]{2})\s+(?P<zip>\d{5})\b",

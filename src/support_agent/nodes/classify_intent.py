@@ -75,7 +75,7 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         clf = await asyncio.to_thread(
             classifier_for,
             tenant_id,
-            config.intents_path(services.settings.shared_data_dir),
+            config.intents_paths(services.settings.shared_data_dir),
             services.settings.data_dir / "models",
             services.embeddings,
         )

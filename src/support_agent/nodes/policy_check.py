@@ -75,6 +75,12 @@ async def _card_catalog(tenant_id: str) -> dict[str, dict[str, Any]]:
     return {r["terms"]["product"]: r["terms"] for r in rows}
 
 
+#: Churn risk assumed when the customer says they want to leave (the low edge of the medium band,
+#: ``policy.retention.churn_band``): enough for offers the policy allows at medium risk, never
+#: for those it keeps for the high band, which only the measured propensity reaches.
+CHURN_THREAT_RISK = 0.3
+
+
 async def retention_offer(
     state: State, policy: Policy, top: dict[str, Any], ctx: Context
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -101,6 +107,10 @@ async def retention_offer(
     if not at_risk or not any(h["kind"] == "credit_card" for h in c360.get("holdings", [])):
         return None, []
     issues = [*c360.get("open_issues", []), state.get("issue") or {}]
+    threat = bool(signals.get("churn_threat")) or state.get("intent") == "terminate_account"
+    if threat:  # a stated intent to leave puts the customer at least in the medium band
+        features = {**features, "churn_propensity": max(
+            float(features.get("churn_propensity") or 0.0), CHURN_THREAT_RISK)}  # fmt: skip
     facts = offer_facts(
         c360,
         features,

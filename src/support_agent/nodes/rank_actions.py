@@ -314,7 +314,9 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
     names = candidate_actions(intent) | {"escalate_to_human", "general_help"}
     if intent == "modify_address":
         names.add("update_default_address")
-    if state.get("offer") and (signals.get("churn_threat") or intent == "terminate_account"):
+    if not state.get("offer"):  # only an offer made in this session can be applied
+        names.discard("apply_retention_offer")
+    elif signals.get("churn_threat") or intent == "terminate_account":
         names.add("apply_retention_offer")
     default_address = bool(_DEFAULT_ADDRESS_RE.search(last_text(state)))
     open_issue = memory.get("open_issue")
@@ -346,7 +348,8 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
             human_request=bool(signals.get("human_request")),
             value=value,
             churn=churn,
-            prior=_prior(name, intent, default_address),
+            # the customer is answering this proposal: it fits fully
+            prior=1.0 if continues and answering else _prior(name, intent, default_address),
         )
         spec = declared[name]
         if spec.target in ("card", "transaction", "offer"):

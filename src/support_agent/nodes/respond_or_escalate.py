@@ -224,7 +224,13 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         )
     elif reason is not None:
         decision = "escalate"
-        handoff = build_panel(state, ctx, reason)
+        if (
+            issue is None
+            and target_kind in ("card", "transaction")
+            and target_id(target, target_kind)
+        ):
+            issue = _subject_issue(state, ctx, target, [action])
+        handoff = build_panel({**state, "issue": issue}, ctx, reason)
         reply = replies.handoff_message(handoff.get("current_issue"))
     elif pending and signals.get("confirmation") == "no":
         pending = None

@@ -20,14 +20,19 @@ from support_agent.retrieval.hybrid import hybrid_search
 from support_agent.services import get_services
 from support_agent.state import State
 
+#: Hits kept per kind: resolution records feed the ranking's evidence, documents the answer,
+#: offers the retention step.
+QUOTA = {"resolution": 3, "document": 3, "offer": 2}
+
 
 async def retrieve_resolutions(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Retrieve resolution records and episodes for the latest message.
 
     Returns:
-        ``resolutions``: up to 8 hits, best first, each ``{kind, id, score, ranks, similarity,
-        title, text, ...}`` (resolutions add intent, actions, success_rate). Empty for an empty
-        message.
+        ``resolutions``: up to 8 hits (at most :data:`QUOTA` of each kind, so 698 knowledge
+        documents cannot crowd out the few resolution records), best first, each ``{kind, id,
+        score, ranks, similarity, title, text, ...}`` (resolutions add intent, actions,
+        success_rate). Empty for an empty message.
     """
     text = last_customer_text(state.get("messages"))
     signals = state.get("signals") or {}
@@ -38,5 +43,11 @@ async def retrieve_resolutions(state: State, runtime: Runtime[Context]) -> dict[
     services = await get_services()
     tenant_id = runtime.context.tenant_id
     vector = await asyncio.to_thread(services.embeddings.embed_query, text)
-    hits = await hybrid_search(services, tenant_id, text, vector, limit=8)
-    return {"resolutions": [hit.as_dict() for hit in hits]}
+    hits = await hybrid_search(services, tenant_id, text, vector, limit=30)
+    taken: dict[str, int] = {}
+    kept = []
+    for hit in hits:  # best first, at most QUOTA[kind] of each kind
+        if taken.get(hit.kind, 0) < QUOTA[hit.kind]:
+            taken[hit.kind] = taken.get(hit.kind, 0) + 1
+            kept.append(hit.as_dict())
+    return {"resolutions": kept}

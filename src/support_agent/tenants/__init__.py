@@ -93,8 +93,9 @@ class TenantConfig:
         memory: memory settings (:class:`MemoryConfig`).
         handoff: warm-handoff settings (:class:`HandoffConfig`).
         intents_file: the labelled utterances the tenant's intent model is trained on: a path in
-            the pack, or ``shared:<path>`` inside ``SHARED_DATA_DIR`` (the bank trains on
-            ``shared:banking77/train.csv``); see :meth:`intents_path`.
+            the pack, or ``shared:<path>`` inside ``SHARED_DATA_DIR``, or a list of them (the bank
+            trains on ``shared:banking77/train.csv`` plus its own ``intents_extra.csv``); see
+            :meth:`intents_paths`.
     """
 
     tenant_id: str
@@ -109,22 +110,28 @@ class TenantConfig:
     clv_discount_rate: float = 0.10
     memory: MemoryConfig = field(default_factory=lambda: MemoryConfig())
     handoff: HandoffConfig = field(default_factory=lambda: HandoffConfig())
-    intents_file: str = "intents.csv"
+    intents_file: str | tuple[str, ...] = "intents.csv"
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def intents_path(self, shared_data_dir: Path) -> Path:
-        """The intent training file (``intents_file`` resolved).
+    def intents_paths(self, shared_data_dir: Path) -> list[Path]:
+        """The intent training files (``intents_file`` resolved; one name or a list).
 
         Raises:
-            NotFoundError: the file does not exist.
+            NotFoundError: a file does not exist.
         """
-        if self.intents_file.startswith("shared:"):
-            path = shared_data_dir / self.intents_file.removeprefix("shared:")
-        else:
-            path = self.pack_dir / self.intents_file
-        if not path.is_file():
-            raise NotFoundError(f"intent training data for {self.tenant_id!r} not found at {path}")
-        return path
+        names = [self.intents_file] if isinstance(self.intents_file, str) else self.intents_file
+        paths = []
+        for name in names:
+            if name.startswith("shared:"):
+                path = shared_data_dir / name.removeprefix("shared:")
+            else:
+                path = self.pack_dir / name
+            if not path.is_file():
+                raise NotFoundError(
+                    f"intent training data for {self.tenant_id!r} not found at {path}"
+                )
+            paths.append(path)
+        return paths
 
     def tier_for(self, net_spend: float) -> str:
         """Return the relationship tier for a net lifetime spend (currency units)."""
@@ -132,6 +139,10 @@ class TenantConfig:
             if net_spend >= minimum:
                 return tier
         return "standard"
+
+
+def _names(value: str | list[str]) -> str | tuple[str, ...]:
+    return value if isinstance(value, str) else tuple(str(v) for v in value)
 
 
 def _handoff_config(raw: dict[str, Any]) -> HandoffConfig:
@@ -167,7 +178,7 @@ def load_tenant_config(tenant_id: str) -> TenantConfig:
         clv_discount_rate=float(raw.get("clv", {}).get("discount_rate", 0.10)),
         memory=MemoryConfig(**raw.get("memory", {})),
         handoff=_handoff_config(raw.get("handoff", {})),
-        intents_file=str(raw.get("intents_file", "intents.csv")),
+        intents_file=_names(raw.get("intents_file", "intents.csv")),
         extra={k: v for k, v in raw.items() if k not in _KNOWN},
     )
 

@@ -1,0 +1,86 @@
+"""Retail account actions beyond cancel and return: modify a pending order, update the default
+address. Each runs only after the customer confirms, and only once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from support_agent.services import Services
+from tests.conftest import customer_with, new_session, say
+
+NEW_ADDRESS = "12 Main Street, Apt 4, Springfield, IL 62704"
+
+
+async def _row(services: Services, sql: str, *params: object) -> dict[str, Any]:
+    async with services.pool.connection() as conn:
+        row = await (await conn.execute(sql, params)).fetchone()
+    assert row is not None
+    return dict(row)
+
+
+async def test_pending_order_address_changes_after_yes(services: Services) -> None:
+    cust = await customer_with(services, "pending")
+    sid = new_session()
+    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    asked = await say(
+        services, sid, f"Please change the shipping address of order {cust['order_id']} to "
+        f"{NEW_ADDRESS}"
+    )  # fmt: skip
+    assert asked.decision == "confirm" and asked.policy["action"] == "modify_order"
+    assert "12 Main Street" in asked.reply
+    sql = "SELECT address FROM orders WHERE tenant_id='retail' AND id=%s"
+    before = (await _row(services, sql, cust["order_id"]))["address"]
+    assert before["address1"] != "12 Main Street"
+    done = await say(services, sid, "yes")
+    assert done.decision == "execute", done.reply
+    after = (await _row(services, sql, cust["order_id"]))["address"]
+    assert (after["address1"], after["zip"]) == ("12 Main Street", "62704")
+    again = await say(services, sid, "yes")  # a repeated yes changes nothing more
+    assert again.decision != "execute"
+    count = await _row(
+        services,
+        "SELECT count(*) AS n FROM account_actions WHERE tenant_id='retail'"
+        " AND action='modify_order' AND customer_id=%s",
+        cust["id"],
+    )
+    assert count["n"] == 1
+
+
+async def test_missing_address_is_asked_for_then_confirmed(services: Services) -> None:
+    cust = await customer_with(services, "pending")
+    sid = new_session()
+    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    asked = await say(services, sid, f"I need to change the address on order {cust['order_id']}")
+    assert "new address" in asked.reply and asked.decision != "execute"
+    proposed = await say(services, sid, NEW_ADDRESS)
+    assert proposed.decision == "confirm", proposed.reply
+    assert "12 Main Street" in proposed.reply
+    sql = "SELECT address FROM orders WHERE tenant_id='retail' AND id=%s"
+    assert (await _row(services, sql, cust["order_id"]))["address"]["zip"] != "62704"
+    await say(services, sid, "yes")
+    assert (await _row(services, sql, cust["order_id"]))["address"]["zip"] == "62704"
+
+
+async def test_delivered_order_cannot_be_modified(services: Services) -> None:
+    cust = await customer_with(services, "delivered", fresh=False)
+    sid = new_session()
+    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    result = await say(
+        services, sid, f"Change the shipping address of order {cust['order_id']} to {NEW_ADDRESS}"
+    )
+    assert result.decision == "deny"
+    assert "order is delivered" in result.policy["reason"]
+
+
+async def test_default_address_is_updated_after_yes(services: Services) -> None:
+    cust = await customer_with(services, "processed")
+    sid = new_session()
+    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    asked = await say(services, sid, f"Please update my default address on file to {NEW_ADDRESS}")
+    assert asked.decision == "confirm" and asked.policy["action"] == "update_default_address"
+    sql = "SELECT address, zip FROM customers WHERE tenant_id='retail' AND id=%s"
+    assert (await _row(services, sql, cust["id"]))["zip"] == cust["zip"]
+    await say(services, sid, "yes")
+    row = await _row(services, sql, cust["id"])
+    assert row["zip"] == "62704" and row["address"]["city"] == "Springfield"
