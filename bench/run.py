@@ -206,7 +206,7 @@ async def bench_bank_turns(svc: Services) -> list[Row]:
     return [("bank turn latency, no LLM (8 nodes)", len(turns), turns)]
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, turns_only: bool = False) -> None:
     random.seed(7)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), database_url=None, redis_url=None)
@@ -221,13 +221,15 @@ async def main(quick: bool) -> None:
                 ).fetchall()
             ids = [r["id"] for r in rows]
             table: list[Row] = []
-            table += await bench_memory_loads(svc, ids)
+            if not turns_only:
+                table += await bench_memory_loads(svc, ids)
             table += await bench_turns(svc, [r["email"] for r in rows])
             table += await bench_bank_turns(svc)
-            table += await bench_pipeline(svc, ids)
-            table += await bench_episodic(
-                svc, [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
-            )
+            if not turns_only:
+                table += await bench_pipeline(svc, ids)
+                table += await bench_episodic(
+                    svc, [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+                )
             print(f"\n{'benchmark':52} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
             for name, n, samples in table:
                 print(f"{name:52} {n:>6} {pct(samples, 0.5):8.2f} {pct(samples, 0.95):8.2f} "
@@ -242,4 +244,6 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="skip the 1M-episode run")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--turns", action="store_true", help="only the turn-latency benchmarks")
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.turns))

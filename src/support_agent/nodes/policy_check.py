@@ -21,6 +21,7 @@ from support_agent.policy.engine import PolicyFacts, evaluate
 from support_agent.policy.retention import choose_offer, churn_band, offer_facts
 from support_agent.services import get_services
 from support_agent.state import State
+from support_agent.tenants import load_tenant_config
 
 
 def facts_for(candidate: dict[str, Any], state: State, kind: str | None = None) -> PolicyFacts:
@@ -107,6 +108,8 @@ async def retention_offer(
     if not at_risk or not any(h["kind"] == "credit_card" for h in c360.get("holdings", [])):
         return None, []
     issues = [*c360.get("open_issues", []), state.get("issue") or {}]
+    # a complaint: an issue logged as one, or an open billing dispute (tenant.yaml handoff)
+    complaints = {"complaint", *load_tenant_config(ctx.tenant_id).handoff.billing_dispute_intents}
     threat = bool(signals.get("churn_threat")) or state.get("intent") == "terminate_account"
     if threat:  # a stated intent to leave puts the customer at least in the medium band
         features = {**features, "churn_propensity": max(
@@ -116,8 +119,8 @@ async def retention_offer(
         features,
         session_id=ctx.session_id,
         complaint_open=any(
-            i.get("kind") == "complaint" and i.get("status", "open") == "open" for i in issues if i
-        ),  # fmt: skip
+            i.get("kind") in complaints and i.get("status", "open") == "open" for i in issues if i
+        ),
         now=datetime.now(UTC),
     )
     offer, decisions = choose_offer(policy, c360, await _card_catalog(ctx.tenant_id), facts)

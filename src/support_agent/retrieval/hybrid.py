@@ -110,25 +110,34 @@ async def hybrid_search(
         for source in sources:
             table, columns, extra = _TABLES[source]
             lists: list[tuple[str, list[dict[str, Any]]]] = []
+            # Rank on ids only, then fetch the returned columns of the few kept rows: computing
+            # them (e.g. a document's text) for every candidate before the sort costs more than
+            # the ranking itself.
             if mode in ("hybrid", "semantic"):
                 rows = await (
                     await conn.execute(
-                        f"SELECT {columns}, 1 - (embedding <=> %s::vector) AS similarity"
-                        f" FROM {table} WHERE tenant_id = %s AND embedding IS NOT NULL{extra}"
-                        " ORDER BY embedding <=> %s::vector LIMIT %s",
-                        (vec, tenant_id, vec, candidates),
+                        f"SELECT {columns}, 1 - k.d AS similarity FROM ("
+                        f" SELECT id AS k_id, embedding <=> %s::vector AS d FROM {table}"
+                        f" WHERE tenant_id = %s AND embedding IS NOT NULL{extra}"
+                        " ORDER BY d LIMIT %s) k"
+                        f" JOIN {table} ON {table}.tenant_id = %s AND {table}.id = k.k_id"
+                        " ORDER BY k.d, k.k_id",
+                        (vec, tenant_id, candidates, tenant_id),
                     )
                 ).fetchall()
                 lists.append(("semantic", rows))
             if mode in ("hybrid", "keyword"):
                 rows = await (
                     await conn.execute(
-                        f"WITH q AS (SELECT NULLIF(replace(plainto_tsquery('english', %s)::text,"
+                        "WITH q AS (SELECT NULLIF(replace(plainto_tsquery('english', %s)::text,"
                         " ' & ', ' | '), '')::tsquery AS tsq)"
-                        f" SELECT {columns}, NULL::float AS similarity FROM {table}, q"
+                        f" SELECT {columns}, NULL::float AS similarity FROM ("
+                        f" SELECT id AS k_id, ts_rank(tsv, q.tsq) AS r FROM {table}, q"
                         f" WHERE tenant_id = %s AND q.tsq IS NOT NULL AND tsv @@ q.tsq{extra}"
-                        " ORDER BY ts_rank(tsv, q.tsq) DESC, id LIMIT %s",
-                        (query, tenant_id, candidates),
+                        " ORDER BY r DESC, id LIMIT %s) k"
+                        f" JOIN {table} ON {table}.tenant_id = %s AND {table}.id = k.k_id"
+                        " ORDER BY k.r DESC, k.k_id",
+                        (query, tenant_id, candidates, tenant_id),
                     )
                 ).fetchall()
                 lists.append(("keyword", rows))
