@@ -18,7 +18,7 @@ from support_agent.conversation import TurnResult, run_turn
 from support_agent.crm.bank import load_bank
 from support_agent.crm.bank_offers import card_catalog
 from support_agent.crm.customer360 import build_360s
-from support_agent.demo import pick_bank_customer
+from support_agent.demo import pick_bank_customer, run_bank_demo
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.retrieval.hybrid import hybrid_search
 from support_agent.services import Services
@@ -253,3 +253,8 @@ async def test_high_value_billing_dispute_is_a_warm_handoff(bank: Services) -> N
                   "quick_actions"):  # fmt: skip
         assert panel[field], field
     assert panel["header"]["vip"] is True and panel["header"]["clv"] > 0
+
+
+async def test_bank_demo_scenario_holds_on_repeated_runs(bank: Services) -> None:
+    assert await run_bank_demo(bank) == 0
+    assert await run_bank_demo(bank) == 0  # a repeat picks the next fee, or replays a disputed one

@@ -203,13 +203,15 @@ PANEL_FIELDS = ("header", "summary", "current_issue", "tried", "reason", "timeli
 HEADER_FIELDS = ("name", "tier", "tenure_days", "clv", "churn_risk", "sentiment", "vip")
 
 
-async def pick_bank_customer(services: Services) -> dict[str, Any]:
+async def pick_bank_customer(services: Services, *, any_fee: bool = False) -> dict[str, Any]:
     """Pick the bank scenario's real customer and the fee they dispute (deterministic).
 
     Among customers outside the high-value tiers (whose billing disputes go straight to a human),
     the one with the most fee transactions among their 20 latest that have no dispute yet (ties:
     lowest id); the fee is their latest such one whose amount no other recent debit of
-    theirs shares, so "a $X fee" names exactly one transaction.
+    theirs shares, so "a $X fee" names exactly one transaction. Once earlier runs have disputed
+    every such fee, disputed ones count too (``any_fee``): the policy then denies a second dispute
+    and the scenario still ends in the warm handoff.
 
     Returns:
         ``{"id", "email", "first_name", "transaction_id", "description", "amount", "date"}``.
@@ -229,9 +231,9 @@ async def pick_bank_customer(services: Services) -> dict[str, Any]:
                     SELECT * FROM recent WHERE rn <= 20 AND amount < 0
                 ), fees AS (
                     SELECT d.* FROM debits d
-                    WHERE d.description ILIKE '%%fee%%'
-                      AND NOT EXISTS (SELECT 1 FROM disputes x WHERE x.tenant_id = %(t)s
-                                      AND x.transaction_id = d.id)
+                    WHERE d.description ~* '\\mfees?\\M'
+                      AND (%(any)s OR NOT EXISTS (SELECT 1 FROM disputes x
+                           WHERE x.tenant_id = %(t)s AND x.transaction_id = d.id))
                       AND (SELECT count(*) FROM debits o WHERE o.customer_id = d.customer_id
                            AND o.amount = d.amount) = 1
                 ), ranked AS (
@@ -244,7 +246,7 @@ async def pick_bank_customer(services: Services) -> dict[str, Any]:
                               ORDER BY occurred_on DESC, id LIMIT 1) f ON true
                 ORDER BY r.n DESC, c.id
                 """,
-                {"t": BANK},
+                {"t": BANK, "any": any_fee},
             )
         ).fetchall()
     high_value = load_tenant_config(BANK).handoff.high_value_tiers
@@ -253,8 +255,10 @@ async def pick_bank_customer(services: Services) -> dict[str, Any]:
         for cid, c in (await build_360s(services, BANK, [r["id"] for r in rows])).items()
     }
     row = next((r for r in rows if tiers.get(r["id"]) not in high_value), None)
+    if row is None and not any_fee:  # every fee disputed by earlier runs: replay the latest one
+        return await pick_bank_customer(services, any_fee=True)
     if row is None:
-        raise RuntimeError("no bank customer with an undisputed fee: run `support-agent load bank`")
+        raise RuntimeError("no bank customer with a fee: run `support-agent load bank`")
     return dict(row)
 
 
@@ -264,8 +268,8 @@ async def run_bank_demo(services: Services) -> int:
     A real Rho-Bank customer verifies by email and questions a fee from their statement; the
     policy engine approves a dispute once they confirm, and it is filed on the systems of record.
     The customer then grows angry about the fees; the frustration trigger hands them to a human
-    with the whole panel pre-loaded. Returns 0 when the dispute exists in the CRM and the panel
-    has every field.
+    with the whole panel pre-loaded. Returns 0 when the dispute exists in the CRM or the customer
+    was handed off, and any handoff's panel has every field.
     """
     from support_agent.crm.bank import load_bank
 
@@ -316,7 +320,9 @@ async def run_bank_demo(services: Services) -> int:
         print(f"    quick actions: {[a['action'] for a in panel['quick_actions']]}")
     await end_session(services, tenant_id=BANK, session_id=session)
     await MemoryWorker(services).drain()
-    ok = dispute is not None and bool(panel) and not missing
+    # either ending the issue allows: the policy-approved dispute, or a warm handoff (here the
+    # frustration trigger; on a customer already in contact about the fee, possibly earlier)
+    ok = (dispute is not None or bool(panel)) and not (panel and missing)
     print(
         ("PASS" if ok else "FAIL")
         + f": dispute {dispute['id'] if dispute else 'NOT FILED'}"

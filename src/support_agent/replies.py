@@ -227,3 +227,17 @@ def account_activity(c360: dict[str, Any], limit: int = 3) -> str:
             + "."
         )
     return text
+
+
+def subject_status(c360: dict[str, Any], subject_id: str) -> str:
+    """Where a bank card or transaction stands now, from the 360 (its dispute or its status)."""
+    dispute = next((d for d in c360.get("disputes", []) if d["transaction_id"] == subject_id), None)
+    if dispute is not None:
+        status = str(dispute["status"]).lower().replace("_", " ")
+        return (f"Dispute {dispute['id']} on it is {status} (opened "
+                f"{dispute.get('submitted_on') or 'earlier'}); we'll contact you when it's "
+                "reviewed.")  # fmt: skip
+    for card in c360.get("holdings", []):
+        if card["id"] == subject_id:
+            return f"The card is {str(card['status']).lower()}."
+    return "It's still open with us; how would you like to proceed?"

@@ -274,6 +274,13 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
     elif outcome == "deny":
         decision = "deny"
         reply = f"I'm sorry, I can't do that: {policy.get('reason')}."
+        if target_kind == "transaction" and target.get("transaction_id"):
+            reply = "I'm sorry, I can't open another dispute on that transaction. " + (
+                replies.subject_status(c360, target["transaction_id"])
+            )
+        if target_kind in ("card", "transaction") and target_id(target, target_kind):
+            # the customer's concern about this card or transaction stays an open issue
+            issue = _subject_issue(state, ctx, target, [])
         alt = next(
             (
                 a
@@ -424,6 +431,11 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         reply = greeting + replies.knowledge_answer(doc, last_customer_text(state.get("messages")))
     elif action == "account_activity" and state.get("authenticated"):
         reply = greeting + replies.account_activity(c360)
+    elif action == "follow_up_open_issue" and (memory.get("open_issue") or {}).get("subject_id"):
+        open_issue = memory["open_issue"]
+        reply = (greeting + "Here's where things stand: " + replies.open_issue_line(open_issue)
+                 + ". " + replies.subject_status(c360, open_issue["subject_id"]))  # fmt: skip
+        issue = _continue_issue(open_issue, state)
     elif action == "follow_up_open_issue" and memory.get("open_issue"):
         open_issue = memory["open_issue"]
         order = orders.get(open_issue["order_id"], {})

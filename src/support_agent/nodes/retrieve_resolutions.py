@@ -43,11 +43,5 @@ async def retrieve_resolutions(state: State, runtime: Runtime[Context]) -> dict[
     services = await get_services()
     tenant_id = runtime.context.tenant_id
     vector = await asyncio.to_thread(services.embeddings.embed_query, text)
-    hits = await hybrid_search(services, tenant_id, text, vector, limit=30)
-    taken: dict[str, int] = {}
-    kept = []
-    for hit in hits:  # best first, at most QUOTA[kind] of each kind
-        if taken.get(hit.kind, 0) < QUOTA[hit.kind]:
-            taken[hit.kind] = taken.get(hit.kind, 0) + 1
-            kept.append(hit.as_dict())
-    return {"resolutions": kept}
+    hits = await hybrid_search(services, tenant_id, text, vector, per_kind=QUOTA)
+    return {"resolutions": [hit.as_dict() for hit in hits]}

@@ -88,6 +88,7 @@ async def hybrid_search(
     limit: int = 10,
     candidates: int = 30,
     mode: Mode = "hybrid",
+    per_kind: dict[str, int] | None = None,
 ) -> list[Hit]:
     """Search the tenant's sources and fuse the ranked lists.
 
@@ -100,6 +101,9 @@ async def hybrid_search(
         limit: hits returned.
         candidates: rows taken from each list before fusion.
         mode: ``hybrid`` (both lists), ``semantic`` or ``keyword`` only (for evaluation).
+        per_kind: at most this many hits of each kind (``{"resolution": 3, ...}``), taken from
+            each source's own fused list, so one large source cannot crowd out another; then
+            ``limit`` is not applied.
 
     Returns:
         Up to ``limit`` hits, best first.
@@ -156,4 +160,13 @@ async def hybrid_search(
         if hit.kind == "resolution":
             hit.row["success_rate"] = float(hit.row["success_rate"])
             hit.score *= 0.5 + 0.5 * hit.row["success_rate"]
-    return sorted(fused.values(), key=lambda h: (-h.score, h.kind, h.id))[:limit]
+    ranked = sorted(fused.values(), key=lambda h: (-h.score, h.kind, h.id))
+    if per_kind is None:
+        return ranked[:limit]
+    taken: dict[str, int] = {}
+    kept = []
+    for hit in ranked:
+        if taken.get(hit.kind, 0) < per_kind.get(hit.kind, 0):
+            taken[hit.kind] = taken.get(hit.kind, 0) + 1
+            kept.append(hit)
+    return kept
