@@ -84,3 +84,78 @@ async def test_default_address_is_updated_after_yes(services: Services) -> None:
     await say(services, sid, "yes")
     row = await _row(services, sql, cust["id"])
     assert row["zip"] == "62704" and row["address"]["city"] == "Springfield"
+
+
+async def _distinct_variant(services: Services, status: str) -> tuple[dict[str, Any], str, str]:
+    """A customer with a ``status`` order, one of its items, and an option value that exactly one
+    other available variant of that product has (so naming it picks that variant)."""
+    for _ in range(20):
+        cust = await customer_with(services, status)
+        async with services.pool.connection() as conn:
+            item = await (
+                await conn.execute(
+                    "SELECT item_id, product_id, options FROM order_items WHERE tenant_id='retail'"
+                    " AND order_id=%s AND name=%s",
+                    (cust["order_id"], cust["item"]),
+                )
+            ).fetchone()
+            assert item is not None
+            others = await (
+                await conn.execute(
+                    "SELECT item_id, options FROM product_variants WHERE tenant_id='retail'"
+                    " AND product_id=%s AND available AND item_id <> %s",
+                    (item["product_id"], item["item_id"]),
+                )
+            ).fetchall()
+        for other in others:
+            for key, value in other["options"].items():
+                same = [o for o in others if str(o["options"].get(key)) == str(value)]
+                if str(item["options"].get(key)) != str(value) and len(same) == 1:
+                    return {**cust, "item_id": item["item_id"]}, str(value), str(other["item_id"])
+    raise AssertionError(f"no suitable {status} order in 20 customers")
+
+
+async def test_exchange_picks_the_named_variant_and_runs_once(services: Services) -> None:
+    cust, value, new_item = await _distinct_variant(services, "delivered")
+    sid = new_session()
+    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    asked = await say(services, sid, f"I'd like to exchange the {cust['item']} for the {value} one")
+    assert asked.decision == "confirm" and asked.policy["action"] == "exchange_items", asked.reply
+    assert asked.policy["target"]["swaps"] == {cust["item_id"]: new_item}
+    assert value in asked.reply
+    done = await say(services, sid, "yes")
+    assert done.decision == "execute", done.reply
+    row = await _row(services, "SELECT status FROM orders WHERE tenant_id='retail' AND id=%s",
+                     cust["order_id"])  # fmt: skip
+    assert row["status"] == "exchange requested"
+    count = await _row(
+        services,
+        "SELECT count(*) AS n FROM account_actions WHERE tenant_id='retail'"
+        " AND action='exchange_items' AND customer_id=%s",
+        cust["id"],
+    )
+    assert count["n"] == 1
+
+
+async def test_pending_item_change_asks_for_the_option_then_changes_the_order(
+    services: Services,
+) -> None:
+    cust, value, new_item = await _distinct_variant(services, "pending")
+    sid = new_session()
+    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    asked = await say(
+        services, sid, f"I want to change the {cust['item']} in order {cust['order_id']}"
+    )
+    assert "Which option" in asked.reply, asked.reply
+    proposed = await say(services, sid, f"the {value} one please")
+    assert proposed.decision == "confirm", proposed.reply
+    assert proposed.policy["target"]["swaps"] == {cust["item_id"]: new_item}
+    await say(services, sid, "yes")
+    line = await _row(
+        services,
+        "SELECT o.status, i.item_id FROM orders o JOIN order_items i ON i.tenant_id=o.tenant_id"
+        " AND i.order_id=o.id WHERE o.tenant_id='retail' AND o.id=%s AND i.name=%s",
+        cust["order_id"],
+        cust["item"],
+    )
+    assert line == {"status": "pending (items modified)", "item_id": new_item}

@@ -9,6 +9,7 @@ nothing.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from support_agent.actions.ledger import already_done, record_action
@@ -269,4 +270,175 @@ async def update_default_address(
         result = {"customer_id": customer_id, "address": address}
         await record_action(conn, tenant_id, idempotency_key, customer_id, session_id,
                             "update_default_address", {"address": address}, result)  # fmt: skip
+        return result
+
+
+async def available_variants(
+    services: Services, tenant_id: str, product_ids: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Available variants of the products: ``{product_id: [{"item_id", "options", "price"}]}``."""
+    if not product_ids:
+        return {}
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT product_id, item_id, options, price FROM product_variants"
+                " WHERE tenant_id = %s AND product_id = ANY(%s) AND available ORDER BY item_id",
+                (tenant_id, product_ids),
+            )
+        ).fetchall()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(row["product_id"], []).append(
+            {"item_id": row["item_id"], "options": row["options"], "price": float(row["price"])}
+        )
+    return out
+
+
+def choose_variant(
+    item: dict[str, Any], variants: list[dict[str, Any]], text: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The variant of ``item``'s product the message asks for.
+
+    Each available variant other than the item itself scores one point per option value the
+    message names (whole words, case-insensitive) that differs from the item's current value; the
+    single best variant with at least one point is chosen.
+
+    Returns:
+        ``(variant or None, the other available variants)``.
+    """
+    lowered = text.lower()
+    others = [v for v in variants if v["item_id"] != item["item_id"]]
+
+    def score(variant: dict[str, Any]) -> int:
+        return sum(
+            1
+            for key, value in variant["options"].items()
+            if str(value).lower() != str(item.get("options", {}).get(key, "")).lower()
+            and re.search(rf"\b{re.escape(str(value).lower())}\b", lowered)
+        )
+
+    scored = sorted(((score(v), v["item_id"], v) for v in others), key=lambda t: (-t[0], t[1]))
+    if scored and scored[0][0] > 0 and (len(scored) == 1 or scored[1][0] < scored[0][0]):
+        return scored[0][2], others
+    return None, others
+
+
+async def swap_items(
+    services: Services,
+    tenant_id: str,
+    customer_id: str,
+    session_id: str,
+    order_id: str,
+    swaps: dict[str, str],
+    payment_method_id: str,
+    kind: str,
+    idempotency_key: str,
+) -> dict[str, Any]:
+    """Exchange items of a delivered order, or modify items of a pending one.
+
+    ``swaps`` maps each current item id to an available variant of the same product; ``kind`` is
+    ``exchange`` (delivered → ``exchange requested``; the customer gets return instructions) or
+    ``modify`` (pending → ``pending (items modified)``; the order's items change now). The price
+    difference is charged to (positive) or refunded to (negative) ``payment_method_id``; a gift
+    card must cover a charge (retail policy, tau2-bench ``policy.md``).
+
+    Returns:
+        ``{"order_id", "status", "swaps", "price_difference", "payment_method_id"}``.
+
+    Raises:
+        NotFoundError: the order, an item or the payment method is not this customer's.
+        InvalidRequestError: wrong order status, a variant of another product or unavailable,
+            or a gift card without enough balance.
+    """
+    required = {"exchange": "delivered", "modify": "pending"}[kind]
+    async with services.pool.connection() as conn, conn.transaction():
+        if (done := await already_done(conn, tenant_id, idempotency_key)) is not None:
+            return done
+        order = await _lock_order(conn, tenant_id, customer_id, order_id)
+        if order["status"] != required:
+            raise InvalidRequestError(
+                f"only {required} orders allow this (status {order['status']})"
+            )
+        lines = {
+            r["item_id"]: r
+            for r in await (
+                await conn.execute(
+                    "SELECT line_no, item_id, product_id, price FROM order_items"
+                    " WHERE tenant_id = %s AND order_id = %s",
+                    (tenant_id, order_id),
+                )
+            ).fetchall()
+        }
+        new = {
+            r["item_id"]: r
+            for r in await (
+                await conn.execute(
+                    "SELECT item_id, product_id, options, price, available FROM product_variants"
+                    " WHERE tenant_id = %s AND item_id = ANY(%s)",
+                    (tenant_id, list(swaps.values())),
+                )
+            ).fetchall()
+        }
+        if not swaps or any(old not in lines for old in swaps):
+            raise NotFoundError("item not found in this order")
+        for old, replacement in swaps.items():
+            variant = new.get(replacement)
+            if variant is None or variant["product_id"] != lines[old]["product_id"]:
+                raise InvalidRequestError("an item can only change to a variant of its product")
+            if not variant["available"] or replacement == old:
+                raise InvalidRequestError("that option is not available")
+        diff = round(sum(float(new[n]["price"]) - float(lines[o]["price"])
+                         for o, n in swaps.items()), 2)  # fmt: skip
+        method = await (
+            await conn.execute(
+                "SELECT kind, balance FROM payment_methods WHERE tenant_id = %s AND id = %s"
+                " AND customer_id = %s",
+                (tenant_id, payment_method_id, customer_id),
+            )
+        ).fetchone()
+        if method is None:
+            raise NotFoundError("payment method not found for this customer")
+        if method["kind"] == "gift_card" and diff > float(method["balance"] or 0):
+            raise InvalidRequestError("the gift card balance does not cover the difference")
+        if kind == "modify":
+            for old, replacement in swaps.items():
+                variant = new[replacement]
+                await conn.execute(
+                    "UPDATE order_items SET item_id = %s, price = %s, options = %s"
+                    " WHERE tenant_id = %s AND order_id = %s AND line_no = %s",
+                    (replacement, variant["price"], json.dumps(variant["options"]),
+                     tenant_id, order_id, lines[old]["line_no"]),
+                )  # fmt: skip
+        if diff:
+            seq_row = await (
+                await conn.execute(
+                    "SELECT COALESCE(max(seq), -1) + 1 AS next FROM payments"
+                    " WHERE tenant_id = %s AND order_id = %s",
+                    (tenant_id, order_id),
+                )
+            ).fetchone()
+            await conn.execute(
+                "INSERT INTO payments (tenant_id, order_id, seq, kind, amount, payment_method_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (tenant_id, order_id, int(seq_row["next"]) if seq_row else 0,
+                 "payment" if diff > 0 else "refund", abs(diff), payment_method_id),
+            )  # fmt: skip
+            if method["kind"] == "gift_card":
+                await conn.execute(
+                    "UPDATE payment_methods SET balance = balance - %s"
+                    " WHERE tenant_id = %s AND id = %s",
+                    (diff, tenant_id, payment_method_id),
+                )
+        status = "exchange requested" if kind == "exchange" else "pending (items modified)"
+        await conn.execute(
+            "UPDATE orders SET status = %s, updated_at = now() WHERE tenant_id = %s AND id = %s",
+            (status, tenant_id, order_id),
+        )
+        result = {"order_id": order_id, "status": status, "swaps": swaps,
+                  "price_difference": diff, "payment_method_id": payment_method_id}  # fmt: skip
+        action = "exchange_items" if kind == "exchange" else "modify_order"
+        await record_action(conn, tenant_id, idempotency_key, customer_id, session_id, action,
+                            {"order_id": order_id, "swaps": swaps,
+                             "payment_method_id": payment_method_id}, result)  # fmt: skip
         return result

@@ -26,6 +26,7 @@ from typing import Any
 from support_agent.crm.bank_offers import card_catalog, retention_offers
 from support_agent.crm.loader import (
     LoadReport,
+    analyze,
     ensure_tenant,
     insert_rows,
     normalize_email,
@@ -139,6 +140,7 @@ async def load_bank(services: Services) -> LoadReport:
     inserted["knowledge_documents"] = await load_bank_knowledge(services)
     inserted["offers"] = await load_bank_offers(services)
     inserted["resolution_records"] = await seed_resolutions(services, TENANT)
+    await analyze(services, inserted)
     return LoadReport(inserted=inserted)
 
 

@@ -88,9 +88,15 @@ def compute_features(
 
 
 async def refresh_features(
-    services: Services, tenant_id: str, customer_ids: list[str] | None = None
+    services: Services,
+    tenant_id: str,
+    customer_ids: list[str] | None = None,
+    raw_layers: dict[str, dict[str, Any] | None] | None = None,
 ) -> int:
     """Recompute and store features (all the tenant's customers, or the given ones).
+
+    ``raw_layers`` are layers the caller has just read (``layers.read_layers_pg``), used instead
+    of reading them again.
 
     Returns:
         How many customers were written. Redis errors are logged, not raised (the features are
@@ -99,7 +105,10 @@ async def refresh_features(
     c360s = await build_360s(services, tenant_id, customer_ids)
     features = {}
     for cid, c360 in c360s.items():
-        raw = await read_layers_pg(services, tenant_id, cid)
+        if raw_layers is not None and cid in raw_layers:
+            raw = raw_layers[cid]
+        else:
+            raw = await read_layers_pg(services, tenant_id, cid)
         layers = present_layers(raw, tenant_id) if raw else {}
         features[cid] = compute_features(tenant_id, c360, layers)
     try:

@@ -262,9 +262,16 @@ async def get_layers(
     return present_layers(raw, tenant_id, now), source
 
 
-async def refresh_hot_memory(services: Services, tenant_id: str, customer_id: str) -> None:
-    """After a write to a customer's records: write L1/L2/L4 through and drop the hot 360."""
+async def refresh_hot_memory(
+    services: Services, tenant_id: str, customer_id: str
+) -> dict[str, Any] | None:
+    """After a write to a customer's records: write L1/L2/L4 through and drop the hot 360.
+
+    Returns:
+        The raw layers read (:func:`read_layers_pg`), so callers need not read them again.
+    """
     raw = await read_layers_pg(services, tenant_id, customer_id)
     if raw is not None:
         await write_hot_layers(services, tenant_id, customer_id, raw)
     await invalidate_360(services, tenant_id, customer_id)
+    return raw

@@ -314,7 +314,7 @@ class MemoryWorker:
         if os.environ.get(FAILPOINT_ENV) == "memory_after_episode":
             os._exit(70)
         applied = 0
-        refreshed: dict[str, list[str]] = {}
+        refreshed: dict[str, dict[str, dict[str, Any] | None]] = {}
         for msg_id, job, deliveries, work in prepared:
             try:
                 changed = await self._apply(job, work)
@@ -324,15 +324,15 @@ class MemoryWorker:
             await services.redis.xack(STREAM, GROUP, msg_id)
             applied += int(changed)
             if changed:
-                await refresh_hot_memory(services, job["tenant_id"], job["customer_id"])
-                refreshed.setdefault(job["tenant_id"], []).append(job["customer_id"])
+                raw = await refresh_hot_memory(services, job["tenant_id"], job["customer_id"])
+                refreshed.setdefault(job["tenant_id"], {})[job["customer_id"]] = raw
             elif await self._job_erased(job):
                 await services.store.adelete(
                     episodes_namespace(job["tenant_id"], job["customer_id"]),
                     job["conversation_id"],
                 )
-        for tenant_id, customer_ids in refreshed.items():  # one feature refresh per batch
-            await refresh_features(services, tenant_id, sorted(set(customer_ids)))
+        for tenant_id, layers in refreshed.items():  # one feature refresh per batch
+            await refresh_features(services, tenant_id, sorted(layers), raw_layers=layers)
         return applied
 
     async def _job_erased(self, job: dict[str, Any]) -> bool:

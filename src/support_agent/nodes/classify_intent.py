@@ -40,6 +40,14 @@ def mentioned_products(text: str, c360: dict[str, Any]) -> list[str]:
     return sorted(n for n in names if re.search(rf"\b{re.escape(n.lower())}s?\b", lowered))
 
 
+def _names_value(text: str, pending: dict[str, Any]) -> bool:
+    """The message names an option value a pending exchange/change asked about."""
+    lowered = text.lower()
+    return any(
+        re.search(rf"\b{re.escape(v)}\b", lowered) for v in pending.get("variant_values") or []
+    )
+
+
 async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Classify the latest message.
 
@@ -61,7 +69,13 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         **(bank_entities(text) if (state.get("c360") or {}).get("holdings") else {}),
     }
     pending = state.get("pending_action")
-    supplies = bool(pending and pending.get("awaiting") == "new_address" and entities["address"])
+    supplies = bool(
+        pending
+        and (
+            (pending.get("awaiting") == "new_address" and entities["address"])
+            or (pending.get("awaiting") == "new_item" and _names_value(text, pending))
+        )
+    )
     if pending and (signals.confirmation is not None or supplies):
         return {
             "intent": pending["intent"],

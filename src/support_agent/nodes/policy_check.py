@@ -49,6 +49,7 @@ def facts_for(candidate: dict[str, Any], state: State, kind: str | None = None) 
     pending = state.get("pending_action")
     confirmed = bool(
         pending
+        and not pending.get("awaiting")  # a question still open is not a proposal to accept
         and pending.get("action") == candidate["action"]
         and (target_id(pending, kind) if kind else pending.get("order_id")) == tid
         and (state.get("signals") or {}).get("confirmation") == "yes"

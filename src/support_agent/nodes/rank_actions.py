@@ -36,6 +36,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from support_agent.actions.catalog import affinity, candidate_actions
+from support_agent.actions.retail import available_variants, choose_variant
 from support_agent.actions.targets import (
     TARGET_KEYS,
     card_label,
@@ -47,6 +48,7 @@ from support_agent.actions.targets import (
 from support_agent.context import Context
 from support_agent.nodes._text import last_customer_text
 from support_agent.policy.config import ActionRule, load_policy
+from support_agent.services import get_services
 from support_agent.state import State
 from support_agent.tenants import TenantConfig, load_tenant_config
 
@@ -131,7 +133,12 @@ def _orders(state: State) -> list[dict[str, Any]]:
     return list((state.get("c360") or {}).get("orders", []))
 
 
-def resolve_target(action: str, state: State, spec: ActionRule) -> dict[str, Any]:
+def resolve_target(
+    action: str,
+    state: State,
+    spec: ActionRule,
+    variants: dict[str, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
     """The order and items an action is about (see module docstring for the order of sources).
 
     Returns:
@@ -197,12 +204,12 @@ def resolve_target(action: str, state: State, spec: ActionRule) -> dict[str, Any
         "reason": entities.get("reason") or (pending or {}).get("reason"),
         "source": source,
     }
+    if action == "exchange_items" or (action == "modify_order" and _change(state) == "items"):
+        target.update(_swaps(action, state, order, item_ids, variants or {}))
     if action in ("modify_order", "update_default_address"):
         from_pending = pending if pending and pending.get("action") == action else {}
         target["new_address"] = entities.get("address") or from_pending.get("new_address")
-        target["change"] = from_pending.get("change") or _CHANGE.get(
-            str(state.get("intent")), "address"
-        )
+        target["change"] = _change(state)
         target["new_payment_method_id"] = _named_payment_method(
             state, (order or {}).get("payment_method_ids") or []
         ) or from_pending.get("new_payment_method_id")
@@ -212,6 +219,60 @@ def resolve_target(action: str, state: State, spec: ActionRule) -> dict[str, Any
 
 
 _CHANGE = {"modify_address": "address", "modify_payment": "payment", "modify_items": "items"}
+
+
+def _change(state: State) -> str:
+    """What a modify_order changes: from the pending proposal, else from the intent."""
+    pending = state.get("pending_action") or {}
+    if pending.get("action") == "modify_order" and pending.get("change"):
+        return str(pending["change"])
+    return _CHANGE.get(str(state.get("intent")), "address")
+
+
+def _swaps(
+    action: str,
+    state: State,
+    order: dict[str, Any] | None,
+    item_ids: list[str],
+    variants: dict[str, list[dict[str, Any]]],
+) -> dict[str, Any]:
+    """The new variant of each item to exchange or modify (``actions.retail.choose_variant``).
+
+    Returns:
+        ``{"swaps": {old item id: new item id}, "new_options": [str], "variant_options":
+        [str], "variant_values": [str]}``; ``swaps`` is empty unless every item's new variant is
+        known (from the pending proposal or this message); ``variant_options`` lists what is
+        available to ask about, ``variant_values`` the option values an answer may name.
+    """
+    pending = state.get("pending_action") or {}
+    if pending.get("action") == action and pending.get("swaps"):
+        keep = ("swaps", "new_options", "variant_options", "variant_values")
+        return {k: pending[k] for k in keep if k in pending}
+    text = last_text(state)
+    swaps: dict[str, str] = {}
+    new_options: list[str] = []
+    available: list[str] = []
+    values: set[str] = set()
+    for item in (order or {}).get("items", []):
+        if item["item_id"] not in item_ids:
+            continue
+        chosen, others = choose_variant(item, variants.get(item["product_id"], []), text)
+        available += [_options_text(v["options"]) for v in others[:5]]
+        values |= {str(v).lower() for o in others for v in o["options"].values()}
+        if chosen is not None:
+            swaps[item["item_id"]] = chosen["item_id"]
+            new_options.append(f"{item['name']} ({_options_text(chosen['options'])})")
+    complete = bool(item_ids) and len(swaps) == len(item_ids)
+    return {
+        "swaps": swaps if complete else {},
+        "new_options": new_options if complete else [],
+        "variant_options": available,
+        "variant_values": sorted(values),
+    }
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in options.items())
 
 
 def _named_payment_method(state: State, current: list[str]) -> str | None:
@@ -283,6 +344,13 @@ def resolve_bank_target(action: str, state: State, spec: ActionRule, intent: str
     }
 
 
+def names_option(state: State) -> bool:
+    """The message names an option value the pending exchange/change was waiting for."""
+    pending = state.get("pending_action") or {}
+    text = last_text(state).lower()
+    return any(re.search(rf"\b{re.escape(v)}\b", text) for v in pending.get("variant_values") or [])
+
+
 def _prior(action: str, intent: str, default_address: bool) -> float | None:
     """Affinity overrides when the message says which address is meant (else ``None``)."""
     if intent != "modify_address" or action not in ("modify_order", "update_default_address"):
@@ -324,10 +392,18 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
         names.add("follow_up_open_issue")
     answering = bool(pending) and (
         signals.get("confirmation") == "yes"
-        or bool(pending and pending.get("awaiting") and entities.get("address"))
+        or bool(pending and pending.get("awaiting") == "new_address" and entities.get("address"))
+        or bool(pending and pending.get("awaiting") == "new_item" and names_option(state))
     )
     if answering and pending is not None:
         names.add(pending["action"])
+
+    variants: dict[str, list[dict[str, Any]]] = {}
+    if {"exchange_items", "modify_order"} & names and _orders(state):
+        products = sorted({i["product_id"] for o in _orders(state) for i in o["items"]})
+        variants = await available_variants(
+            await get_services(), runtime.context.tenant_id, products
+        )
 
     candidates = []
     for name in sorted(names & set(declared)):  # a tenant offers only what its policy declares
@@ -355,7 +431,7 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
         if spec.target in ("card", "transaction", "offer"):
             target = resolve_bank_target(name, state, spec, intent)
         else:
-            target = resolve_target(name, state, spec)
+            target = resolve_target(name, state, spec, variants)
         candidates.append({"action": name, **scored, "target": target})
     candidates.sort(key=lambda c: (-c["score"], c["action"]))
     return {"candidates": candidates}

@@ -31,6 +31,7 @@ from support_agent.actions.retail import (
     cancel_order,
     modify_order,
     request_return,
+    swap_items,
     update_default_address,
 )
 from support_agent.actions.targets import target_id
@@ -82,8 +83,18 @@ def _issue_for(
 _NEEDS_ADDRESS = ("modify_order", "update_default_address")
 
 
+def _needs_variant(action: str, target: dict[str, Any]) -> bool:
+    """An exchange or item change whose new variants are not known yet."""
+    changes_items = action == "exchange_items" or (
+        action == "modify_order" and target.get("change") == "items"
+    )
+    return changes_items and not target.get("swaps")
+
+
 def _detail_given(target: dict[str, Any]) -> bool:
     """A modify/update-address action has the new address (or payment method) it needs."""
+    if target.get("change") == "items":
+        return bool(target.get("swaps"))
     if target.get("change") == "payment":
         return bool(target.get("new_payment_method_id"))
     return bool(target.get("new_address"))
@@ -157,6 +168,14 @@ async def _execute(
             target.get("payment_method_id") or "",
             key,
         )
+    elif action == "exchange_items" or (
+        action == "modify_order" and target.get("change") == "items"
+    ):
+        how = "exchange" if action == "exchange_items" else "modify"
+        result = await swap_items(
+            *args, target["order_id"], dict(target.get("swaps") or {}),
+            target.get("payment_method_id") or "", how, key,
+        )  # fmt: skip
     elif action == "modify_order" and target.get("change") in ("address", "payment"):
         change = (
             {"address": target.get("new_address")}
@@ -291,6 +310,33 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         )
         if alt is not None:
             reply += f" I can offer {replies.action_words([alt['action']])} instead."
+    elif (
+        outcome == "confirm"
+        and _needs_variant(action, target)
+        and ((pending or {}).get("awaiting") == "new_item" or not target.get("variant_options"))
+    ):
+        # asked once already, or nothing else is available: a colleague helps choose
+        decision = "escalate"
+        handoff = build_panel(state, ctx, "a human agent must help choose the new options")
+        reply = (
+            "To pick the new option, I'm connecting you with a colleague who can see "
+            "this whole conversation, so you won't need to repeat anything."
+        )
+    elif outcome == "confirm" and _needs_variant(action, target):
+        pending = {"action": action, "intent": state.get("intent", "other"), **target,
+                   "awaiting": "new_item"}  # fmt: skip
+        items = replies.items_phrase(target.get("item_names") or [])
+        reply = greeting
+        if state.get("intent") in _PROBLEM_INTENTS and action == "exchange_items":
+            issue = _issue_for(state, ctx, target, ["exchange_items", "return_items"])
+            reply += (f"I'm sorry about {items} from order {target['order_id']}. I can offer an "
+                      "exchange or a return. ")  # fmt: skip
+        reply += (
+            f"Which option would you like instead of {items}? Available: "
+            + "; ".join(target["variant_options"])
+            + "."
+            + (" Or say 'return' for a refund." if action == "exchange_items" else "")
+        )
     elif outcome == "confirm" and action in _NEEDS_ADDRESS and not _detail_given(target):
         pending = {"action": action, "intent": state.get("intent", "other"), **target,
                    "awaiting": "new_address"}  # fmt: skip
@@ -315,6 +361,15 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
             reply = greeting + (
                 f"To confirm: make {replies.address_line(target.get('new_address'))} your default "
                 "address. Reply yes to go ahead."
+            )
+        elif target.get("change") == "items":
+            reply = greeting + (
+                f"To confirm: change order {target['order_id']} to "
+                + " and ".join(target.get("new_options") or [])
+                + "; any price difference is settled with "
+                + f"{replies.payment_phrase(c360, target.get('payment_method_id'))}. Items can "
+                "be changed only once, so please check every item is listed. Reply yes to go "
+                "ahead."
             )
         elif target.get("change") == "payment":
             reply = greeting + (
@@ -366,8 +421,11 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
                 reply += " Please also tell me why: no longer needed, or ordered by mistake?"
         elif action == "exchange_items":
             reply += (
-                f"To confirm: exchange {items} from order {target['order_id']} for another "
-                "option of the same product. Reply yes to go ahead."
+                f"To confirm: exchange {items} from order {target['order_id']} for "
+                + " and ".join(target.get("new_options") or ["another option"])
+                + "; any price difference is settled with "
+                + f"{replies.payment_phrase(c360, target.get('payment_method_id'))}. "
+                "Reply yes to go ahead."
             )
         else:
             reply += (
@@ -406,6 +464,20 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
                     issue = {**issue, "status": "resolved", "proposed_actions": [action]}
                 if action == "apply_retention_offer":
                     offer_state = {**(state.get("offer") or {}), "status": "applied"}
+            elif "swaps" in result:
+                diff = float(result["price_difference"])
+                settle = (
+                    f" {abs(diff):.2f} will be {'charged to' if diff > 0 else 'refunded to'} "
+                    f"{replies.payment_phrase(c360, result['payment_method_id'])}."
+                    if diff
+                    else ""
+                )
+                reply = (
+                    f"Done: order {result['order_id']} is now {result['status']}."
+                    + (" You'll get an email with return instructions." if action ==
+                       "exchange_items" else "")
+                    + settle
+                )  # fmt: skip
             elif action == "update_default_address":
                 reply = (f"Done: your default address is now "
                          f"{replies.address_line(result['address'])}.")  # fmt: skip
