@@ -100,6 +100,16 @@ async def _distinct_variant(services: Services, status: str) -> tuple[dict[str, 
                 )
             ).fetchone()
             assert item is not None
+            paid = await (
+                await conn.execute(
+                    "SELECT m.kind FROM payments p JOIN payment_methods m ON m.tenant_id ="
+                    " p.tenant_id AND m.id = p.payment_method_id WHERE p.tenant_id='retail'"
+                    " AND p.order_id=%s ORDER BY p.seq LIMIT 1",
+                    (cust["order_id"],),
+                )
+            ).fetchone()
+            if paid is None or paid["kind"] == "gift_card":  # a gift card may not cover it
+                continue
             others = await (
                 await conn.execute(
                     "SELECT item_id, options FROM product_variants WHERE tenant_id='retail'"
@@ -119,7 +129,7 @@ async def test_exchange_picks_the_named_variant_and_runs_once(services: Services
     cust, value, new_item = await _distinct_variant(services, "delivered")
     sid = new_session()
     await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
-    asked = await say(services, sid, f"I'd like to exchange the {cust['item']} for the {value} one")
+    asked = await say(services, sid, f"can I exchange the {cust['item']} for the {value} one instead")
     assert asked.decision == "confirm" and asked.policy["action"] == "exchange_items", asked.reply
     assert asked.policy["target"]["swaps"] == {cust["item_id"]: new_item}
     assert value in asked.reply

@@ -83,6 +83,10 @@ def _issue_for(
 _NEEDS_ADDRESS = ("modify_order", "update_default_address")
 
 
+class NeedsHumanError(InvalidRequestError):
+    """A confirmed action the agent has no tool for: a human agent completes it."""
+
+
 def _needs_variant(action: str, target: dict[str, Any]) -> bool:
     """An exchange or item change whose new variants are not known yet."""
     changes_items = action == "exchange_items" or (
@@ -198,7 +202,7 @@ async def _execute(
     elif action == "apply_retention_offer":
         result = await apply_retention_offer(*args, state.get("offer") or {}, key)
     else:
-        raise InvalidRequestError(f"{action} needs a human agent to choose the new options")
+        raise NeedsHumanError(f"{action} needs a human agent")
     return {"action": action, "label": target.get("label"), **result}
 
 
@@ -435,17 +439,17 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
     elif outcome == "execute":
         try:
             result = await _execute(services, state, ctx, action, target)
+        except NeedsHumanError as exc:
+            decision = "escalate"
+            handoff = build_panel(state, ctx, exc.message)
+            reply = (
+                "I'm connecting you with a colleague who can do this and can see this whole "
+                "conversation, so you won't need to repeat anything."
+            )
         except (InvalidRequestError, NotFoundError) as exc:
-            if action in ("exchange_items", "modify_order"):
-                decision = "escalate"
-                handoff = build_panel(state, ctx, exc.message)
-                reply = (
-                    "To pick the new option, I'm connecting you with a colleague who can see "
-                    "this whole conversation, so you won't need to repeat anything."
-                )
-            else:
-                decision = "deny"
-                reply = f"I'm sorry, I couldn't do that: {exc.message}."
+            decision = "deny"
+            pending = None
+            reply = f"I'm sorry, I couldn't do that: {exc.message}."
         else:
             decision = "execute"
             pending = None
