@@ -129,7 +129,9 @@ async def test_exchange_picks_the_named_variant_and_runs_once(services: Services
     cust, value, new_item = await _distinct_variant(services, "delivered")
     sid = new_session()
     await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
-    asked = await say(services, sid, f"can I exchange the {cust['item']} for the {value} one instead")
+    asked = await say(
+        services, sid, f"can I exchange the {cust['item']} for the {value} one instead"
+    )
     assert asked.decision == "confirm" and asked.policy["action"] == "exchange_items", asked.reply
     assert asked.policy["target"]["swaps"] == {cust["item_id"]: new_item}
     assert value in asked.reply
