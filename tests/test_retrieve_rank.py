@@ -110,3 +110,17 @@ async def test_ranked_candidates_are_explained_and_sorted(services: Services) ->
     assert candidates[0]["action"] in ("return_items", "exchange_items")
     assert candidates[0]["target"]["order_id"] == cust["order_id"]
     assert any(r["kind"] == "resolution" for r in state["resolutions"])
+
+
+def test_ineligible_target_halves_fit_so_the_allowed_action_ranks_first() -> None:
+    def score(action: str, eligibility: float) -> float:
+        out = score_candidate(
+            action, intent="exchange", confidence=0.8, resolutions=[], continues_memory=False,
+            frustration=0.0, human_request=False, value=0.0, eligibility=eligibility,
+        )  # fmt: skip
+        return float(out["terms"]["fit"])
+
+    assert score("exchange_items", 1.0) == pytest.approx(0.8)
+    # a pending order: the exchange is ruled out, the item change (affinity 0.6) is not
+    assert score("exchange_items", 0.5) == pytest.approx(0.4)
+    assert score("modify_order", 1.0) == pytest.approx(0.48) > score("exchange_items", 0.5)

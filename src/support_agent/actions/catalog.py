@@ -34,7 +34,7 @@ INTENT_AFFINITY: dict[str, dict[str, float]] = {
     "order_status": {"order_status": 1.0, "follow_up_open_issue": 0.6},
     "cancel": {"cancel_order": 1.0},
     "return": {"return_items": 1.0, "exchange_items": 0.6},
-    "exchange": {"exchange_items": 1.0, "return_items": 0.6},
+    "exchange": {"exchange_items": 1.0, "return_items": 0.6, "modify_order": 0.6},
     "modify_address": {"modify_order": 1.0},
     "modify_payment": {"modify_order": 1.0},
     "modify_items": {"modify_order": 1.0},

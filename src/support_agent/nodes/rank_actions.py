@@ -5,7 +5,9 @@ Formula (weights sum to 1; each term in [0, 1])::
     score(a) = 0.45·fit(a) + 0.20·evidence(a) + 0.15·memory(a) + 0.10·urgency(a)
                + 0.10·retention(a)
 
-    fit(a)      = affinity(intent, a) · intent_confidence    (actions.catalog.affinity)
+    fit(a)      = affinity(intent, a) · intent_confidence · eligibility(a)
+                  (actions.catalog.affinity; eligibility is 1, or 0.5 when the target order's
+                  status rules the action out, e.g. an exchange of a still pending order)
     evidence(a) = max over retrieved resolution records r listing a of
                   max(0, similarity(r)) · success_rate(r)
                   (similarity is the cosine similarity; 0 if r came from the keyword list only)
@@ -54,6 +56,8 @@ from support_agent.tenants import TenantConfig, load_tenant_config
 
 WEIGHTS = {"fit": 0.45, "evidence": 0.20, "memory": 0.15, "urgency": 0.10, "retention": 0.10}
 RETENTION_ACTIONS = frozenset({"apply_retention_offer"})
+#: Eligibility factor of an action whose target's status rules it out.
+INELIGIBLE = 0.5
 #: Bank intents about a fee (a fee-like transaction is the likely target).
 FEE_INTENTS = frozenset({"card_payment_fee_charged", "cash_withdrawal_charge",
                          "transfer_fee_charged", "extra_charge_on_statement", "exchange_charge",
@@ -85,6 +89,7 @@ def score_candidate(
     value: float,
     churn: float = 0.0,
     prior: float | None = None,
+    eligibility: float = 1.0,
 ) -> dict[str, Any]:
     """Score one action with the module's formula.
 
@@ -100,12 +105,14 @@ def score_candidate(
         churn: churn propensity in [0, 1].
         prior: the affinity to use instead of the catalog's (set when the message itself says
             which of two related actions is meant, e.g. the default address, not an order's).
+        eligibility: 1 when the action's target allows it, :data:`INELIGIBLE` when its status
+            rules it out (the policy will deny it), so an allowed related action ranks first.
 
     Returns:
         ``{"score": float, "terms": {fit, evidence, memory, urgency, retention}, "weights"}``,
         rounded to 4 decimals; ``score == Σ weights[t]·terms[t]``.
     """
-    fit = (affinity(intent, action) if prior is None else prior) * confidence
+    fit = (affinity(intent, action) if prior is None else prior) * confidence * eligibility
     evidence = max(
         (
             max(0.0, float(r.get("similarity") or 0.0)) * float(r["success_rate"])
@@ -218,7 +225,8 @@ def resolve_target(
     return target
 
 
-_CHANGE = {"modify_address": "address", "modify_payment": "payment", "modify_items": "items"}
+_CHANGE = {"modify_address": "address", "modify_payment": "payment", "modify_items": "items",
+           "exchange": "items"}  # fmt: skip
 
 
 def _change(state: State) -> str:
@@ -351,6 +359,24 @@ def names_option(state: State) -> bool:
     return any(re.search(rf"\b{re.escape(v)}\b", text) for v in pending.get("variant_values") or [])
 
 
+def eligibility(spec: ActionRule, target: dict[str, Any], state: State) -> float:
+    """1.0, or :data:`INELIGIBLE` when the target order's status rules the action out.
+
+    Only order actions are discounted: there one goal has a different action per order status
+    (a new variant is an exchange once delivered, an item change while pending), so the allowed
+    one should rank first. For a card or transaction the best reply to an action its status
+    rules out is the denial itself, which says where things stand ("already disputed", "already
+    frozen").
+    """
+    if spec.status_in is None or spec.target != "order":
+        return 1.0
+    tid = target.get("order_id")
+    if tid is None:
+        return 1.0
+    status = next((o["status"] for o in _orders(state) if o["order_id"] == tid), None)
+    return 1.0 if status in spec.status_in else INELIGIBLE
+
+
 def _prior(action: str, intent: str, default_address: bool) -> float | None:
     """Affinity overrides when the message says which address is meant (else ``None``)."""
     if intent != "modify_address" or action not in ("modify_order", "update_default_address"):
@@ -414,6 +440,11 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
             and not entities.get("order_ids")
             and not entities.get("products")
         )
+        spec = declared[name]
+        if spec.target in ("card", "transaction", "offer"):
+            target = resolve_bank_target(name, state, spec, intent)
+        else:
+            target = resolve_target(name, state, spec, variants)
         scored = score_candidate(
             name,
             intent=intent,
@@ -426,12 +457,8 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
             churn=churn,
             # the customer is answering this proposal: it fits fully
             prior=1.0 if continues and answering else _prior(name, intent, default_address),
+            eligibility=eligibility(spec, target, state),
         )
-        spec = declared[name]
-        if spec.target in ("card", "transaction", "offer"):
-            target = resolve_bank_target(name, state, spec, intent)
-        else:
-            target = resolve_target(name, state, spec, variants)
         candidates.append({"action": name, **scored, "target": target})
     candidates.sort(key=lambda c: (-c["score"], c["action"]))
     return {"candidates": candidates}
