@@ -123,4 +123,5 @@ def test_ineligible_target_halves_fit_so_the_allowed_action_ranks_first() -> Non
     assert score("exchange_items", 1.0) == pytest.approx(0.8)
     # a pending order: the exchange is ruled out, the item change (affinity 0.6) is not
     assert score("exchange_items", 0.5) == pytest.approx(0.4)
-    assert score("modify_order", 1.0) == pytest.approx(0.48) > score("exchange_items", 0.5)
+    assert score("modify_order", 1.0) == pytest.approx(0.48)
+    assert score("modify_order", 1.0) > score("exchange_items", 0.5)
