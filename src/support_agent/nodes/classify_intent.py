@@ -86,12 +86,13 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
     if not text.strip():
         prediction_intent, confidence, ranking = "other", 1.0, []
     else:
-        clf = await asyncio.to_thread(
-            classifier_for,
-            tenant_id,
-            config.intents_paths(services.settings.shared_data_dir),
-            services.settings.data_dir / "models",
-            services.embeddings,
+        clf = await asyncio.to_thread(  # file checks and reads stay off the event loop
+            lambda: classifier_for(
+                tenant_id,
+                config.intents_paths(services.settings.shared_data_dir),
+                services.settings.data_dir / "models",
+                services.embeddings,
+            )
         )
         prediction = await asyncio.to_thread(clf.predict, text)
         prediction_intent, confidence = prediction.intent, prediction.confidence
