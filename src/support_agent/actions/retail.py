@@ -17,6 +17,18 @@ from support_agent.errors import InvalidRequestError, NotFoundError
 from support_agent.services import Services
 
 
+async def _next_payment_seq(conn: Any, tenant_id: str, order_id: str) -> int:
+    """The next free ``seq`` of the order's payment history."""
+    row = await (
+        await conn.execute(
+            "SELECT COALESCE(max(seq), -1) + 1 AS next FROM payments"
+            " WHERE tenant_id = %s AND order_id = %s",
+            (tenant_id, order_id),
+        )
+    ).fetchone()
+    return int(row["next"]) if row else 0
+
+
 async def _lock_order(conn: Any, tenant_id: str, customer_id: str, order_id: str) -> dict[str, Any]:
     row = await (
         await conn.execute(
@@ -69,14 +81,7 @@ async def cancel_order(
                 (tenant_id, order_id),
             )
         ).fetchall()
-        seq_row = await (
-            await conn.execute(
-                "SELECT COALESCE(max(seq), -1) + 1 AS next FROM payments"
-                " WHERE tenant_id = %s AND order_id = %s",
-                (tenant_id, order_id),
-            )
-        ).fetchone()
-        seq = int(seq_row["next"]) if seq_row else 0
+        seq = await _next_payment_seq(conn, tenant_id, order_id)
         total = 0.0
         for n, pay in enumerate(pays):
             total += float(pay["amount"])
@@ -411,17 +416,10 @@ async def swap_items(
                      tenant_id, order_id, lines[old]["line_no"]),
                 )  # fmt: skip
         if diff:
-            seq_row = await (
-                await conn.execute(
-                    "SELECT COALESCE(max(seq), -1) + 1 AS next FROM payments"
-                    " WHERE tenant_id = %s AND order_id = %s",
-                    (tenant_id, order_id),
-                )
-            ).fetchone()
             await conn.execute(
                 "INSERT INTO payments (tenant_id, order_id, seq, kind, amount, payment_method_id)"
                 " VALUES (%s, %s, %s, %s, %s, %s)",
-                (tenant_id, order_id, int(seq_row["next"]) if seq_row else 0,
+                (tenant_id, order_id, await _next_payment_seq(conn, tenant_id, order_id),
                  "payment" if diff > 0 else "refund", abs(diff), payment_method_id),
             )  # fmt: skip
             if method["kind"] == "gift_card":

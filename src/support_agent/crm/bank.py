@@ -44,8 +44,8 @@ CUSTOMER_COLUMNS = ["tenant_id", "id", "first_name", "last_name", "email", "phon
                     "zip", "language", "timezone"]  # fmt: skip
 
 
-async def load_bank_knowledge(services: Services, source: Path | None = None) -> int:
-    """Insert the bank's knowledge documents that are missing; returns how many.
+def _read_documents(services: Services, source: Path | None) -> list[dict[str, Any]]:
+    """The bank's documents ``[{id, title, content}]``.
 
     Raises:
         NotFoundError: the documents file does not exist.
@@ -53,18 +53,31 @@ async def load_bank_knowledge(services: Services, source: Path | None = None) ->
     source = source or services.settings.shared_data_dir / "tau2-banking" / "documents.jsonl.gz"
     if not source.is_file():
         raise NotFoundError(f"bank documents not found at {source}")
-    docs = [json.loads(line) for line in gzip.decompress(source.read_bytes()).splitlines() if line]
+    return [json.loads(line) for line in gzip.decompress(source.read_bytes()).splitlines() if line]
+
+
+async def _missing(
+    services: Services, table: str, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The ``rows`` whose ``id`` the bank tenant's ``table`` does not hold yet.
+
+    The tenant row is created if needed. ``table`` is one of this module's own table names.
+    """
     await ensure_tenant(services, TENANT, "Rho-Bank")
     async with services.pool.connection() as conn:
-        have = {
-            r["id"]
-            for r in await (
-                await conn.execute(
-                    "SELECT id FROM knowledge_documents WHERE tenant_id = %s", (TENANT,)
-                )
-            ).fetchall()
-        }
-    missing = [d for d in docs if d["id"] not in have]
+        cur = await conn.execute(f"SELECT id FROM {table} WHERE tenant_id = %s", (TENANT,))
+        have = {r["id"] for r in await cur.fetchall()}
+    return [r for r in rows if r["id"] not in have]
+
+
+async def load_bank_knowledge(services: Services, source: Path | None = None) -> int:
+    """Insert the bank's knowledge documents that are missing; returns how many.
+
+    Raises:
+        NotFoundError: the documents file does not exist.
+    """
+    docs = _read_documents(services, source)
+    missing = await _missing(services, "knowledge_documents", docs)
     if not missing:
         return 0
     vectors = await asyncio.to_thread(
@@ -92,20 +105,8 @@ async def load_bank_offers(services: Services, source: Path | None = None) -> in
     Raises:
         NotFoundError: the documents file does not exist.
     """
-    source = source or services.settings.shared_data_dir / "tau2-banking" / "documents.jsonl.gz"
-    if not source.is_file():
-        raise NotFoundError(f"bank documents not found at {source}")
-    docs = [json.loads(line) for line in gzip.decompress(source.read_bytes()).splitlines() if line]
-    offers = card_catalog(docs) + retention_offers()
-    await ensure_tenant(services, TENANT, "Rho-Bank")
-    async with services.pool.connection() as conn:
-        have = {
-            r["id"]
-            for r in await (
-                await conn.execute("SELECT id FROM offers WHERE tenant_id = %s", (TENANT,))
-            ).fetchall()
-        }
-    missing = [o for o in offers if o["id"] not in have]
+    docs = _read_documents(services, source)
+    missing = await _missing(services, "offers", card_catalog(docs) + retention_offers())
     if not missing:
         return 0
     vectors = await asyncio.to_thread(
