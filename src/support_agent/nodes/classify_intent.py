@@ -53,8 +53,10 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
 
     Returns:
         ``intent``, ``intent_confidence``, ``signals`` (frustration 0..1, human_request,
-        churn_threat, confirmation, cues, ranking) and ``entities`` (order_ids, products, reason;
-        for customers with bank holdings also amounts, last_four, card_kind, words).
+        churn_threat, confirmation, cues, ranking; ``answers_pending`` when the message supplies
+        the address or option a pending change asked for) and ``entities`` (order_ids,
+        products, reason; for customers with bank holdings also amounts, last_four, card_kind,
+        words).
     """
     services = await get_services()
     tenant_id = runtime.context.tenant_id
@@ -80,7 +82,12 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         return {
             "intent": pending["intent"],
             "intent_confidence": 1.0,
-            "signals": {**signals.__dict__, "ranking": [], "unclear": False},
+            "signals": {
+                **signals.__dict__,
+                "ranking": [],
+                "unclear": False,
+                "answers_pending": supplies,
+            },  # fmt: skip
             "entities": entities,
         }
     if not text.strip():

@@ -352,13 +352,6 @@ def resolve_bank_target(action: str, state: State, spec: ActionRule, intent: str
     }
 
 
-def names_option(state: State) -> bool:
-    """The message names an option value the pending exchange/change was waiting for."""
-    pending = state.get("pending_action") or {}
-    text = last_text(state).lower()
-    return any(re.search(rf"\b{re.escape(v)}\b", text) for v in pending.get("variant_values") or [])
-
-
 def eligibility(spec: ActionRule, target: dict[str, Any], state: State) -> float:
     """1.0, or :data:`INELIGIBLE` when the target order's status rules the action out.
 
@@ -418,8 +411,7 @@ async def rank_actions(state: State, runtime: Runtime[Context]) -> dict[str, Any
         names.add("follow_up_open_issue")
     answering = bool(pending) and (
         signals.get("confirmation") == "yes"
-        or bool(pending and pending.get("awaiting") == "new_address" and entities.get("address"))
-        or bool(pending and pending.get("awaiting") == "new_item" and names_option(state))
+        or bool(signals.get("answers_pending"))  # decided by classify_intent
     )
     if answering and pending is not None:
         names.add(pending["action"])
