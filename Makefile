@@ -41,9 +41,11 @@ studio: setup  ## LangGraph Studio's local server (never port 2024: it is taken 
 test: setup  ## run the test suite against real embedded PostgreSQL and Redis
 	$(BIN)/pytest -q
 
-lint: setup  ## ruff and mypy
+lint: setup  ## ruff, ruff format, mypy (strict) and the import-linter layer contracts
 	$(BIN)/ruff check src tests evals bench
+	$(BIN)/ruff format --check src tests evals bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 eval: setup  ## intent model: Banking77 5-fold CV; CLINC150 train(+oos) → val(+oos) (~6 min)
 	$(BIN)/python evals/prepare_intent_data.py --out .data/evals

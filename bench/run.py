@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from support_agent.conversation import run_turn
 from support_agent.crm.bank import load_bank
+
+from support_agent.conversation import run_turn
 from support_agent.crm.loader import load_retail
 from support_agent.memory_store.context import load_customer_memory
 from support_agent.memory_store.episodes import search_episodes

@@ -1,8 +1,8 @@
 """Shared fixtures: one real embedded PostgreSQL (pgvector) + Redis per test session.
 
-The session fixture starts both servers under a fresh temporary DATA_DIR, loads the retail tenant
-and syncs the hot tier. Tests that change data pick their own customers or session ids, so they
-stay independent of each other.
+The session's :class:`Agent` starts both servers under a fresh temporary DATA_DIR, loads the
+retail tenant through its vertical and syncs the hot tier. Tests that change data pick their own
+customers or session ids, so they stay independent of each other.
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from support_agent.conversation import TurnResult, end_session, run_turn
-from support_agent.crm.loader import load_retail
+from support_agent.conversation import Agent, TurnResult, end_session, run_turn
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 from support_agent.settings import Settings
-from support_agent.tenants import PACKS_DIR
+from support_agent.tenants import PACKS_DIR, TenantPacks
+from support_agent.verticals.retail.loader import load_retail
+
+#: The built-in tenant packs, for tests that read configuration without a database.
+PACKS = TenantPacks()
 
 
 @pytest.fixture(autouse=True)
@@ -37,10 +40,16 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
+#: Tenant packs kept in the test tree (``library``: a third vertical, ``tests.library_vertical``).
+TEST_PACKS = Path(__file__).resolve().parent / "packs"
+
+
 @pytest.fixture(scope="session")
 def packs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second tenant, ``acme``: the retail pack under another name (tenant isolation tests)."""
+    """Extra tenants: ``acme``, the retail pack under another name (tenant isolation tests), and
+    ``library``, a third vertical from the test tree."""
     root = tmp_path_factory.mktemp("packs")
+    shutil.copytree(TEST_PACKS / "library", root / "library")
     shutil.copytree(PACKS_DIR / "retail", root / "acme")
     config = (root / "acme" / "tenant.yaml").read_text()
     config = config.replace("Retail store", "Acme outlet")
@@ -62,11 +71,16 @@ def settings(data_dir: Path, packs_dir: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    async with Services.open(settings) as svc:
-        await load_retail(svc)
-        await sync_hot_tier(svc, "retail")
-        yield svc
+async def agent(settings: Settings) -> AsyncIterator[Agent]:
+    async with Agent.open(settings) as opened:
+        await load_retail(opened.services)
+        await sync_hot_tier(opened.services, "retail")
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def services(agent: Agent) -> Services:
+    return agent.services
 
 
 def new_session() -> str:
@@ -74,10 +88,10 @@ def new_session() -> str:
 
 
 async def say(
-    services: Services, session_id: str, message: str, channel: str = "chat", **identity: str
+    agent: Agent, session_id: str, message: str, channel: str = "chat", **identity: str
 ) -> TurnResult:
     return await run_turn(
-        services,
+        agent,
         tenant_id="retail",
         channel=channel,
         message=message,
@@ -143,10 +157,10 @@ async def order_status(services: Services, order_id: object) -> str:
     return str(row["status"])
 
 
-async def end_and_remember(services: Services, session_id: str, reason: str = "explicit") -> int:
+async def end_and_remember(agent: Agent, session_id: str, reason: str = "explicit") -> int:
     """End a session, then let a memory worker apply every queued job; returns jobs applied."""
-    await end_session(services, tenant_id="retail", session_id=session_id, reason=reason)
-    return await MemoryWorker(services, backoff_base_s=0.0).drain(timeout_s=60)
+    await end_session(agent, tenant_id="retail", session_id=session_id, reason=reason)
+    return await MemoryWorker(agent.services, backoff_base_s=0.0).drain(timeout_s=60)
 
 
 async def add_acme_twin(services: Services, customer_id: str) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from support_agent.crm.bank import load_bank_crm
 from support_agent.crm.repository import find_customer_by_identity
 from support_agent.memory_store.hot import get_hot_360
 from support_agent.services import Services
+from support_agent.verticals.bank.loader import load_bank_crm
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tau2-banking" / "db.json.gz"
 

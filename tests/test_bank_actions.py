@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from support_agent.conversation import TurnResult, run_turn
-from support_agent.crm.bank import load_bank
-from support_agent.crm.bank_offers import card_catalog
+from support_agent.conversation import Agent, TurnResult, run_turn
 from support_agent.crm.customer360 import build_360s
 from support_agent.demo import pick_bank_customer, run_bank_demo
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.retrieval.hybrid import hybrid_search
 from support_agent.services import Services
+from support_agent.verticals.bank.catalog import card_catalog
+from support_agent.verticals.bank.loader import load_bank
 from tests.conftest import new_session
 
 DOCS = (
@@ -30,15 +30,15 @@ DOCS = (
 
 
 @pytest.fixture(scope="module")
-async def bank(services: Services) -> Services:
-    await load_bank(services)
-    await sync_hot_tier(services, "bank")
-    return services
+async def bank(agent: Agent) -> Agent:
+    await load_bank(agent.services)
+    await sync_hot_tier(agent.services, "bank")
+    return agent
 
 
-async def bank_say(services: Services, session_id: str, message: str) -> TurnResult:
+async def bank_say(agent: Agent, session_id: str, message: str) -> TurnResult:
     return await run_turn(
-        services, tenant_id="bank", channel="chat", message=message, session_id=session_id
+        agent, tenant_id="bank", channel="chat", message=message, session_id=session_id
     )
 
 
@@ -74,14 +74,14 @@ def test_card_catalog_reads_terms_and_paths_from_the_documents() -> None:
     assert promo["terms"]["window_end"] == "2025-12-31"
 
 
-async def test_offers_are_retrievable_and_expired_promotions_are_not(bank: Services) -> None:
+async def test_offers_are_retrievable_and_expired_promotions_are_not(bank: Agent) -> None:
     query = "credit card with no annual fee and cash back"
-    vector = bank.embeddings.embed_query(query)
-    hits = await hybrid_search(bank, "bank", query, vector, sources=("offer",), limit=30)
+    vector = bank.services.embeddings.embed_query(query)
+    hits = await hybrid_search(bank.services, "bank", query, vector, sources=("offer",), limit=30)
     assert hits and all(h.kind == "offer" for h in hits)
     ids = {h.id for h in hits}
     assert "card:bronze_rewards_card" in ids
-    async with bank.pool.connection() as conn:
+    async with bank.services.pool.connection() as conn:
         expired = {
             r["id"]
             for r in await (
@@ -94,29 +94,29 @@ async def test_offers_are_retrievable_and_expired_promotions_are_not(bank: Servi
     assert not ids & expired
 
 
-async def test_disputed_fee_is_filed_once_after_confirmation(bank: Services) -> None:
-    cust = await pick_bank_customer(bank)
+async def test_disputed_fee_is_filed_once_after_confirmation(bank: Agent) -> None:
+    cust = await pick_bank_customer(bank.services)
     sid = new_session()
     await bank_say(bank, sid, f"Hi, my email is {cust['email']}")
     fee = f"${float(cust['amount']):.2f}"
     proposed = await bank_say(bank, sid, f"Why was I charged a {fee} fee? That's wrong.")
     assert proposed.decision == "confirm"
     assert proposed.policy["action"] == "dispute_transaction"
-    assert proposed.policy["target"]["transaction_id"] == cust["transaction_id"]
+    assert proposed.policy["target"]["id"] == cust["transaction_id"]
     sql = "SELECT count(*) AS n FROM disputes WHERE tenant_id='bank' AND transaction_id=%s"
-    assert (await _one(bank, sql, cust["transaction_id"]))["n"] == 0  # type: ignore[index]
+    assert (await _one(bank.services, sql, cust["transaction_id"]))["n"] == 0  # type: ignore[index]
     done = await bank_say(bank, sid, "yes")
     assert done.decision == "execute"
-    assert (await _one(bank, sql, cust["transaction_id"]))["n"] == 1  # type: ignore[index]
+    assert (await _one(bank.services, sql, cust["transaction_id"]))["n"] == 1  # type: ignore[index]
     # the same fee again: the policy denies it (already disputed), nothing is filed twice
     again = await bank_say(bank, new_session(), f"my email is {cust['email']}")
     again = await bank_say(bank, again.session_id, f"Why was I charged a {fee} fee?")
     assert again.decision == "deny"
     failed = [r["rule"] for r in again.policy["rules"] if not r["passed"]]
     assert failed[0] == "transaction_status_allows_action"
-    assert (await _one(bank, sql, cust["transaction_id"]))["n"] == 1  # type: ignore[index]
+    assert (await _one(bank.services, sql, cust["transaction_id"]))["n"] == 1  # type: ignore[index]
     logged = await _one(
-        bank,
+        bank.services,
         "SELECT count(*) AS n FROM account_actions WHERE tenant_id='bank'"
         " AND action='dispute_transaction' AND customer_id=%s",
         cust["id"],
@@ -124,44 +124,44 @@ async def test_disputed_fee_is_filed_once_after_confirmation(bank: Services) -> 
     assert logged is not None and logged["n"] == 1
 
 
-async def test_lost_card_is_frozen_only_after_yes_and_only_once(bank: Services) -> None:
+async def test_lost_card_is_frozen_only_after_yes_and_only_once(bank: Agent) -> None:
     card = await _one(
-        bank,
+        bank.services,
         "SELECT id, customer_id, details->>'last_four' AS four FROM holdings WHERE tenant_id='bank'"
         " AND kind='debit_card' AND status='ACTIVE' ORDER BY id LIMIT 1",
     )
     assert card is not None
     sid = new_session()
-    await bank_say(bank, sid, f"my email is {await _email(bank, card['customer_id'])}")
+    await bank_say(bank, sid, f"my email is {await _email(bank.services, card['customer_id'])}")
     asked = await bank_say(bank, sid, f"I lost my debit card ending {card['four']}")
     assert asked.decision == "confirm" and asked.policy["action"] == "freeze_card"
     status = "SELECT status FROM holdings WHERE tenant_id='bank' AND id=%s"
-    assert (await _one(bank, status, card["id"]))["status"] == "ACTIVE"  # type: ignore[index]
+    assert (await _one(bank.services, status, card["id"]))["status"] == "ACTIVE"  # type: ignore[index]
     await bank_say(bank, sid, "yes")
-    assert (await _one(bank, status, card["id"]))["status"] == "FROZEN"  # type: ignore[index]
+    assert (await _one(bank.services, status, card["id"]))["status"] == "FROZEN"  # type: ignore[index]
     again = await bank_say(bank, sid, f"I lost my debit card ending {card['four']}, freeze it")
     assert again.decision == "deny"
     assert "card is frozen" in again.policy["reason"]
 
 
-async def test_several_cards_are_asked_about_not_guessed(bank: Services) -> None:
+async def test_several_cards_are_asked_about_not_guessed(bank: Agent) -> None:
     row = await _one(
-        bank,
+        bank.services,
         "SELECT customer_id FROM holdings WHERE tenant_id='bank' AND kind='debit_card'"
         " AND status='ACTIVE' GROUP BY customer_id HAVING count(*) > 1 ORDER BY customer_id"
         " LIMIT 1",
     )
     assert row is not None
     sid = new_session()
-    await bank_say(bank, sid, f"my email is {await _email(bank, row['customer_id'])}")
+    await bank_say(bank, sid, f"my email is {await _email(bank.services, row['customer_id'])}")
     result = await bank_say(bank, sid, "I lost my debit card")
     assert result.policy["outcome"] == "clarify"
     assert "Which card do you mean" in result.reply and "ending" in result.reply
 
 
-async def test_replacement_card_is_ordered_on_yes(bank: Services) -> None:
+async def test_replacement_card_is_ordered_on_yes(bank: Agent) -> None:
     row = await _one(
-        bank,
+        bank.services,
         "SELECT h.id, h.customer_id, h.product FROM holdings h WHERE h.tenant_id='bank'"
         " AND h.kind='credit_card' AND h.status='ACTIVE' AND (SELECT count(*) FROM holdings x"
         " WHERE x.tenant_id='bank' AND x.customer_id=h.customer_id"
@@ -169,21 +169,21 @@ async def test_replacement_card_is_ordered_on_yes(bank: Services) -> None:
     )
     assert row is not None
     sid = new_session()
-    await bank_say(bank, sid, f"my email is {await _email(bank, row['customer_id'])}")
+    await bank_say(bank, sid, f"my email is {await _email(bank.services, row['customer_id'])}")
     asked = await bank_say(
         bank, sid, "My card is damaged and doesn't work anymore, I need a new one"
     )
     assert asked.policy["action"] == "order_replacement_card" and asked.decision == "confirm"
     done = await bank_say(bank, sid, "yes")
     assert done.decision == "execute" and "7-10 business days" in done.reply
-    order = await _one(bank, "SELECT status FROM card_orders WHERE tenant_id='bank'"
+    order = await _one(bank.services, "SELECT status FROM card_orders WHERE tenant_id='bank'"
                        " AND holding_id=%s", row["id"])  # fmt: skip
     assert order == {"status": "ORDERED"}
 
 
-async def test_retention_offer_follows_policy_and_is_not_repeated(bank: Services) -> None:
+async def test_retention_offer_follows_policy_and_is_not_repeated(bank: Agent) -> None:
     row = await _one(
-        bank,
+        bank.services,
         "SELECT h.customer_id FROM holdings h JOIN offers o ON o.tenant_id=h.tenant_id"
         " AND o.kind='card_product' AND o.terms->>'product'=h.product WHERE h.tenant_id='bank'"
         " AND h.kind='credit_card' AND h.status='ACTIVE' AND (o.terms->>'annual_fee')::float > 0"
@@ -191,7 +191,7 @@ async def test_retention_offer_follows_policy_and_is_not_repeated(bank: Services
     )
     assert row is not None
     sid = new_session()
-    await bank_say(bank, sid, f"my email is {await _email(bank, row['customer_id'])}")
+    await bank_say(bank, sid, f"my email is {await _email(bank.services, row['customer_id'])}")
     offered = await bank_say(
         bank, sid, "Honestly I'd rather close this card, paying the yearly fee makes no sense"
     )
@@ -206,16 +206,16 @@ async def test_retention_offer_follows_policy_and_is_not_repeated(bank: Services
     assert f"${offer['terms']['annual_fee']:.2f}" in offered.reply
     applied = await bank_say(bank, sid, "yes")
     assert applied.decision == "execute", applied.reply
-    ledger = await _one(bank, "SELECT status FROM retention_offers WHERE tenant_id='bank'"
+    ledger = await _one(bank.services, "SELECT status FROM retention_offers WHERE tenant_id='bank'"
                         " AND customer_id=%s", row["customer_id"])  # fmt: skip
     assert ledger == {"status": "applied"}
     # a new conversation: one retention offer per year, whatever the customer says
     sid2 = new_session()
-    await bank_say(bank, sid2, f"my email is {await _email(bank, row['customer_id'])}")
+    await bank_say(bank, sid2, f"my email is {await _email(bank.services, row['customer_id'])}")
     again = await bank_say(bank, sid2, "I'm switching to a competitor, so shut my card down please")
     assert again.policy["retention_offer"] is None
     audit = await _one(
-        bank,
+        bank.services,
         "SELECT rules FROM policy_audit WHERE tenant_id='bank' AND interaction_id=%s"
         " AND outcome='deny' ORDER BY id DESC LIMIT 1",
         sid2,
@@ -224,7 +224,7 @@ async def test_retention_offer_follows_policy_and_is_not_repeated(bank: Services
     assert "offer_frequency" in [r["rule"] for r in audit["rules"] if not r["passed"]]
 
 
-async def test_knowledge_answer_quotes_a_public_article(bank: Services) -> None:
+async def test_knowledge_answer_quotes_a_public_article(bank: Agent) -> None:
     result = await bank_say(bank, new_session(), "How long does a replacement card take to arrive?")
     assert result.policy["action"] == "answer_from_knowledge"
     assert result.reply.startswith("From our help article")
@@ -234,11 +234,11 @@ async def test_knowledge_answer_quotes_a_public_article(bank: Services) -> None:
     assert title in docs
 
 
-async def test_high_value_billing_dispute_is_a_warm_handoff(bank: Services) -> None:
-    async with bank.pool.connection() as conn:
+async def test_high_value_billing_dispute_is_a_warm_handoff(bank: Agent) -> None:
+    async with bank.services.pool.connection() as conn:
         ids = [r["id"] for r in await (await conn.execute(
             "SELECT id FROM customers WHERE tenant_id='bank' ORDER BY id")).fetchall()]  # fmt: skip
-    c360s = await build_360s(bank, "bank", ids)
+    c360s = await build_360s(bank.services, "bank", ids)
     gold = next(
         c for c in c360s.values()
         if c["tier"] == "gold" and any(t["amount"] < 0 for t in c["transactions"])
@@ -255,6 +255,6 @@ async def test_high_value_billing_dispute_is_a_warm_handoff(bank: Services) -> N
     assert panel["header"]["vip"] is True and panel["header"]["clv"] > 0
 
 
-async def test_bank_demo_scenario_holds_on_repeated_runs(bank: Services) -> None:
+async def test_bank_demo_scenario_holds_on_repeated_runs(bank: Agent) -> None:
     assert await run_bank_demo(bank) == 0
     assert await run_bank_demo(bank) == 0  # a repeat picks the next fee, or replays a disputed one

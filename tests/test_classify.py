@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from support_agent.intents.classifier import classifier_for
+from support_agent.conversation import Agent
 from support_agent.intents.signals import (
     cancel_reason,
     detect_signals,
@@ -12,7 +14,6 @@ from support_agent.intents.signals import (
     extract_order_ids,
 )
 from support_agent.services import Services
-from support_agent.tenants import load_tenant_config
 
 # Phrasings written for the test, not present in the training file.
 UNSEEN = [
@@ -26,14 +27,8 @@ UNSEEN = [
 ]
 
 
-async def test_classifier_on_unseen_phrasings(services: Services) -> None:
-    config = load_tenant_config("retail")
-    clf = classifier_for(
-        "retail",
-        [config.pack_dir / "intents.csv"],
-        services.settings.data_dir / "models",
-        services.embeddings,
-    )
+async def test_classifier_on_unseen_phrasings(agent: Agent) -> None:
+    clf = await asyncio.to_thread(agent.deps("retail").intent_model)
     correct = sum(clf.predict(text).intent == label for text, label in UNSEEN)
     assert correct >= len(UNSEEN) - 1, [(t, clf.predict(t).intent) for t, _ in UNSEEN]
     prediction = clf.predict("where is my order")

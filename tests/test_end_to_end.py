@@ -10,23 +10,24 @@ from pathlib import Path
 
 import pytest
 
+from support_agent.conversation import Agent
 from support_agent.services import Services
 from tests.conftest import customer_with, end_and_remember, new_session, say
 
 
-async def test_two_sessions_two_channels(services: Services) -> None:
+async def test_two_sessions_two_channels(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     name = f"{cust['first_name']} {cust['last_name']}"
     chat = new_session()
-    await say(services, chat, f"Hi, I'm {name}, zip {cust['zip']}.")
-    proposal = await say(services, chat, f"The {cust['item']} I received arrived broken.")
+    await say(agent, chat, f"Hi, I'm {name}, zip {cust['zip']}.")
+    proposal = await say(agent, chat, f"The {cust['item']} I received arrived broken.")
     assert proposal.decision == "confirm"
     assert cust["order_id"] in proposal.reply
-    assert await end_and_remember(services, chat, reason="idle_timeout") >= 1
+    assert await end_and_remember(agent, chat, reason="idle_timeout") >= 1
 
     phone = new_session()
     hello = await say(
-        services, phone, f"Hello, this is {name}, zip code {cust['zip']}.", channel="phone"
+        agent, phone, f"Hello, this is {name}, zip code {cust['zip']}.", channel="phone"
     )
     assert hello.memory["open_issue"]["order_id"] == cust["order_id"]
     # The four layers, updated by the memory pipeline after session 1.
@@ -39,7 +40,7 @@ async def test_two_sessions_two_channels(services: Services) -> None:
         for p in hello.memory["l4_prefs_mood"]["promises"]
     )
     assert chat in hello.memory["episodes"]
-    update = await say(services, phone, "Any update?", channel="phone")
+    update = await say(agent, phone, "Any update?", channel="phone")
     assert cust["order_id"] in update.reply
     assert str(cust["item"]) in update.reply
     assert update.decision == "respond"
@@ -60,7 +61,9 @@ def _cli(args: list[str], env: dict[str, str]) -> dict[str, object]:
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
-async def test_session_resumes_after_a_process_restart(services: Services, data_dir: Path) -> None:
+async def test_session_resumes_after_a_process_restart(
+    services: Services, data_dir: Path, agent: Agent
+) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
     env = {
@@ -78,7 +81,7 @@ async def test_session_resumes_after_a_process_restart(services: Services, data_
     assert second["decision"] == "respond"
     assert cust["order_id"] in str(second["reply"]) and "delivered" in str(second["reply"])
     state = (
-        await services.graph.aget_state({"configurable": {"thread_id": f"retail:{session}"}})
+        await agent.graph.aget_state({"configurable": {"thread_id": f"retail:{session}"}})
     ).values
     assert state["turn"] == 2
     assert len(state["messages"]) == 4

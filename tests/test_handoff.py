@@ -3,6 +3,7 @@ CRM, memory and resolution effectiveness."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,14 +11,12 @@ import httpx
 import pytest
 
 from support_agent.api.app import create_app
-from support_agent.conversation import TurnResult, run_turn
+from support_agent.conversation import Agent, TurnResult, run_turn
 from support_agent.handoff import PRIOR_STRENGTH
-from support_agent.intents.classifier import classifier_for
 from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.services import Services
 from support_agent.tenancy import create_api_key
-from support_agent.tenants import load_tenant_config
-from tests.conftest import customer_with, end_and_remember, new_session, say
+from tests.conftest import PACKS, customer_with, end_and_remember, new_session, say
 
 PANEL_FIELDS = {"handoff_id", "reason", "header", "summary", "current_issue", "tried",
                 "timeline", "suggested_resolutions", "quick_actions", "transcript"}  # fmt: skip
@@ -38,45 +37,46 @@ def assert_full_panel(result: TurnResult, reason: str) -> dict[str, Any]:
     return panel
 
 
-async def _report_problem(services: Services, cust: dict[str, object], session: str) -> None:
-    await say(services, session, f"my email is {cust['email']}")
-    await say(services, session, f"the {cust['item']} I got arrived broken")
+async def _report_problem(agent: Agent, cust: dict[str, object], session: str) -> None:
+    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, f"the {cust['item']} I got arrived broken")
 
 
-async def test_human_request_with_issue(services: Services) -> None:
+async def test_human_request_with_issue(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await _report_problem(services, cust, session)
-    panel = assert_full_panel(await say(services, session, "get me a real person"), "human")
+    await _report_problem(agent, cust, session)
+    panel = assert_full_panel(await say(agent, session, "get me a real person"), "human")
     assert panel["header"]["customer_id"] == cust["id"] and panel["header"]["verified"]
     assert panel["header"]["clv"] is not None and panel["header"]["churn_risk"] is not None
     assert panel["current_issue"]["order_id"] == cust["order_id"]
     assert panel["suggested_resolutions"] and panel["quick_actions"]
 
 
-async def test_bank_style_policy_offers_help_before_a_human(services: Services) -> None:
+async def test_bank_style_policy_offers_help_before_a_human(
+    services: Services, agent: Agent
+) -> None:
     session = new_session()
-    first = await run_turn(services, tenant_id="acme", channel="chat", session_id=session,
+    first = await run_turn(agent, tenant_id="acme", channel="chat", session_id=session,
                            message="I want to talk to a real person")  # fmt: skip
     assert first.decision == "respond" and "prefer a person" in first.reply
-    second = await run_turn(services, tenant_id="acme", channel="chat", session_id=session,
+    second = await run_turn(agent, tenant_id="acme", channel="chat", session_id=session,
                             message="yes, a human please, connect me to an agent")  # fmt: skip
     assert_full_panel(second, "human")
 
 
-async def test_anger_escalates(services: Services) -> None:
+async def test_anger_escalates(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(services, session, f"my email is {cust['email']}")
-    result = await say(services, session, "This is RIDICULOUS, unacceptable, I am furious!!")
+    await say(agent, session, f"my email is {cust['email']}")
+    result = await say(agent, session, "This is RIDICULOUS, unacceptable, I am furious!!")
     panel = assert_full_panel(result, "frustration")
     assert panel["header"]["sentiment"] < 0
 
 
-async def test_unclear_twice_escalates(services: Services) -> None:
-    config = load_tenant_config("retail")
-    clf = classifier_for("retail", [config.pack_dir / "intents.csv"],
-                         services.settings.data_dir / "models", services.embeddings)  # fmt: skip
+async def test_unclear_twice_escalates(services: Services, agent: Agent) -> None:
+    config = PACKS.config("retail")
+    clf = await asyncio.to_thread(agent.deps("retail").intent_model)
     candidates = ["how many moons does jupiter have", "suggest a name for my dog",
                   "what's the best pizza topping", "purple elephant mortgage",
                   "explain quantum entanglement", "who painted the mona lisa"]  # fmt: skip
@@ -87,41 +87,43 @@ async def test_unclear_twice_escalates(services: Services) -> None:
     ]  # fmt: skip
     assert len(unclear) >= 2
     session = new_session()
-    first = await say(services, session, unclear[0])
+    first = await say(agent, session, unclear[0])
     assert first.decision != "escalate"
-    assert_full_panel(await say(services, session, unclear[1]), "twice")
+    assert_full_panel(await say(agent, session, unclear[1]), "twice")
 
 
-async def test_action_only_a_human_can_complete_escalates(services: Services) -> None:
+async def test_action_only_a_human_can_complete_escalates(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(services, session, f"my email is {cust['email']}")
-    proposal = await say(services, session, f"can I exchange the {cust['item']} for another size")
+    await say(agent, session, f"my email is {cust['email']}")
+    proposal = await say(agent, session, f"can I exchange the {cust['item']} for another size")
     assert proposal.policy["action"] == "exchange_items" and "Which option" in proposal.reply
     # the answer names no available option: a colleague helps choose (asked once already)
-    assert_full_panel(await say(services, session, "yes"), "choose the new options")
+    assert_full_panel(await say(agent, session, "yes"), "choose the new options")
 
 
-async def test_third_contact_about_the_same_issue_escalates(services: Services) -> None:
+async def test_third_contact_about_the_same_issue_escalates(
+    services: Services, agent: Agent
+) -> None:
     cust = await customer_with(services, "delivered")
     first = new_session()
-    await _report_problem(services, cust, first)
-    await end_and_remember(services, first)
+    await _report_problem(agent, cust, first)
+    await end_and_remember(agent, first)
     second = new_session()
-    await say(services, second, f"my email is {cust['email']}")
-    again = await say(services, second, "any update?")
+    await say(agent, second, f"my email is {cust['email']}")
+    again = await say(agent, second, "any update?")
     assert again.decision == "respond"  # second contact: answered from memory
-    await end_and_remember(services, second)
+    await end_and_remember(agent, second)
     third = new_session()
-    await say(services, third, f"my email is {cust['email']}")
-    result = await say(services, third, "any update?")
+    await say(agent, third, f"my email is {cust['email']}")
+    result = await say(agent, third, "any update?")
     panel = assert_full_panel(result, "third contact")
     assert panel["current_issue"]["order_id"] == cust["order_id"]
     assert str(cust["order_id"]) in result.reply  # the customer hears what is handed over
     assert len(panel["timeline"]) >= 2
 
 
-async def test_high_value_billing_dispute_escalates(services: Services) -> None:
+async def test_high_value_billing_dispute_escalates(services: Services, agent: Agent) -> None:
     async with services.pool.connection() as conn:
         row = await (
             await conn.execute(
@@ -134,16 +136,18 @@ async def test_high_value_billing_dispute_escalates(services: Services) -> None:
         ).fetchone()
     assert row is not None
     session = new_session()
-    await say(services, session, f"my email is {row['email']}")
-    result = await say(services, session, "where is my refund? I still haven't got my money back")
+    await say(agent, session, f"my email is {row['email']}")
+    result = await say(agent, session, "where is my refund? I still haven't got my money back")
     panel = assert_full_panel(result, "billing dispute")
     assert panel["header"]["tier"] == "gold" and panel["header"]["vip"] is True
 
 
 @pytest.fixture
-async def console(services: Services) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+async def console(
+    services: Services, agent: Agent
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     key = await create_api_key(services, "retail")
-    app = create_app(services=services)
+    app = create_app(agent=agent)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
@@ -151,13 +155,13 @@ async def console(services: Services) -> AsyncIterator[tuple[httpx.AsyncClient, 
 
 
 async def test_queue_and_resolution_update_crm_memory_and_effectiveness(
-    services: Services, console: tuple[httpx.AsyncClient, dict[str, str]]
+    services: Services, console: tuple[httpx.AsyncClient, dict[str, str]], agent: Agent
 ) -> None:
     client, auth = console
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await _report_problem(services, cust, session)
-    panel = assert_full_panel(await say(services, session, "get me a real person"), "human")
+    await _report_problem(agent, cust, session)
+    panel = assert_full_panel(await say(agent, session, "get me a real person"), "human")
     handoff_id = panel["handoff_id"]
     r = await client.get("/api/tenants/me/handoffs", params={"status": "open"}, headers=auth)
     assert handoff_id in [h["id"] for h in r.json()["data"]]

@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
+from support_agent.conversation import Agent
 from support_agent.services import Services
 from tests.conftest import customer_with, new_session, say
 
 
-async def test_email_in_text_authenticates(services: Services) -> None:
+async def test_email_in_text_authenticates(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered", fresh=False)
-    result = await say(services, new_session(), f"hi, my email is {str(cust['email']).upper()}")
+    result = await say(agent, new_session(), f"hi, my email is {str(cust['email']).upper()}")
     assert result.customer_id == cust["id"]
     assert result.decision != "ask_identification"
 
 
-async def test_name_and_zip_in_text_authenticates(services: Services) -> None:
+async def test_name_and_zip_in_text_authenticates(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered", fresh=False)
     result = await say(
-        services, new_session(), f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}"
+        agent, new_session(), f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}"
     )
     assert result.customer_id == cust["id"]
 
 
-async def test_name_zip_from_request_authenticates(services: Services) -> None:
+async def test_name_zip_from_request_authenticates(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered", fresh=False)
     result = await say(
-        services,
+        agent,
         new_session(),
         "hello",
         name=f"{cust['first_name']} {cust['last_name']}",
@@ -33,42 +34,46 @@ async def test_name_zip_from_request_authenticates(services: Services) -> None:
     assert result.customer_id == cust["id"]
 
 
-async def test_account_id_alone_identifies_but_does_not_authenticate(services: Services) -> None:
+async def test_account_id_alone_identifies_but_does_not_authenticate(
+    services: Services, agent: Agent
+) -> None:
     cust = await customer_with(services, "delivered", fresh=False)
-    result = await say(services, new_session(), f"my user id is {cust['id']}, where is my order?")
+    result = await say(agent, new_session(), f"my user id is {cust['id']}, where is my order?")
     assert result.customer_id is None  # not authenticated: no customer exposed
     assert result.decision == "ask_identification"
     assert str(cust["order_id"]) not in result.reply
 
 
-async def test_unknown_email_asks_again(services: Services) -> None:
-    result = await say(services, new_session(), "my email is nobody@nowhere.example")
+async def test_unknown_email_asks_again(services: Services, agent: Agent) -> None:
+    result = await say(agent, new_session(), "my email is nobody@nowhere.example")
     assert result.decision == "ask_identification"
     assert result.customer_id is None
     assert "couldn't find" in result.reply
 
 
-async def test_missing_identity_asks(services: Services) -> None:
-    result = await say(services, new_session(), "where is my order?")
+async def test_missing_identity_asks(services: Services, agent: Agent) -> None:
+    result = await say(agent, new_session(), "where is my order?")
     assert result.decision == "ask_identification"
 
 
-async def test_name_with_wrong_zip_is_not_a_match(services: Services) -> None:
+async def test_name_with_wrong_zip_is_not_a_match(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered", fresh=False)
     result = await say(
-        services, new_session(), f"I'm {cust['first_name']} {cust['last_name']}, zip 00000"
+        agent, new_session(), f"I'm {cust['first_name']} {cust['last_name']}, zip 00000"
     )
     assert result.customer_id is None
     assert result.decision == "ask_identification"
 
 
-async def test_second_customer_in_one_conversation_is_denied(services: Services) -> None:
+async def test_second_customer_in_one_conversation_is_denied(
+    services: Services, agent: Agent
+) -> None:
     a = await customer_with(services, "delivered", fresh=False)
     b = await customer_with(services, "delivered")
     session = new_session()
-    first = await say(services, session, f"my email is {a['email']}")
+    first = await say(agent, session, f"my email is {a['email']}")
     assert first.customer_id == a["id"]
-    second = await say(services, session, f"now check orders for {b['email']}")
+    second = await say(agent, session, f"now check orders for {b['email']}")
     assert second.decision == "deny"
     assert second.customer_id == a["id"]
     assert str(b["order_id"]) not in second.reply

@@ -8,15 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from support_agent.memory_store.layers import (
-    churn_risk,
-    get_layers,
-    memory_key,
-    present_layers,
-    trust_score,
-)
+from support_agent.memory_store.hot import get_layers, memory_key
+from support_agent.memory_store.layers import churn_risk, present_layers, trust_score
 from support_agent.services import Services
-from tests.conftest import customer_with
+from tests.conftest import PACKS, customer_with
 
 
 @pytest.mark.parametrize(
@@ -61,8 +56,12 @@ def test_churn_grows_with_silence_when_read() -> None:
             "lastInteractionAt": last.isoformat(),
         },
     }  # fmt: skip
-    soon = present_layers(raw, "retail", now=last + timedelta(days=9))["l2_history"]
-    later = present_layers(raw, "retail", now=last + timedelta(days=90))["l2_history"]
+    soon = present_layers(raw, PACKS.config("retail").memory, now=last + timedelta(days=9))[
+        "l2_history"
+    ]
+    later = present_layers(raw, PACKS.config("retail").memory, now=last + timedelta(days=90))[
+        "l2_history"
+    ]
     # retail base_trust 0.5, base_churn 0.1 (tenants/retail/tenant.yaml)
     assert soon["trustScore"] == pytest.approx(0.5 + 0.2 - 0.15)
     assert soon["churnRisk"] == pytest.approx(0.1 + 0.02 + 0.25 - 0.1)

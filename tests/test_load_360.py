@@ -7,6 +7,7 @@ import json
 import pytest
 import redis.asyncio as aioredis
 
+from support_agent.conversation import Agent
 from support_agent.errors import NotFoundError
 from support_agent.memory_store.hot import c360_key, get_hot_360
 from support_agent.services import Services
@@ -37,7 +38,9 @@ async def test_miss_reads_postgres_and_rewarms_with_ttl(services: Services) -> N
     assert again == "redis"
 
 
-async def test_turn_succeeds_from_postgres_when_redis_is_down(services: Services) -> None:
+async def test_turn_succeeds_from_postgres_when_redis_is_down(
+    services: Services, agent: Agent
+) -> None:
     cust = await customer_with(services, "delivered")
     dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
     original = services.redis
@@ -46,7 +49,7 @@ async def test_turn_succeeds_from_postgres_when_redis_is_down(services: Services
         c360, source = await get_hot_360(services, "retail", str(cust["id"]))
         assert source == "postgres-redis-down"
         assert c360 is not None and c360["customer_id"] == cust["id"]
-        result = await say(services, new_session(), f"my email is {cust['email']}")
+        result = await say(agent, new_session(), f"my email is {cust['email']}")
         assert result.customer_id == cust["id"]
         assert result.memory["source"] == "postgres-redis-down"
     finally:

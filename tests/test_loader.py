@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from support_agent.crm.loader import load_retail
 from support_agent.services import Services
+from support_agent.verticals.retail.loader import load_retail
 
 TABLES = [
     "customers",

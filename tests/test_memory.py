@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from support_agent.conversation import end_session, sweep_idle_sessions
+from support_agent.conversation import Agent, end_session, sweep_idle_sessions
 from support_agent.errors import NotFoundError, SessionEndedError
 from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.memory_store.pipeline import MemoryWorker
@@ -17,11 +17,11 @@ async def _episodes(services: Services, customer_id: str) -> list[str]:
     return [it.key for it in items]
 
 
-async def test_turns_are_recorded_in_the_crm(services: Services) -> None:
+async def test_turns_are_recorded_in_the_crm(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(services, session, f"my email is {cust['email']}")
-    await say(services, session, f"the {cust['item']} I got arrived broken")
+    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, f"the {cust['item']} I got arrived broken")
     async with services.pool.connection() as conn:
         inter = await (
             await conn.execute(
@@ -46,13 +46,13 @@ async def test_turns_are_recorded_in_the_crm(services: Services) -> None:
     assert [(i["order_id"], i["status"]) for i in issues] == [(cust["order_id"], "open")]
 
 
-async def test_session_end_writes_one_searchable_episode(services: Services) -> None:
+async def test_session_end_writes_one_searchable_episode(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     other = await customer_with(services, "delivered")
     session = new_session()
-    await say(services, session, f"my email is {cust['email']}")
-    await say(services, session, f"the {cust['item']} I got arrived broken")
-    out = await end_session(services, tenant_id="retail", session_id=session)
+    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, f"the {cust['item']} I got arrived broken")
+    out = await end_session(agent, tenant_id="retail", session_id=session)
     assert out["memory_job"] == "enqueued"
     assert session not in await _episodes(services, str(cust["id"]))  # written asynchronously
     assert await MemoryWorker(services, backoff_base_s=0.0).drain() >= 1
@@ -63,7 +63,7 @@ async def test_session_end_writes_one_searchable_episode(services: Services) -> 
     assert episode["outcome"] == "unresolved"
     assert episode["openIssues"][0]["order_id"] == cust["order_id"]
     assert episode["promises"]
-    again = await end_session(services, tenant_id="retail", session_id=session)
+    again = await end_session(agent, tenant_id="retail", session_id=session)
     assert again["status"] == "ended" and again["memory_job"] == "done"
     await MemoryWorker(services, backoff_base_s=0.0).drain()
     assert (await _episodes(services, str(cust["id"]))).count(session) == 1
@@ -91,20 +91,20 @@ async def test_session_end_writes_one_searchable_episode(services: Services) -> 
         "explicit",
     )
     with pytest.raises(SessionEndedError):
-        await say(services, session, "hello again")
+        await say(agent, session, "hello again")
 
 
-async def test_idle_sessions_are_ended_by_the_sweep(services: Services) -> None:
+async def test_idle_sessions_are_ended_by_the_sweep(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(services, session, f"my email is {cust['email']}")
+    await say(agent, session, f"my email is {cust['email']}")
     async with services.pool.connection() as conn:
         await conn.execute(
             "UPDATE interactions SET last_activity_at = now() - interval '2 hours'"
             " WHERE tenant_id='retail' AND id=%s",
             (session,),
         )
-    ended = await sweep_idle_sessions(services)
+    ended = await sweep_idle_sessions(agent)
     assert session in ended
     await MemoryWorker(services, backoff_base_s=0.0).drain()
     async with services.pool.connection() as conn:
@@ -118,6 +118,6 @@ async def test_idle_sessions_are_ended_by_the_sweep(services: Services) -> None:
     assert session in await _episodes(services, str(cust["id"]))
 
 
-async def test_ending_an_unknown_session_is_not_found(services: Services) -> None:
+async def test_ending_an_unknown_session_is_not_found(services: Services, agent: Agent) -> None:
     with pytest.raises(NotFoundError):
-        await end_session(services, tenant_id="retail", session_id="no-such-session")
+        await end_session(agent, tenant_id="retail", session_id="no-such-session")

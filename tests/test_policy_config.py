@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from support_agent.errors import InvalidRequestError
-from support_agent.policy.config import Policy, load_policy, read_policy
+from support_agent.policy.config import Policy, read_policy
 from support_agent.policy.engine import PolicyFacts, evaluate
 from support_agent.policy.masking import mask_personal_data
-from support_agent.policy.retention import OfferFacts, churn_band, evaluate_offer
+from support_agent.policy.retention import OfferFacts, evaluate_offer
+from tests.conftest import PACKS
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 FACTS = PolicyFacts(authenticated=False, identity_conflict=True, has_target=True,
@@ -19,14 +20,14 @@ FACTS = PolicyFacts(authenticated=False, identity_conflict=True, has_target=True
 
 
 def _with_compliance(**switches: bool) -> Policy:
-    base = load_policy("retail")
+    base = PACKS.policy("retail")
     return base.model_copy(
         update={"compliance": base.compliance.model_copy(update=switches)}, deep=True
     )
 
 
 def test_compliance_switches_come_from_the_policy_file() -> None:
-    strict = load_policy("retail")
+    strict = PACKS.policy("retail")
     assert evaluate("cancel_order", FACTS, strict).outcome == "ask_identification"
     relaxed = _with_compliance(authenticate_before_account_access=False)
     assert evaluate("cancel_order", FACTS, relaxed).outcome == "deny"  # one customer still holds
@@ -41,7 +42,7 @@ def test_compliance_switches_come_from_the_policy_file() -> None:
 
 def test_undeclared_action_is_rejected() -> None:
     with pytest.raises(KeyError):
-        evaluate("freeze_card", FACTS, load_policy("retail"))  # a bank action, not retail's
+        evaluate("freeze_card", FACTS, PACKS.policy("retail"))  # a bank action, not retail's
 
 
 def test_malformed_policy_fails_loudly(tmp_path: Path) -> None:
@@ -100,7 +101,7 @@ def _offer_facts(**changes: object) -> OfferFacts:
     ],
 )
 def test_retention_rules(offer: str, changes: dict[str, object], failed: str | None) -> None:
-    decision = evaluate_offer(offer, _offer_facts(**changes), load_policy("bank"))
+    decision = evaluate_offer(offer, _offer_facts(**changes), PACKS.policy("bank"))
     failures = [r.rule for r in decision.rules if not r.passed]
     if failed is None:
         assert decision.outcome == "respond" and failures == []
@@ -110,7 +111,7 @@ def test_retention_rules(offer: str, changes: dict[str, object], failed: str | N
 
 
 def test_discount_above_the_maximum_is_denied() -> None:
-    policy = load_policy("bank")
+    policy = PACKS.policy("bank")
     rules = [
         r.model_copy(update={"discount_pct": 15}) if r.offer == "downgrade_no_annual_fee" else r
         for r in policy.retention.rules
@@ -125,5 +126,6 @@ def test_discount_above_the_maximum_is_denied() -> None:
 
 
 def test_churn_bands() -> None:
-    assert [churn_band(x) for x in (0.0, 0.29, 0.3, 0.59, 0.6, 1.0)] == [
+    band = PACKS.policy("bank").retention.band_edges.band
+    assert [band(x) for x in (0.0, 0.29, 0.3, 0.59, 0.6, 1.0)] == [
         "low", "low", "medium", "medium", "high", "high"]  # fmt: skip

@@ -10,6 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from support_agent.conversation import Agent
 from support_agent.llm import grounded
 from support_agent.services import Services
 from tests.conftest import customer_with, new_session, say
@@ -52,12 +53,14 @@ def _swap_model(services: Services, model: BaseChatModel | None) -> Iterator[Non
     services.chat_model = original
 
 
-async def test_human_request_is_a_warm_handoff_with_context(services: Services) -> None:
+async def test_human_request_is_a_warm_handoff_with_context(
+    services: Services, agent: Agent
+) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(services, session, f"my email is {cust['email']}")
-    await say(services, session, f"the {cust['item']} I got arrived broken")
-    result = await say(services, session, "I want to talk to a real person")
+    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, f"the {cust['item']} I got arrived broken")
+    result = await say(agent, session, "I want to talk to a real person")
     assert result.decision == "escalate"
     packet = result.handoff
     assert packet is not None
@@ -65,17 +68,17 @@ async def test_human_request_is_a_warm_handoff_with_context(services: Services) 
     assert packet["header"]["customer_id"] == cust["id"]
     assert packet["header"]["tier"] in ("gold", "silver", "standard")
     assert packet["current_issue"]["order_id"] == cust["order_id"]
-    assert packet["pending_action"]["order_id"] == cust["order_id"]
+    assert packet["pending_action"]["target"]["id"] == cust["order_id"]
     assert len(packet["transcript"]) == 3
     assert packet["suggested_resolutions"]
 
 
-async def test_frustration_escalates(services: Services) -> None:
+async def test_frustration_escalates(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(services, session, f"my email is {cust['email']}")
+    await say(agent, session, f"my email is {cust['email']}")
     result = await say(
-        services, session, "This is RIDICULOUS and unacceptable, I am furious, worst service ever!!"
+        agent, session, "This is RIDICULOUS and unacceptable, I am furious, worst service ever!!"
     )
     assert result.decision == "escalate"
     assert result.handoff is not None
@@ -88,7 +91,7 @@ def test_grounded_check() -> None:
     assert not grounded(draft, "Your order was delivered and you'll get a refund.")
 
 
-async def test_llm_rewrite_is_used_when_grounded(services: Services) -> None:
+async def test_llm_rewrite_is_used_when_grounded(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
     model = ScriptedChatModel(
@@ -101,24 +104,26 @@ async def test_llm_rewrite_is_used_when_grounded(services: Services) -> None:
     swap = _swap_model(services, model)
     next(swap)
     try:
-        first = await say(services, session, f"my email is {cust['email']}")
+        first = await say(agent, session, f"my email is {cust['email']}")
         assert first.reply == "Lovely to hear from you! What can I do for you today?"
-        second = await say(services, session, f"the {cust['item']} I got arrived broken")
+        second = await say(agent, session, f"the {cust['item']} I got arrived broken")
         assert second.reply.startswith("So sorry!")
         assert second.decision == "confirm"  # the model rephrases; it does not decide
     finally:
         next(swap, None)
 
 
-async def test_llm_rewrite_dropping_the_order_id_is_rejected(services: Services) -> None:
+async def test_llm_rewrite_dropping_the_order_id_is_rejected(
+    services: Services, agent: Agent
+) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
     model = ScriptedChatModel(replies=["Hi!", "Sure, I approved a full refund of 999.99 for you."])
     swap = _swap_model(services, model)
     next(swap)
     try:
-        await say(services, session, f"my email is {cust['email']}")
-        result = await say(services, session, f"the {cust['item']} I got arrived broken")
+        await say(agent, session, f"my email is {cust['email']}")
+        result = await say(agent, session, f"the {cust['item']} I got arrived broken")
         assert str(cust["order_id"]) in result.reply
         assert "999.99" not in result.reply
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from support_agent.conversation import Agent
 from support_agent.services import Services
 from tests.conftest import customer_with, new_session, say
 
@@ -19,12 +20,12 @@ async def _row(services: Services, sql: str, *params: object) -> dict[str, Any]:
     return dict(row)
 
 
-async def test_pending_order_address_changes_after_yes(services: Services) -> None:
+async def test_pending_order_address_changes_after_yes(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "pending")
     sid = new_session()
-    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    await say(agent, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
     asked = await say(
-        services, sid, f"Please change the shipping address of order {cust['order_id']} to "
+        agent, sid, f"Please change the shipping address of order {cust['order_id']} to "
         f"{NEW_ADDRESS}"
     )  # fmt: skip
     assert asked.decision == "confirm" and asked.policy["action"] == "modify_order"
@@ -32,11 +33,11 @@ async def test_pending_order_address_changes_after_yes(services: Services) -> No
     sql = "SELECT address FROM orders WHERE tenant_id='retail' AND id=%s"
     before = (await _row(services, sql, cust["order_id"]))["address"]
     assert before["address1"] != "12 Main Street"
-    done = await say(services, sid, "yes")
+    done = await say(agent, sid, "yes")
     assert done.decision == "execute", done.reply
     after = (await _row(services, sql, cust["order_id"]))["address"]
     assert (after["address1"], after["zip"]) == ("12 Main Street", "62704")
-    again = await say(services, sid, "yes")  # a repeated yes changes nothing more
+    again = await say(agent, sid, "yes")  # a repeated yes changes nothing more
     assert again.decision != "execute"
     count = await _row(
         services,
@@ -47,41 +48,43 @@ async def test_pending_order_address_changes_after_yes(services: Services) -> No
     assert count["n"] == 1
 
 
-async def test_missing_address_is_asked_for_then_confirmed(services: Services) -> None:
+async def test_missing_address_is_asked_for_then_confirmed(
+    services: Services, agent: Agent
+) -> None:
     cust = await customer_with(services, "pending")
     sid = new_session()
-    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
-    asked = await say(services, sid, f"I need to change the address on order {cust['order_id']}")
+    await say(agent, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    asked = await say(agent, sid, f"I need to change the address on order {cust['order_id']}")
     assert "new address" in asked.reply and asked.decision != "execute"
-    proposed = await say(services, sid, NEW_ADDRESS)
+    proposed = await say(agent, sid, NEW_ADDRESS)
     assert proposed.decision == "confirm", proposed.reply
     assert "12 Main Street" in proposed.reply
     sql = "SELECT address FROM orders WHERE tenant_id='retail' AND id=%s"
     assert (await _row(services, sql, cust["order_id"]))["address"]["zip"] != "62704"
-    await say(services, sid, "yes")
+    await say(agent, sid, "yes")
     assert (await _row(services, sql, cust["order_id"]))["address"]["zip"] == "62704"
 
 
-async def test_delivered_order_cannot_be_modified(services: Services) -> None:
+async def test_delivered_order_cannot_be_modified(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered", fresh=False)
     sid = new_session()
-    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    await say(agent, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
     result = await say(
-        services, sid, f"Change the shipping address of order {cust['order_id']} to {NEW_ADDRESS}"
+        agent, sid, f"Change the shipping address of order {cust['order_id']} to {NEW_ADDRESS}"
     )
     assert result.decision == "deny"
     assert "order is delivered" in result.policy["reason"]
 
 
-async def test_default_address_is_updated_after_yes(services: Services) -> None:
+async def test_default_address_is_updated_after_yes(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "processed")
     sid = new_session()
-    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
-    asked = await say(services, sid, f"Please update my default address on file to {NEW_ADDRESS}")
+    await say(agent, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    asked = await say(agent, sid, f"Please update my default address on file to {NEW_ADDRESS}")
     assert asked.decision == "confirm" and asked.policy["action"] == "update_default_address"
     sql = "SELECT address, zip FROM customers WHERE tenant_id='retail' AND id=%s"
     assert (await _row(services, sql, cust["id"]))["zip"] == cust["zip"]
-    await say(services, sid, "yes")
+    await say(agent, sid, "yes")
     row = await _row(services, sql, cust["id"])
     assert row["zip"] == "62704" and row["address"]["city"] == "Springfield"
 
@@ -125,17 +128,17 @@ async def _distinct_variant(services: Services, status: str) -> tuple[dict[str, 
     raise AssertionError(f"no suitable {status} order in 20 customers")
 
 
-async def test_exchange_picks_the_named_variant_and_runs_once(services: Services) -> None:
+async def test_exchange_picks_the_named_variant_and_runs_once(
+    services: Services, agent: Agent
+) -> None:
     cust, value, new_item = await _distinct_variant(services, "delivered")
     sid = new_session()
-    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
-    asked = await say(
-        services, sid, f"can I exchange the {cust['item']} for the {value} one instead"
-    )
+    await say(agent, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    asked = await say(agent, sid, f"can I exchange the {cust['item']} for the {value} one instead")
     assert asked.decision == "confirm" and asked.policy["action"] == "exchange_items", asked.reply
-    assert asked.policy["target"]["swaps"] == {cust["item_id"]: new_item}
+    assert asked.policy["target"]["args"]["swaps"] == {cust["item_id"]: new_item}
     assert value in asked.reply
-    done = await say(services, sid, "yes")
+    done = await say(agent, sid, "yes")
     assert done.decision == "execute", done.reply
     row = await _row(services, "SELECT status FROM orders WHERE tenant_id='retail' AND id=%s",
                      cust["order_id"])  # fmt: skip
@@ -150,19 +153,19 @@ async def test_exchange_picks_the_named_variant_and_runs_once(services: Services
 
 
 async def test_pending_item_change_asks_for_the_option_then_changes_the_order(
-    services: Services,
+    services: Services, agent: Agent
 ) -> None:
     cust, value, new_item = await _distinct_variant(services, "pending")
     sid = new_session()
-    await say(services, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
+    await say(agent, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
     asked = await say(
-        services, sid, f"I want to change the {cust['item']} in order {cust['order_id']}"
+        agent, sid, f"I want to change the {cust['item']} in order {cust['order_id']}"
     )
     assert "Which option" in asked.reply, asked.reply
-    proposed = await say(services, sid, f"the {value} one please")
+    proposed = await say(agent, sid, f"the {value} one please")
     assert proposed.decision == "confirm", proposed.reply
-    assert proposed.policy["target"]["swaps"] == {cust["item_id"]: new_item}
-    await say(services, sid, "yes")
+    assert proposed.policy["target"]["args"]["swaps"] == {cust["item_id"]: new_item}
+    await say(agent, sid, "yes")
     line = await _row(
         services,
         "SELECT o.status, i.item_id FROM orders o JOIN order_items i ON i.tenant_id=o.tenant_id"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from support_agent.crm.bank import load_bank_knowledge
 from support_agent.retrieval.evaluation import ndcg_at, recall_at
 from support_agent.retrieval.hybrid import RRF_K, hybrid_search
 from support_agent.services import Services
+from support_agent.verticals.bank.loader import load_bank_knowledge
 
 QUERIES = Path(__file__).resolve().parents[1] / "evals" / "bank_retrieval_queries.jsonl"
 

@@ -6,10 +6,24 @@ from typing import Any
 
 import pytest
 
-from support_agent.nodes.rank_actions import WEIGHTS, score_candidate
+from support_agent.conversation import Agent
+from support_agent.ranking import score_candidate as ranking_score
 from support_agent.retrieval.hybrid import hybrid_search
 from support_agent.services import Services
-from tests.conftest import customer_with, new_session, say
+from support_agent.tenants import RankingConfig
+from tests.conftest import PACKS, customer_with, new_session, say
+
+RETAIL = PACKS.config("retail").ranking
+BANK = PACKS.config("bank").ranking
+WEIGHTS = RETAIL.weights.as_dict()
+
+
+def score_candidate(
+    action: str, *, intent: str, ranking: RankingConfig = RETAIL, **terms: Any
+) -> dict[str, Any]:
+    """The formula with a tenant's weights and its affinity of ``intent`` for ``action``."""
+    return ranking_score(action, weights=ranking.weights, affinity=ranking.affinity(intent, action),
+                         retention_action="apply_retention_offer", **terms)  # fmt: skip
 
 
 async def test_resolution_search_finds_the_matching_case(services: Services) -> None:
@@ -53,7 +67,7 @@ def test_retention_term_is_churn_times_value_for_offers_only() -> None:
         return score_candidate(
             action, intent="terminate_account", confidence=0.8, resolutions=[],
             continues_memory=False, frustration=0.0, human_request=False, value=value,
-            churn=churn,
+            churn=churn, ranking=BANK,
         )  # fmt: skip
 
     at_risk = score("apply_retention_offer", churn=0.7, value=0.5)
@@ -93,13 +107,13 @@ def test_escalation_urgency_grows_with_value() -> None:
     assert high["score"] > low["score"]
 
 
-async def test_ranked_candidates_are_explained_and_sorted(services: Services) -> None:
+async def test_ranked_candidates_are_explained_and_sorted(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(services, session, f"my email is {cust['email']}")
-    await say(services, session, f"the {cust['item']} I got arrived broken")
+    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, f"the {cust['item']} I got arrived broken")
     state = (
-        await services.graph.aget_state({"configurable": {"thread_id": f"retail:{session}"}})
+        await agent.graph.aget_state({"configurable": {"thread_id": f"retail:{session}"}})
     ).values
     candidates = state["candidates"]
     scores = [c["score"] for c in candidates]
@@ -108,7 +122,8 @@ async def test_ranked_candidates_are_explained_and_sorted(services: Services) ->
         expected = sum(cand["weights"][k] * v for k, v in cand["terms"].items())
         assert cand["score"] == pytest.approx(expected, abs=1e-3)
     assert candidates[0]["action"] in ("return_items", "exchange_items")
-    assert candidates[0]["target"]["order_id"] == cust["order_id"]
+    assert candidates[0]["target"]["id"] == cust["order_id"]
+    assert candidates[0]["target"]["kind"] == "order"
     assert any(r["kind"] == "resolution" for r in state["resolutions"])
 
 

@@ -44,46 +44,39 @@ def _configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _with_services(fn: Callable[[Any], Awaitable[int]], *, warm_up: bool = True) -> int:
-    from support_agent.services import Services
+async def _with_agent(fn: Callable[[Any], Awaitable[int]], *, warm_up: bool = True) -> int:
+    from support_agent.conversation import Agent
 
-    async with Services.open(get_settings(), warm_up=warm_up) as services:
-        return await fn(services)
+    async with Agent.open(get_settings(), warm_up=warm_up) as agent:
+        return await fn(agent)
 
 
 async def _load(args: argparse.Namespace) -> int:
-    from support_agent.crm.loader import LOADERS
     from support_agent.memory_store.hot import sync_hot_tier
 
-    async def run(services: Any) -> int:
-        report = await LOADERS[args.tenant](services)
-        synced = await sync_hot_tier(services, args.tenant)
+    async def run(agent: Any) -> int:
+        inserted = await agent.deps(args.tenant).vertical.load(agent.services, args.tenant)
+        synced = await sync_hot_tier(agent.services, args.tenant)
         print(
             json.dumps(
-                {"tenant": args.tenant, "inserted": report.inserted, "hot_tier_synced": synced},
+                {"tenant": args.tenant, "inserted": inserted, "hot_tier_synced": synced},
                 indent=2,
             )
         )
         return 0
 
-    return await _with_services(run)
+    return await _with_agent(run)
 
 
 async def _sync(args: argparse.Namespace) -> int:
     from support_agent.memory_store.hot import sync_hot_tier
 
-    async def run(services: Any) -> int:
-        print(
-            json.dumps(
-                {
-                    "tenant": args.tenant,
-                    "hot_tier_synced": await sync_hot_tier(services, args.tenant),
-                }
-            )
-        )
+    async def run(agent: Any) -> int:
+        synced = await sync_hot_tier(agent.services, args.tenant)
+        print(json.dumps({"tenant": args.tenant, "hot_tier_synced": synced}))
         return 0
 
-    return await _with_services(run)
+    return await _with_agent(run)
 
 
 async def _chat(args: argparse.Namespace) -> int:
@@ -101,9 +94,9 @@ async def _chat(args: argparse.Namespace) -> int:
         if v
     }
 
-    async def run(services: Any) -> int:
+    async def run(agent: Any) -> int:
         result = await run_turn(
-            services,
+            agent,
             tenant_id=args.tenant,
             channel=args.channel,
             message=args.message,
@@ -113,28 +106,28 @@ async def _chat(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(result), indent=2, default=str))
         return 0
 
-    return await _with_services(run)
+    return await _with_agent(run)
 
 
 async def _end(args: argparse.Namespace) -> int:
     from support_agent.conversation import end_session
 
-    async def run(services: Any) -> int:
-        out = await end_session(services, tenant_id=args.tenant, session_id=args.session_id)
+    async def run(agent: Any) -> int:
+        out = await end_session(agent, tenant_id=args.tenant, session_id=args.session_id)
         print(json.dumps(out, indent=2, default=str))
         return 0
 
-    return await _with_services(run)
+    return await _with_agent(run)
 
 
 async def _sweep(_: argparse.Namespace) -> int:
     from support_agent.conversation import sweep_idle_sessions
 
-    async def run(services: Any) -> int:
-        print(json.dumps({"ended": await sweep_idle_sessions(services)}))
+    async def run(agent: Any) -> int:
+        print(json.dumps({"ended": await sweep_idle_sessions(agent)}))
         return 0
 
-    return await _with_services(run)
+    return await _with_agent(run)
 
 
 async def _worker(args: argparse.Namespace) -> int:
@@ -142,8 +135,8 @@ async def _worker(args: argparse.Namespace) -> int:
 
     from support_agent.memory_store.pipeline import MemoryWorker
 
-    async def run(services: Any) -> int:
-        worker = MemoryWorker(services, name=args.name)
+    async def run(agent: Any) -> int:
+        worker = MemoryWorker(agent.services, name=args.name)
         if args.drain:
             print(json.dumps({"applied": await worker.drain(timeout_s=args.timeout)}))
             return 0
@@ -154,7 +147,7 @@ async def _worker(args: argparse.Namespace) -> int:
         await worker.run(stop)
         return 0
 
-    return await _with_services(run)
+    return await _with_agent(run)
 
 
 async def _tenant_key(args: argparse.Namespace) -> int:
@@ -162,11 +155,11 @@ async def _tenant_key(args: argparse.Namespace) -> int:
 
     logging.getLogger("support_agent").setLevel(logging.WARNING)  # stdout carries only the key
 
-    async def run(services: Any) -> int:
-        print(await create_api_key(services, args.tenant_name))
+    async def run(agent: Any) -> int:
+        print(await create_api_key(agent.services, args.tenant_name))
         return 0
 
-    return await _with_services(run, warm_up=False)
+    return await _with_agent(run, warm_up=False)
 
 
 def _intents(args: argparse.Namespace) -> int:
@@ -229,7 +222,8 @@ async def _retrieval_eval(args: argparse.Namespace) -> int:
 
     queries = read_queries(Path(args.data))
 
-    async def run(services: Any) -> int:
+    async def run(agent: Any) -> int:
+        services = agent.services
         out: dict[str, Any] = {"n": len(queries), "tenant": args.tenant}
         for mode in ("hybrid", "semantic", "keyword"):
             rankings = []
@@ -248,7 +242,7 @@ async def _retrieval_eval(args: argparse.Namespace) -> int:
         print(json.dumps(out))
         return 0
 
-    return await _with_services(run)
+    return await _with_agent(run)
 
 
 async def _demo(_: argparse.Namespace) -> int:
@@ -256,7 +250,7 @@ async def _demo(_: argparse.Namespace) -> int:
 
     logging.getLogger("support_agent").setLevel(logging.WARNING)  # the demo prints each turn
 
-    return await _with_services(run_demos)
+    return await _with_agent(run_demos)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -279,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("load", help="import a tenant's data set (idempotent) and sync Redis")
-    p.add_argument("tenant", choices=["retail", "bank"])
+    p.add_argument("tenant", help="a tenant pack's id (retail, bank, or a pack of one's own)")
     p.set_defaults(func=_load)
 
     p = sub.add_parser("sync", help="write every customer's hot 360 into Redis")

@@ -1,32 +1,124 @@
-"""Conversation sessions: run one customer turn, end a session, sweep idle sessions.
+"""The agent of one process, and its sessions: run a turn, end a session, sweep idle ones.
 
-The one entry point used by the API, the CLI and the demo. A session is one LangGraph thread
-(``"{tenant_id}:{session_id}"``) checkpointed in PostgreSQL, so the same session id continues its
-thread after a process restart.
+:class:`Agent` is the composition root used by the API, the CLI, the demo, the benchmarks and the
+tests: it opens the :class:`~support_agent.services.Services`, applies the schema migrations,
+loads every tenant's vertical (validating its settings), and compiles the graph with the Postgres
+checkpointer and store (``graph.make_graph``). For each turn it resolves the tenant's
+dependencies once (:meth:`Agent.deps`) and hands them to the graph in its ``Context``.
+
+A session is one LangGraph thread (``threads.thread_id``: ``"{tenant_id}:{session_id}"``)
+checkpointed in PostgreSQL, so the same session id continues its thread after a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
 
 from support_agent.context import Context
+from support_agent.crm.migrations import migrate
 from support_agent.crm.repository import get_interaction, idle_sessions
 from support_agent.errors import InvalidRequestError, NotFoundError, SessionEndedError
-from support_agent.nodes._text import thread_id
+from support_agent.graph import make_graph
+from support_agent.intents.classifier import IntentModels
 from support_agent.services import Services
-from support_agent.tenants import load_tenant_config
+from support_agent.settings import Settings, get_settings
+from support_agent.threads import thread_id, validate_session_id
+from support_agent.verticals import load_vertical
+from support_agent.verticals.protocol import TurnDeps, Vertical
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 4000
 IDENTITY_KEYS = {"email", "phone", "customer_id", "name", "zip"}
+
+
+@dataclass
+class Agent:
+    """The support agent of one process: connections, verticals, intent models, the graph.
+
+    Attributes:
+        services: the process's connections and tenant packs.
+        graph: the support graph compiled with the Postgres checkpointer and store.
+        verticals: each tenant's vertical, with its validated settings.
+        intents: the tenants' intent models (loaded or trained on first use).
+    """
+
+    services: Services
+    graph: CompiledStateGraph[Any, Any, Any, Any] = field(repr=False)
+    verticals: dict[str, Vertical] = field(repr=False)
+    intents: IntentModels = field(repr=False)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        settings: Settings | None = None,
+        *,
+        chat_model: BaseChatModel | None = None,
+        warm_up: bool = True,
+    ) -> AsyncIterator[Agent]:
+        """Open the services, migrate the schema, load the verticals, compile the graph.
+
+        Args:
+            settings: configuration; default :func:`get_settings`.
+            chat_model: a chat model to use instead of the one the settings describe.
+            warm_up: load the embedding model now instead of on the first turn.
+
+        Raises:
+            InfrastructureError: PostgreSQL or Redis is unreachable.
+            InvalidRequestError: a tenant pack or its vertical's settings are invalid.
+        """
+        if settings is None:
+            settings = await asyncio.to_thread(get_settings)
+        async with Services.open(settings, chat_model=chat_model, warm_up=warm_up) as services:
+            tenant_ids = services.tenants.ids()
+            verticals = await asyncio.to_thread(  # imports and validation off the event loop
+                lambda: {t: load_vertical(services.tenants.config(t)) for t in tenant_ids}
+            )
+            async with services.pool.connection() as conn:
+                await migrate(conn)
+                for tenant_id in tenant_ids:  # every pack has its tenant row
+                    await conn.execute(
+                        "INSERT INTO tenants (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                        (tenant_id, services.tenants.config(tenant_id).name),
+                    )
+            yield cls(
+                services=services,
+                graph=make_graph(services.checkpointer, services.store),
+                verticals=verticals,
+                intents=IntentModels(settings.data_dir / "models", services.embeddings),
+            )
+
+    def deps(self, tenant_id: str) -> TurnDeps:
+        """The dependencies of a turn for ``tenant_id``.
+
+        Raises:
+            NotFoundError: unknown tenant.
+        """
+        pack = self.services.tenants.get(tenant_id)
+        vertical = self.verticals.get(tenant_id)
+        if vertical is None:  # a pack added after start-up
+            vertical = self.verticals[tenant_id] = load_vertical(pack.config)
+        files = partial(pack.config.intents_paths, self.services.settings.shared_data_dir)
+        return TurnDeps(
+            services=self.services,
+            pack=pack,
+            vertical=vertical,
+            intent_model=lambda: self.intents.get(tenant_id, files()),
+        )
 
 
 @dataclass
@@ -45,6 +137,7 @@ class TurnResult:
             features).
         policy: the policy decision with its rules.
         customer_id: the identified customer (only when authenticated).
+        signals: the message's sub-signals.
     """
 
     session_id: str
@@ -65,13 +158,26 @@ def _config(tenant_id: str, session_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id(tenant_id, session_id)}}
 
 
-def _validate_session_id(session_id: str) -> None:
-    if not (1 <= len(session_id) <= 100) or not all(c.isalnum() or c in "-_" for c in session_id):
-        raise InvalidRequestError("session_id must be 1-100 characters of letters, digits, - or _")
+async def _open_session(agent: Agent, tenant_id: str, session_id: str, channel: str) -> str:
+    """The session's channel; ends an idle session.
+
+    Raises:
+        SessionEndedError: the session has ended (explicitly or after inactivity).
+    """
+    interaction = await get_interaction(agent.services, tenant_id, session_id)
+    if interaction is None:
+        return channel
+    if interaction["status"] == "ended":
+        raise SessionEndedError("this session has ended; start a new session")
+    idle = timedelta(seconds=agent.services.settings.session_idle_timeout_s)
+    if interaction["last_activity_at"] < datetime.now(UTC) - idle:
+        await end_session(agent, tenant_id=tenant_id, session_id=session_id, reason="idle_timeout")
+        raise SessionEndedError("this session ended after inactivity; start a new session")
+    return str(interaction["channel"])
 
 
 async def run_turn(
-    services: Services,
+    agent: Agent,
     *,
     tenant_id: str,
     channel: str,
@@ -88,8 +194,8 @@ async def run_turn(
     action, target), so a resent "yes" never acts twice.
 
     Args:
-        services: open services.
-        tenant_id: tenant of the conversation.
+        agent: the open agent.
+        tenant_id: tenant of the session.
         channel: ``chat``, ``phone``, ``email``, ``app``... (free-form, lower-case).
         message: the customer's message (1..4000 characters).
         session_id: continue this session; ``None`` starts a new one.
@@ -101,37 +207,30 @@ async def run_turn(
         InvalidRequestError: empty or oversized message, bad session id or identity keys.
         SessionEndedError: the session has ended (explicitly or after inactivity).
     """
-    load_tenant_config(tenant_id)
+    deps = agent.deps(tenant_id)
     if not message.strip() or len(message) > MAX_MESSAGE_CHARS:
         raise InvalidRequestError(f"message must be 1-{MAX_MESSAGE_CHARS} characters")
     if identity and not set(identity) <= IDENTITY_KEYS:
         raise InvalidRequestError(f"identity keys must be among {sorted(IDENTITY_KEYS)}")
-    session_id = session_id or uuid.uuid4().hex
-    _validate_session_id(session_id)
-    interaction = await get_interaction(services, tenant_id, session_id)
-    if interaction is not None:
-        if interaction["status"] == "ended":
-            raise SessionEndedError("this session has ended; start a new session")
-        idle = timedelta(seconds=services.settings.session_idle_timeout_s)
-        if interaction["last_activity_at"] < datetime.now(UTC) - idle:
-            await end_session(
-                services, tenant_id=tenant_id, session_id=session_id, reason="idle_timeout"
-            )
-            raise SessionEndedError("this session ended after inactivity; start a new session")
-        channel = interaction["channel"]
+    session_id = validate_session_id(session_id or uuid.uuid4().hex)
+    channel = await _open_session(agent, tenant_id, session_id, channel)
+    context = Context(tenant_id=tenant_id, channel=channel, session_id=session_id, deps=deps)
     config = _config(tenant_id, session_id)
-    context = Context(tenant_id=tenant_id, channel=channel, session_id=session_id)
     graph_input: dict[str, Any] = {
         "messages": [HumanMessage(message)],
         "identity": {k: v for k, v in (identity or {}).items() if v},
         "event": "message",
     }
     nodes: list[str] = []
-    async for chunk in services.graph.astream(
+    async for chunk in agent.graph.astream(
         graph_input, config, context=context, stream_mode="updates", durability="exit"
     ):
         nodes.extend(k for k in chunk if not k.startswith("__"))
-    state = (await services.graph.aget_state(config)).values
+    state = (await agent.graph.aget_state(config)).values
+    return _result(session_id, nodes, state)
+
+
+def _result(session_id: str, nodes: list[str], state: dict[str, Any]) -> TurnResult:
     memory = state.get("memory") or {}
     return TurnResult(
         session_id=session_id,
@@ -145,9 +244,7 @@ async def run_turn(
         memory={
             "source": memory.get("source"),
             "episodes": [
-                e["conversationId"]
-                for e in [memory.get("open_episode"), *memory.get("episodes", [])]
-                if e
+                e["id"] for e in [memory.get("open_episode"), *memory.get("episodes", [])] if e
             ],
             "open_issue": memory.get("open_issue"),
             "l1_identity": memory.get("l1_identity"),
@@ -163,7 +260,7 @@ async def run_turn(
 
 
 async def end_session(
-    services: Services, *, tenant_id: str, session_id: str, reason: str = "explicit"
+    agent: Agent, *, tenant_id: str, session_id: str, reason: str = "explicit"
 ) -> dict[str, Any]:
     """End a session and queue its memory job (idempotent: ending twice queues one job).
 
@@ -175,28 +272,26 @@ async def end_session(
 
     Raises:
         NotFoundError: no such session for this tenant.
+        InvalidRequestError: a malformed session id.
     """
-    load_tenant_config(tenant_id)
-    _validate_session_id(session_id)
-    interaction = await get_interaction(services, tenant_id, session_id)
+    deps = agent.deps(tenant_id)
+    validate_session_id(session_id)
+    interaction = await get_interaction(agent.services, tenant_id, session_id)
     if interaction is None:
         raise NotFoundError("session not found")
     config = _config(tenant_id, session_id)
     if interaction["status"] == "open":
-        context = Context(
-            tenant_id=tenant_id, channel=interaction["channel"], session_id=session_id
-        )
-        await services.graph.ainvoke(
+        context = Context(tenant_id=tenant_id, channel=interaction["channel"],
+                          session_id=session_id, deps=deps)  # fmt: skip
+        await agent.graph.ainvoke(
             {"event": "end_session", "end_reason": reason}, config, context=context
         )
-        logger.info(
-            "session_ended",
-            extra={"tenant_id": tenant_id, "thread_id": session_id, "reason": reason},
-        )
-    async with services.pool.connection() as conn:
+        logger.info("session_ended", extra={"tenant_id": tenant_id, "session_id": session_id,
+                                            "reason": reason})  # fmt: skip
+    async with agent.services.pool.connection() as conn:
         row = await (
             await conn.execute(
-                "SELECT status FROM memory_jobs WHERE tenant_id = %s AND conversation_id = %s",
+                "SELECT status FROM memory_jobs WHERE tenant_id = %s AND session_id = %s",
                 (tenant_id, session_id),
             )
         ).fetchone()
@@ -207,14 +302,12 @@ async def end_session(
     }
 
 
-async def sweep_idle_sessions(services: Services, now: datetime | None = None) -> list[str]:
+async def sweep_idle_sessions(agent: Agent, now: datetime | None = None) -> list[str]:
     """End every session idle for longer than ``SESSION_IDLE_TIMEOUT_S``; returns their ids."""
     now = now or datetime.now(UTC)
-    cutoff = now - timedelta(seconds=services.settings.session_idle_timeout_s)
+    cutoff = now - timedelta(seconds=agent.services.settings.session_idle_timeout_s)
     ended = []
-    for tenant_id, session_id in await idle_sessions(services, cutoff):
-        await end_session(
-            services, tenant_id=tenant_id, session_id=session_id, reason="idle_timeout"
-        )
+    for tenant_id, session_id in await idle_sessions(agent.services, cutoff):
+        await end_session(agent, tenant_id=tenant_id, session_id=session_id, reason="idle_timeout")
         ended.append(session_id)
     return ended

@@ -25,14 +25,18 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from support_agent.conversation import TurnResult, end_session, run_turn, sweep_idle_sessions
+from support_agent.conversation import (
+    Agent,
+    TurnResult,
+    end_session,
+    run_turn,
+    sweep_idle_sessions,
+)
 from support_agent.crm.customer360 import build_360s
-from support_agent.crm.loader import load_retail
 from support_agent.memory_store.episodes import latest_episodes
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
-from support_agent.tenants import load_tenant_config
 
 TENANT = "retail"
 
@@ -117,16 +121,22 @@ def show(session: str, message: str, result: TurnResult) -> None:
             f"openIssues={l4.get('openIssues')} "
             f"promises={[p['text'] for p in l4.get('promises', []) if p['status'] == 'pending']}"
         )
-        about = (issue or {}).get("order_id") or (issue or {}).get("subject_label")
+        about = (issue or {}).get("subject_label")
         print("    open issue: " + (f"{issue['id']} on {about}" if issue else "none"))
     print(f"  agent:    {result.reply}")
 
 
-async def run_demo(services: Services) -> int:
+async def _load(agent: Agent, tenant_id: str) -> int:
+    """Load a tenant's data set through its vertical and sync its hot tier; rows inserted."""
+    inserted = await agent.deps(tenant_id).vertical.load(agent.services, tenant_id)
+    await sync_hot_tier(agent.services, tenant_id)
+    return sum(inserted.values())
+
+
+async def run_demo(agent: Agent) -> int:
     """Run the two-session demo; returns the process exit code (0 when the claim holds)."""
-    report = await load_retail(services)
-    await sync_hot_tier(services, TENANT)
-    print(f"Loaded tenant '{TENANT}': {report.total} new rows (0 on a repeat run).")
+    services = agent.services
+    print(f"Loaded tenant '{TENANT}': {await _load(agent, TENANT)} new rows (0 on a repeat run).")
     cust = await pick_customer(services)
     name = f"{cust['first_name']} {cust['last_name']}"
     order_id, item = cust["order_id"], cust["item"]
@@ -147,12 +157,12 @@ async def run_demo(services: Services) -> int:
             "chat",
             message,
             await run_turn(
-                services, tenant_id=TENANT, channel="chat", message=message, session_id=chat
+                agent, tenant_id=TENANT, channel="chat", message=message, session_id=chat
             ),
         )
     print("\n  (the customer closes the chat without confirming)")
     later = datetime.now(UTC) + timedelta(seconds=services.settings.session_idle_timeout_s + 60)
-    ended = await sweep_idle_sessions(services, now=later)
+    ended = await sweep_idle_sessions(agent, now=later)
     applied = await MemoryWorker(services).drain()
     episodes = await latest_episodes(services.store, TENANT, cust["id"], limit=100)
     written = next((e for e in episodes if e["conversationId"] == chat), None)
@@ -171,10 +181,10 @@ async def run_demo(services: Services) -> int:
     last: TurnResult | None = None
     for message in (f"Hello, this is {name}, zip code {cust['zip']}.", "Any update?"):
         last = await run_turn(
-            services, tenant_id=TENANT, channel="phone", message=message, session_id=phone
+            agent, tenant_id=TENANT, channel="phone", message=message, session_id=phone
         )
         show("phone", message, last)
-    await end_session(services, tenant_id=TENANT, session_id=phone)  # the customer hangs up
+    await end_session(agent, tenant_id=TENANT, session_id=phone)  # the customer hangs up
     await MemoryWorker(services).drain()
     after = await latest_episodes(services.store, TENANT, cust["id"], limit=100)
     ok = last is not None and order_id in last.reply and written is not None
@@ -189,10 +199,10 @@ async def run_demo(services: Services) -> int:
     return 0 if ok else 1
 
 
-async def run_demos(services: Services) -> int:
+async def run_demos(agent: Agent) -> int:
     """The retail memory demo, then the bank decisions demo; 0 when both claims hold."""
-    retail = await run_demo(services)
-    bank = await run_bank_demo(services)
+    retail = await run_demo(agent)
+    bank = await run_bank_demo(agent)
     return retail or bank
 
 
@@ -249,7 +259,7 @@ async def pick_bank_customer(services: Services, *, any_fee: bool = False) -> di
                 {"t": BANK, "any": any_fee},
             )
         ).fetchall()
-    high_value = load_tenant_config(BANK).handoff.high_value_tiers
+    high_value = services.tenants.config(BANK).handoff.high_value_tiers
     tiers = {
         cid: c["tier"]
         for cid, c in (await build_360s(services, BANK, [r["id"] for r in rows])).items()
@@ -262,7 +272,7 @@ async def pick_bank_customer(services: Services, *, any_fee: bool = False) -> di
     return dict(row)
 
 
-async def run_bank_demo(services: Services) -> int:
+async def run_bank_demo(agent: Agent) -> int:
     """The bank scenario: a disputed fee, growing frustration, a resolution and a warm handoff.
 
     A real Rho-Bank customer verifies by email and questions a fee from their statement; the
@@ -271,11 +281,8 @@ async def run_bank_demo(services: Services) -> int:
     with the whole panel pre-loaded. Returns 0 when the dispute exists in the CRM or the customer
     was handed off, and any handoff's panel has every field.
     """
-    from support_agent.crm.bank import load_bank
-
-    report = await load_bank(services)
-    await sync_hot_tier(services, BANK)
-    print(f"\nLoaded tenant '{BANK}': {report.total} new rows (0 on a repeat run).")
+    services = agent.services
+    print(f"\nLoaded tenant '{BANK}': {await _load(agent, BANK)} new rows (0 on a repeat run).")
     cust = await pick_bank_customer(services)
     fee = f"${float(cust['amount']):.2f}"
     print(f"Customer: {cust['id']}; fee questioned: {cust['description']} {fee} on {cust['date']}")
@@ -290,7 +297,7 @@ async def run_bank_demo(services: Services) -> int:
     print("\n=== Bank · chat ===")
     for message in messages:
         result = await run_turn(
-            services, tenant_id=BANK, channel="chat", message=message, session_id=session
+            agent, tenant_id=BANK, channel="chat", message=message, session_id=session
         )
         results.append(result)
         show("bank", message, result)
@@ -318,7 +325,7 @@ async def run_bank_demo(services: Services) -> int:
         suggested = [(r["title"], r["success_rate"]) for r in panel["suggested_resolutions"]]
         print(f"    suggested resolutions: {suggested}")
         print(f"    quick actions: {[a['action'] for a in panel['quick_actions']]}")
-    await end_session(services, tenant_id=BANK, session_id=session)
+    await end_session(agent, tenant_id=BANK, session_id=session)
     await MemoryWorker(services).drain()
     # either ending the issue allows: the policy-approved dispute, or a warm handoff (here the
     # frustration trigger; on a customer already in contact about the fee, possibly earlier)

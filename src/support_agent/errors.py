@@ -7,7 +7,8 @@ Hierarchy::
     ├── InvalidRequestError        malformed or inconsistent input (→ 422)
     ├── UnauthorizedError          missing or wrong credentials (→ 401)
     ├── SessionEndedError          a message for a session that has ended (→ 409)
-    └── InfrastructureError        a database, cache or model is unavailable (→ 503)
+    ├── InfrastructureError        a database, cache or model is unavailable (→ 503)
+    └── NeedsHumanError            a confirmed action only a human can complete (→ handoff)
 
 The API maps each class to a stable error code and a fixed message; the text of an internal
 exception is never shown to a caller.
@@ -64,4 +65,15 @@ class SessionEndedError(SupportAgentError):
     """The session has ended (explicitly or after inactivity); start a new one (→ 409)."""
 
     code = "SESSION_ENDED"
+    status = 409
+
+
+class NeedsHumanError(SupportAgentError):
+    """A confirmed action the agent has no tool for: a human agent completes it (a handoff).
+
+    Raised by a vertical's ``execute``; the graph turns it into a warm handoff, so it never
+    reaches an API caller.
+    """
+
+    code = "NEEDS_HUMAN"
     status = 409

@@ -2,19 +2,23 @@
 
 ``identify → load_360 → classify_intent → retrieve_resolutions → rank_actions → policy_check →
 respond_or_escalate → write_memory``; an ``end_session`` event goes straight to ``write_memory``,
-which writes the session's episode.
+which closes the session and queues its memory job.
 
-``builder`` is compiled by the API, CLI and tests with the Postgres checkpointer and store
-(``services.Services``); ``graph`` is compiled without them for LangGraph Studio /
-``langgraph dev``, which inject their own.
+:func:`make_graph` compiles it; the composition roots call it with the Postgres checkpointer and
+store (``conversation.Agent``) or with a context schema that carries the dependencies
+(``studio``). ``builder`` and ``graph`` (compiled without checkpointer or store) are exported for
+LangGraph tooling, drawing and schemas.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 from langgraph.types import RetryPolicy
 
 from support_agent.context import Context
@@ -26,10 +30,11 @@ from support_agent.nodes.rank_actions import rank_actions
 from support_agent.nodes.respond_or_escalate import respond_or_escalate
 from support_agent.nodes.retrieve_resolutions import retrieve_resolutions
 from support_agent.nodes.write_memory import write_memory
-from support_agent.state import InputState, State
+from support_agent.state import InputState, OutputState, State
 
 #: Retry reads on transient database errors (writes are not retried: they are not all idempotent).
 READ_RETRY = RetryPolicy(max_attempts=3, initial_interval=0.2, retry_on=psycopg.OperationalError)
+NAME = "support-agent"
 
 
 def route_event(state: State) -> Literal["identify", "write_memory"]:
@@ -37,23 +42,50 @@ def route_event(state: State) -> Literal["identify", "write_memory"]:
     return "write_memory" if state.get("event") == "end_session" else "identify"
 
 
-builder = StateGraph(State, context_schema=Context, input_schema=InputState)
-builder.add_node(identify, retry_policy=READ_RETRY)
-builder.add_node(load_360, retry_policy=READ_RETRY)
-builder.add_node(classify_intent)
-builder.add_node(retrieve_resolutions, retry_policy=READ_RETRY)
-builder.add_node(rank_actions)
-builder.add_node(policy_check)
-builder.add_node(respond_or_escalate)
-builder.add_node(write_memory)
-builder.add_conditional_edges(START, route_event)
-builder.add_edge("identify", "load_360")
-builder.add_edge("load_360", "classify_intent")
-builder.add_edge("classify_intent", "retrieve_resolutions")
-builder.add_edge("retrieve_resolutions", "rank_actions")
-builder.add_edge("rank_actions", "policy_check")
-builder.add_edge("policy_check", "respond_or_escalate")
-builder.add_edge("respond_or_escalate", "write_memory")
-builder.add_edge("write_memory", END)
+def make_builder(context_schema: type[Context] = Context) -> StateGraph[Any, Any, Any, Any]:
+    """The support graph's builder (nodes, edges, retry policies).
 
-graph = builder.compile(name="support-agent")
+    Args:
+        context_schema: ``Context`` or a subclass (``studio`` binds the dependencies this way).
+    """
+    builder = StateGraph(
+        State, context_schema=context_schema, input_schema=InputState, output_schema=OutputState
+    )
+    builder.add_node(identify, retry_policy=READ_RETRY)
+    builder.add_node(load_360, retry_policy=READ_RETRY)
+    builder.add_node(classify_intent)
+    builder.add_node(retrieve_resolutions, retry_policy=READ_RETRY)
+    builder.add_node(rank_actions)
+    builder.add_node(policy_check)
+    builder.add_node(respond_or_escalate)
+    builder.add_node(write_memory)
+    builder.add_conditional_edges(START, route_event)
+    builder.add_edge("identify", "load_360")
+    builder.add_edge("load_360", "classify_intent")
+    builder.add_edge("classify_intent", "retrieve_resolutions")
+    builder.add_edge("retrieve_resolutions", "rank_actions")
+    builder.add_edge("rank_actions", "policy_check")
+    builder.add_edge("policy_check", "respond_or_escalate")
+    builder.add_edge("respond_or_escalate", "write_memory")
+    builder.add_edge("write_memory", END)
+    return builder
+
+
+def make_graph(
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    store: BaseStore | None = None,
+    *,
+    context_schema: type[Context] = Context,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Compile the support graph.
+
+    Args:
+        checkpointer: where threads are checkpointed (``None``: the caller's server injects one).
+        store: the long-term store (``None``: likewise).
+        context_schema: ``Context`` or a subclass.
+    """
+    return make_builder(context_schema).compile(checkpointer=checkpointer, store=store, name=NAME)
+
+
+builder = make_builder()
+graph = builder.compile(name=NAME)

@@ -25,18 +25,18 @@ effectiveness of the resolution record used: ``success_rate ← (success_rate·(
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from support_agent.context import Context
-from support_agent.errors import NotFoundError
+from support_agent.errors import InvalidRequestError, NotFoundError
+from support_agent.memory_store import hot, layers
 from support_agent.memory_store.episodes import episodes_namespace
-from support_agent.memory_store.layers import refresh_hot_memory
-from support_agent.nodes._text import customer_lines
 from support_agent.services import Services
-from support_agent.state import State
-from support_agent.tenants import TenantConfig
+from support_agent.state import Issue, PolicyOutcome, State
+from support_agent.transcript import customer_lines
+from support_agent.verticals.protocol import Turn
 
 PRIOR_STRENGTH = 10
 
@@ -58,8 +58,9 @@ def contact_number(state: State, session_id: str) -> int | None:
     return int(open_issue.get("contacts", 1)) + (0 if counted else 1)
 
 
-def escalation_reason(state: State, config: TenantConfig, session_id: str) -> str | None:
+def escalation_reason(this: Turn) -> str | None:
     """Why this turn must go to a human (see module docstring), or ``None``."""
+    state, config, session_id = this.state, this.deps.config, this.session_id
     signals = state.get("signals") or {}
     policy = state.get("policy") or {}
     history = state.get("history") or []
@@ -92,47 +93,34 @@ def _tenure_days(first_contact: str | None) -> int | None:
     return max(0, (datetime.now(UTC) - datetime.fromisoformat(first_contact)).days)
 
 
-def build_panel(state: State, ctx: Context, reason: str) -> dict[str, Any]:
-    """The warm handoff packet: the human agent's panel, with every field pre-loaded."""
-    c360 = state.get("c360") or {}
-    memory = state.get("memory") or {}
+def build_panel(this: Turn, reason: str, issue: Issue | None) -> dict[str, Any]:
+    """The warm handoff packet: the human agent's panel, with every field pre-loaded.
+
+    Args:
+        this: the turn being handed over.
+        reason: why (one of the triggers in the module docstring, or the vertical's reason).
+        issue: the issue handed over (else the customer's open issue from memory).
+
+    Returns:
+        ``{"handoff_id", "reason", "queue", "tenant_id", "session_id", "channel", "header",
+        "summary", "current_issue", "pending_action", "tried", "timeline",
+        "suggested_resolutions", "quick_actions", "transcript", "memory"}``; the header has
+        ``customer_id`` (verified customers only), ``verified``, ``name``, ``tier``,
+        ``tenure_days``, ``clv`` (currency units), ``churn_risk``, ``sentiment`` (−1..1) and
+        ``vip`` (tier in the tenant's ``handoff.vip_tiers``).
+    """
+    state = this.state
+    c360, memory = this.c360, this.memory
     profile = c360.get("profile") or {}
     l2 = memory.get("l2_history") or {}
-    signals = state.get("signals") or {}
-    issue = state.get("issue") or memory.get("open_issue")
+    features = memory.get("features") or {}
+    issue = issue or memory.get("open_issue")
     history = state.get("history") or []
-    tried = [
-        f"turn {h.get('turn')}: {h.get('intent')} → {h.get('action')} ({h.get('decision')})"
-        for h in history
-    ]
     policy = state.get("policy") or {}
-    if policy:
-        tried.append(f"policy: {policy.get('action')} → {policy.get('outcome')} "
-                     f"({policy.get('reason')})")  # fmt: skip
-    timeline = [
-        {"at": i.get("started_at"), "channel": i.get("channel"), "kind": "interaction",
-         "summary": i.get("summary"), "outcome": i.get("outcome")}
-        for i in c360.get("interactions", [])
-    ] + [
-        {"at": e.get("createdAt"), "channel": e.get("channel"), "kind": "episode",
-         "summary": e.get("summary"), "outcome": e.get("outcome")}
-        for e in [memory.get("open_episode"), *memory.get("episodes", [])] if e
-    ]  # fmt: skip
-    timeline += [
-        {"at": d.get("submitted_on"), "channel": None, "kind": "dispute",
-         "summary": f"dispute {d['id']} on transaction {d['transaction_id']}: {d['reason']}",
-         "outcome": d.get("status")}
-        for d in c360.get("disputes", [])
-    ]  # fmt: skip
-    timeline.append({"at": datetime.now(UTC).isoformat(), "channel": ctx.channel,
-                     "kind": "conversation", "outcome": "escalated",
-                     "summary": f"this conversation: {len(history) + 1} turn(s)"})  # fmt: skip
-    timeline.sort(key=lambda t: t["at"] or "", reverse=True)
     name = profile.get("name") or "unidentified customer"
-    summary = f"{name} ({c360.get('tier', 'unknown tier')}) contacted us on {ctx.channel}"
+    summary = f"{name} ({c360.get('tier', 'unknown tier')}) contacted us on {this.channel}"
     if issue:
-        about = (f"order {issue.get('order_id')}" if issue.get("order_id")
-                 else issue.get("subject_label") or "an issue")  # fmt: skip
+        about = issue.get("subject_label") or "an issue"
         summary += (f" about {about}: {issue.get('description')}"
                     f" (open issue, contact #{issue.get('contacts', 1)})")  # fmt: skip
     summary += f". Escalated because {reason}."
@@ -140,28 +128,25 @@ def build_panel(state: State, ctx: Context, reason: str) -> dict[str, Any]:
         "handoff_id": f"ho-{uuid.uuid4().hex[:12]}",
         "reason": reason,
         "queue": "human_agents",
-        "tenant_id": ctx.tenant_id,
-        "session_id": ctx.session_id,
-        "channel": ctx.channel,
+        "tenant_id": this.tenant_id,
+        "session_id": this.session_id,
+        "channel": this.channel,
         "header": {
             "customer_id": state.get("customer_id") if state.get("authenticated") else None,
             "verified": bool(state.get("authenticated")),
             "name": profile.get("name"),
             "tier": c360.get("tier"),
-            "tenure_days": _tenure_days(l2.get("firstContact"))
-            or (memory.get("features") or {}).get("tenure_days"),
-            "clv": (memory.get("features") or {}).get("clv"),
-            "churn_risk": (memory.get("features") or {}).get(
-                "churn_propensity", l2.get("churnRisk")
-            ),
-            "sentiment": signals.get("sentiment", 0.0),
-            "vip": c360.get("tier") in ("gold",),
+            "tenure_days": _tenure_days(l2.get("firstContact")) or features.get("tenure_days"),
+            "clv": features.get("clv"),
+            "churn_risk": features.get("churn_propensity", l2.get("churnRisk")),
+            "sentiment": this.signals.get("sentiment", 0.0),
+            "vip": c360.get("tier") in this.deps.config.handoff.vip_tiers,
         },
         "summary": summary,
         "current_issue": issue,
         "pending_action": state.get("pending_action"),
-        "tried": tried,
-        "timeline": timeline,
+        "tried": _tried(history, policy),
+        "timeline": _timeline(this, len(history)),
         "suggested_resolutions": [
             {
                 "id": r["id"],
@@ -182,10 +167,44 @@ def build_panel(state: State, ctx: Context, reason: str) -> dict[str, Any]:
     }
 
 
+def _tried(history: list[Any], policy: PolicyOutcome) -> list[str]:
+    """What was tried in this session, turn by turn, and the policy's last word."""
+    tried = [
+        f"turn {h.get('turn')}: {h.get('intent')} → {h.get('action')} ({h.get('decision')})"
+        for h in history
+    ]
+    if policy:
+        tried.append(f"policy: {policy.get('action')} → {policy.get('outcome')} "
+                     f"({policy.get('reason')})")  # fmt: skip
+    return tried
+
+
+def _timeline(this: Turn, turns: int) -> list[dict[str, Any]]:
+    """Past interactions, episodes and disputes, and this conversation, newest first."""
+    c360, memory = this.c360, this.memory
+    timeline = [
+        {"at": i.get("started_at"), "channel": i.get("channel"), "kind": "interaction",
+         "summary": i.get("summary"), "outcome": i.get("outcome")}
+        for i in c360.get("interactions", [])
+    ] + [
+        {"at": e.get("createdAt"), "channel": e.get("channel"), "kind": "episode",
+         "summary": e.get("summary"), "outcome": e.get("outcome")}
+        for e in [memory.get("open_episode"), *memory.get("episodes", [])] if e
+    ] + [
+        {"at": d.get("submitted_on"), "channel": None, "kind": "dispute",
+         "summary": f"dispute {d['id']} on transaction {d['transaction_id']}: {d['reason']}",
+         "outcome": d.get("status")}
+        for d in c360.get("disputes", [])
+    ]  # fmt: skip
+    timeline.append({"at": datetime.now(UTC).isoformat(), "channel": this.channel,
+                     "kind": "conversation", "outcome": "escalated",
+                     "summary": f"this conversation: {turns + 1} turn(s)"})  # fmt: skip
+    timeline.sort(key=lambda t: t["at"] or "", reverse=True)
+    return timeline
+
+
 async def record_handoff(services: Services, panel: dict[str, Any]) -> None:
     """Put a handoff on the queue (idempotent on its id)."""
-    import json
-
     async with services.pool.connection() as conn:
         await conn.execute(
             "INSERT INTO handoffs (tenant_id, id, session_id, customer_id, reason, panel)"
@@ -272,8 +291,6 @@ async def resolve_handoff(
         NotFoundError: no such handoff (or resolution record) for this tenant.
         InvalidRequestError: the handoff is already resolved.
     """
-    from support_agent.errors import InvalidRequestError
-
     success = issue_resolved and satisfaction >= 4
     async with services.pool.connection() as conn, conn.transaction():
         row = await (
@@ -317,26 +334,12 @@ async def resolve_handoff(
                 " WHERE tenant_id = %s AND id = %s AND customer_id = %s",
                 (tenant_id, issue["id"], customer_id),
             )
-            await conn.execute(
-                "UPDATE promises SET status = 'kept', updated_at = now() WHERE tenant_id = %s"
-                " AND customer_id = %s AND status = 'pending' AND order_id = %s",
-                (tenant_id, customer_id, issue.get("order_id")),
-            )
+            subject = issue.get("subject_id") or issue.get("order_id")
+            await layers.keep_promises(conn, tenant_id, customer_id, [subject] if subject else [])
         if customer_id:
-            await conn.execute(
-                "INSERT INTO memory_history AS h (tenant_id, customer_id, first_contact_at,"
-                " last_interaction_at, positive_interactions, positive_resolutions,"
-                " unresolved_issues) VALUES (%(t)s, %(c)s, now(), now(), %(p)s, %(r)s,"
-                " (SELECT count(*) FROM issues WHERE tenant_id = %(t)s AND customer_id = %(c)s"
-                "  AND status = 'open'))"
-                " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
-                " positive_interactions = h.positive_interactions + EXCLUDED.positive_interactions,"
-                " positive_resolutions = h.positive_resolutions + EXCLUDED.positive_resolutions,"
-                " unresolved_issues = EXCLUDED.unresolved_issues,"
-                " last_interaction_at = now(), updated_at = now()",
-                {"t": tenant_id, "c": customer_id, "p": int(satisfaction >= 4),
-                 "r": int(issue_resolved)},
-            )  # fmt: skip
+            await layers.record_human_contact(
+                conn, tenant_id, customer_id, positive=satisfaction >= 4, resolved=issue_resolved
+            )
     if customer_id:
         await services.store.aput(
             episodes_namespace(tenant_id, customer_id),
@@ -354,5 +357,5 @@ async def resolve_handoff(
                 "createdAt": datetime.now(UTC).isoformat(),
             },
         )  # fmt: skip
-        await refresh_hot_memory(services, tenant_id, customer_id)
+        await hot.refresh_hot_memory(services, tenant_id, customer_id)
     return await get_handoff(services, tenant_id, handoff_id)

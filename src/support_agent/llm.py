@@ -40,7 +40,7 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
     return ChatOpenAI(
         model=settings.llm_model,
         base_url=settings.openai_base_url,
-        api_key=key,  # type: ignore[arg-type]
+        api_key=key,
         timeout=settings.llm_timeout_s,
         max_retries=1,
         temperature=0.2,

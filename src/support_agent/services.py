@@ -1,10 +1,10 @@
-"""The process's connections and components, opened once and shared by the API, CLI and graph.
+"""The process's connections: PostgreSQL, Redis, the LangGraph checkpointer and store, models.
 
-:class:`Services` holds the PostgreSQL pool, the Redis client, the LangGraph checkpointer and
-store, the embeddings, the optional chat model and the compiled graph. ``Services.open()`` is an
-async context manager used by the FastAPI lifespan, the CLI and the tests; while it is open,
-:func:`get_services` returns it to the graph's nodes. When the graph runs elsewhere (LangGraph
-Studio via ``langgraph dev``), the first :func:`get_services` call opens one from the settings.
+:class:`Services` is opened once per process by its composition root (``conversation.Agent``
+for the API, the CLI, the demo and the tests; ``studio`` under ``langgraph dev``) and handed down
+explicitly: to the graph's nodes through ``Runtime[Context]`` (``context.TurnDeps``), to the
+systems of record and the memory store as an argument. It knows nothing of the graph; nothing here
+is global.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 import psycopg
 import redis.asyncio as aioredis
@@ -28,15 +27,11 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from support_agent.crm.migrations import migrate
 from support_agent.embeddings import MINILM_DIMS, make_embeddings
 from support_agent.errors import InfrastructureError
 from support_agent.infra.embedded import EmbeddedServers, start_embedded
-from support_agent.settings import Settings, get_settings
-from support_agent.tenants import load_tenant_config, preload_tenant_configs, register_pack_dir
-
-if TYPE_CHECKING:
-    from langgraph.graph.state import CompiledStateGraph
+from support_agent.settings import Settings
+from support_agent.tenants import TenantPacks
 
 logger = logging.getLogger(__name__)
 
@@ -45,56 +40,58 @@ Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
 
 @dataclass
 class Services:
-    """Everything a turn needs to reach the outside world.
+    """Everything outside the process a turn reaches, plus the validated tenant packs.
 
     Attributes:
         settings: the configuration in force.
+        tenants: the tenant packs (configuration and policy), validated at start-up.
         pool: psycopg async pool (autocommit, ``dict_row`` rows) on the systems of record, the
             checkpoints and the long-term store (one database).
-        redis: async Redis client for the hot tier (fails fast: one retry).
+        redis: async Redis client for the hot tier and the online feature store (fails fast).
         store: LangGraph ``AsyncPostgresStore`` with a pgvector index over episode summaries.
-        checkpointer: LangGraph ``AsyncPostgresSaver`` (one thread per conversation session).
+        checkpointer: LangGraph ``AsyncPostgresSaver`` (one thread per session).
         embeddings: sentence embeddings (384 dims).
         chat_model: optional chat model; ``None`` means deterministic templates only.
-        graph: the support graph compiled with ``checkpointer`` and ``store``.
     """
 
     settings: Settings
+    tenants: TenantPacks
     pool: Pool
     redis: aioredis.Redis
     store: AsyncPostgresStore
     checkpointer: AsyncPostgresSaver
     embeddings: Embeddings
     chat_model: BaseChatModel | None
-    graph: CompiledStateGraph[Any, Any, Any, Any] = field(repr=False)
     embedded: EmbeddedServers = field(default_factory=EmbeddedServers, repr=False)
 
     @classmethod
     @asynccontextmanager
     async def open(
         cls,
-        settings: Settings | None = None,
+        settings: Settings,
         *,
         chat_model: BaseChatModel | None = None,
         warm_up: bool = True,
     ) -> AsyncIterator[Services]:
-        """Open connections, run migrations and ``setup()``, and bind as the current services.
+        """Validate the tenant packs, open the connections and set up the checkpointer and store.
 
         Args:
-            settings: configuration; default :func:`get_settings`.
+            settings: configuration.
             chat_model: a chat model to use instead of the one the settings describe (tests
                 pass a scripted model here).
             warm_up: load the embedding model now instead of on the first turn.
 
         Yields:
-            The opened services; closed (and unbound) on exit.
+            The opened services; closed on exit.
 
         Raises:
             InfrastructureError: PostgreSQL or Redis is unreachable.
+            InvalidRequestError: a tenant pack is invalid.
         """
-        global _current
-        if settings is None:
-            settings = await asyncio.to_thread(get_settings)
+        packs = TenantPacks(
+            (settings.tenant_packs_dir,) if settings.tenant_packs_dir is not None else ()
+        )
+        await asyncio.to_thread(packs.load_all)  # a bad pack fails at start-up
         # Blocking start-up work runs in a thread: the event loop may already serve requests.
         embedded = await asyncio.to_thread(
             start_embedded,
@@ -102,16 +99,10 @@ class Services:
             need_postgres=settings.database_url is None,
             need_redis=settings.redis_url is None,
         )
-        if settings.tenant_packs_dir is not None:
-            register_pack_dir(settings.tenant_packs_dir)
-        tenant_ids = await asyncio.to_thread(preload_tenant_configs)
-        from support_agent.policy.config import load_policy
-
-        for tenant_id in tenant_ids:  # validated now: a bad policy file fails at start-up
-            await asyncio.to_thread(load_policy, tenant_id)
         database_url = settings.database_url or embedded.database_url
         redis_url = settings.redis_url or embedded.redis_url
-        assert database_url is not None and redis_url is not None
+        if database_url is None or redis_url is None:
+            raise InfrastructureError("no PostgreSQL or Redis to connect to")
         pool: Pool = AsyncConnectionPool(
             database_url,
             min_size=1,
@@ -123,17 +114,8 @@ class Services:
         try:
             try:
                 await pool.open(wait=True, timeout=30)
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, TimeoutError) as exc:
                 raise InfrastructureError("PostgreSQL is unreachable") from exc
-            except TimeoutError as exc:
-                raise InfrastructureError("PostgreSQL is unreachable") from exc
-            async with pool.connection() as conn:
-                await migrate(conn)
-                for tenant_id in tenant_ids:  # every pack has its tenant row
-                    await conn.execute(
-                        "INSERT INTO tenants (id, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                        (tenant_id, load_tenant_config(tenant_id).name),
-                    )
             embeddings = make_embeddings(settings.embedding_model)
             index_config: PostgresIndexConfig = {
                 "dims": MINILM_DIMS,
@@ -151,27 +133,19 @@ class Services:
                 from support_agent.llm import make_chat_model
 
                 chat_model = make_chat_model(settings)
-            from support_agent.graph import builder
-
-            graph = builder.compile(checkpointer=checkpointer, store=store, name="support-agent")
-            services = cls(
+            if warm_up and hasattr(embeddings, "warm_up"):
+                await asyncio.to_thread(embeddings.warm_up)
+            yield cls(
                 settings=settings,
+                tenants=packs,
                 pool=pool,
                 redis=rds,
                 store=store,
                 checkpointer=checkpointer,
                 embeddings=embeddings,
                 chat_model=chat_model,
-                graph=graph,
                 embedded=embedded,
             )
-            if warm_up and hasattr(embeddings, "warm_up"):
-                await asyncio.to_thread(embeddings.warm_up)
-            previous, _current = _current, services
-            try:
-                yield services
-            finally:
-                _current = previous
         finally:
             await rds.aclose()
             await pool.close()
@@ -205,28 +179,3 @@ def _setup_store(database_url: str, index_config: PostgresIndexConfig) -> None:
         database_url, autocommit=True, prepare_threshold=0, row_factory=dict_row
     ) as conn:
         PostgresStore(conn, index=index_config).setup()
-
-
-_current: Services | None = None
-_default_cm: Any = None
-_default_lock = asyncio.Lock()
-
-
-async def get_services() -> Services:
-    """Return the services bound by ``Services.open()``, opening default ones if none are.
-
-    The fallback serves graphs run outside our API or CLI (LangGraph Studio); it stays open for
-    the life of the process.
-
-    Raises:
-        InfrastructureError: no services are open and PostgreSQL or Redis is unreachable.
-    """
-    global _default_cm
-    if _current is not None:
-        return _current
-    async with _default_lock:
-        if _current is None:
-            _default_cm = Services.open()
-            await _default_cm.__aenter__()
-    assert _current is not None
-    return _current

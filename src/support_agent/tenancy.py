@@ -13,7 +13,6 @@ import secrets
 
 from support_agent.errors import UnauthorizedError
 from support_agent.services import Services
-from support_agent.tenants import load_tenant_config
 
 
 def hash_key(key: str) -> str:
@@ -30,7 +29,7 @@ async def create_api_key(services: Services, tenant_id: str) -> str:
     Raises:
         NotFoundError: no tenant pack with that id.
     """
-    config = load_tenant_config(tenant_id)
+    config = services.tenants.config(tenant_id)
     key = "sa_" + secrets.token_urlsafe(32)
     async with services.pool.connection() as conn, conn.transaction():
         await conn.execute(

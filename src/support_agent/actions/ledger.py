@@ -1,41 +1,109 @@
-"""The ledger of account actions: one row per idempotency key in ``account_actions``.
+"""The ledger of account actions and the one helper every account action runs through.
 
-Every account action (retail and bank) runs in one transaction that first looks its key up
-(:func:`already_done`: a repeated call returns the first result and writes nothing) and last
-records its parameters and result (:func:`record_action`), which is also the CRM's record of what
-the agent did.
+Every write the agent makes on the systems of record (retail and bank, and any vertical of one's
+own) is one PostgreSQL transaction shaped by :func:`idempotent`:
+
+1. look the action's idempotency key up in ``account_actions``: if it ran, return its first
+   result and write nothing (a repeated "yes" or a retried turn never acts twice);
+2. run the action's body: lock the record it changes (:func:`lock_one`), re-check the rule the
+   policy engine applied on a 360 that may be seconds old (:func:`require`), write;
+3. record the parameters (with the record the action is about and its label) and the result
+   under the key: the CRM's record of what the agent did.
+
+A failing check raises and rolls everything back: nothing is recorded, nothing is changed.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
 
-async def already_done(conn: Any, tenant_id: str, key: str) -> dict[str, Any] | None:
-    """The stored result for ``key``, or ``None`` if the action has not run."""
-    row = await (
+from support_agent.errors import InvalidRequestError, NotFoundError
+from support_agent.services import Services
+
+Conn = AsyncConnection[DictRow]
+#: An action's body: given the transaction's connection, returns ``(params, result)``.
+ActionBody = Callable[[Conn], Awaitable[tuple[dict[str, Any], dict[str, Any]]]]
+
+
+@dataclass(frozen=True)
+class ActionCall:
+    """A confirmed write to carry out: who, in which session, under which idempotency key.
+
+    Attributes:
+        tenant_id: the tenant.
+        customer_id: the authenticated customer.
+        session_id: the session that confirmed it.
+        action: the action's name (as declared in ``policy.yaml``).
+        key: ``{tenant}:{session}:{action}:{target id or "customer"}``.
+        subject_id: the record the action is about (recorded with its parameters).
+        label: how the customer calls that record (recorded with its parameters).
+    """
+
+    tenant_id: str
+    customer_id: str
+    session_id: str
+    action: str
+    key: str
+    subject_id: str | None = None
+    label: str | None = None
+
+
+async def idempotent(services: Services, call: ActionCall, body: ActionBody) -> dict[str, Any]:
+    """Run an account action once per idempotency key (see the module docstring).
+
+    Returns:
+        The action's result: this run's, or the first run's when the key was seen before.
+
+    Raises:
+        NotFoundError, InvalidRequestError: raised by ``body`` (the transaction rolls back).
+    """
+    async with services.pool.connection() as conn, conn.transaction():
+        row = await (
+            await conn.execute(
+                "SELECT result FROM account_actions WHERE tenant_id = %s AND idempotency_key = %s",
+                (call.tenant_id, call.key),
+            )
+        ).fetchone()
+        if row is not None:
+            return dict(row["result"])
+        params, result = await body(conn)
+        params = {**params, "subject_id": call.subject_id, "label": call.label}
         await conn.execute(
-            "SELECT result FROM account_actions WHERE tenant_id = %s AND idempotency_key = %s",
-            (tenant_id, key),
-        )
-    ).fetchone()
-    return None if row is None else dict(row["result"])
+            "INSERT INTO account_actions (tenant_id, idempotency_key, customer_id, interaction_id,"
+            " action, params, result) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (call.tenant_id, call.key, call.customer_id, call.session_id, call.action,
+             json.dumps(params), json.dumps(result)),
+        )  # fmt: skip
+        return result
 
 
-async def record_action(
-    conn: Any,
-    tenant_id: str,
-    key: str,
-    customer_id: str,
-    session_id: str,
-    action: str,
-    params: dict[str, Any],
-    result: dict[str, Any],
-) -> None:
-    """Record an action's parameters and result under its idempotency key."""
-    await conn.execute(
-        "INSERT INTO account_actions (tenant_id, idempotency_key, customer_id, interaction_id,"
-        " action, params, result) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (tenant_id, key, customer_id, session_id, action, json.dumps(params), json.dumps(result)),
-    )
+async def lock_one(
+    conn: Conn, sql: str, params: tuple[Any, ...], *, missing: str
+) -> dict[str, Any]:
+    """Fetch the one row ``sql`` (a ``SELECT ... FOR UPDATE``) selects.
+
+    Raises:
+        NotFoundError: no row (``missing`` is the message, e.g. "order not found for this
+            customer").
+    """
+    row = await (await conn.execute(sql.encode(), params)).fetchone()
+    if row is None:
+        raise NotFoundError(missing)
+    return dict(row)
+
+
+def require(condition: bool, message: str) -> None:
+    """Re-check a rule inside the action's transaction.
+
+    Raises:
+        InvalidRequestError: ``condition`` is false (``message`` says why, in the customer's
+            terms).
+    """
+    if not condition:
+        raise InvalidRequestError(message)

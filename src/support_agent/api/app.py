@@ -22,14 +22,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from support_agent.api.deps import ServicesDep, TenantDep
+from support_agent.api.deps import AgentDep, ServicesDep, TenantDep
 from support_agent.api.handoff_routes import router as handoff_router
 from support_agent.api.memory_routes import router as memory_router
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
-from support_agent.conversation import end_session, run_turn, sweep_idle_sessions
+from support_agent.conversation import Agent, end_session, run_turn, sweep_idle_sessions
 from support_agent.errors import SupportAgentError
 from support_agent.memory_store.pipeline import MemoryWorker
-from support_agent.services import Services
 from support_agent.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -41,37 +40,37 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "message": message}})
 
 
-async def _sweeper(services: Services) -> None:
+async def _sweeper(agent: Agent) -> None:
     """End idle sessions once a minute (writes their episodes)."""
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_S)
         try:
-            await sweep_idle_sessions(services)
+            await sweep_idle_sessions(agent)
         except (psycopg.Error, RedisError, SupportAgentError) as exc:
             logger.warning("idle_sweep_failed", extra={"error": type(exc).__name__})
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, agent: Agent | None = None) -> FastAPI:
     """Build the API.
 
     Args:
         settings: configuration (default :func:`get_settings`).
-        services: already-open services to use (tests); otherwise the lifespan opens them.
+        agent: an already-open agent to use (tests); otherwise the lifespan opens one.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            svc: Services = (
-                services
-                if services is not None
-                else await stack.enter_async_context(Services.open(settings or get_settings()))
+            opened: Agent = (
+                agent
+                if agent is not None
+                else await stack.enter_async_context(Agent.open(settings or get_settings()))
             )
-            app.state.services = svc
+            app.state.agent = opened
             stop = asyncio.Event()
-            tasks = [asyncio.create_task(_sweeper(svc))]
-            if svc.settings.memory_worker:
-                tasks.append(asyncio.create_task(MemoryWorker(svc).run(stop)))
+            tasks = [asyncio.create_task(_sweeper(opened))]
+            if opened.services.settings.memory_worker:
+                tasks.append(asyncio.create_task(MemoryWorker(opened.services).run(stop)))
             try:
                 yield
             finally:
@@ -134,11 +133,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         )
 
     @app.post("/v1/chat", response_model=ChatResponse)
-    async def chat(body: ChatRequest, svc: ServicesDep, tenant_id: TenantDep) -> dict[str, Any]:
+    async def chat(body: ChatRequest, agent: AgentDep, tenant_id: TenantDep) -> dict[str, Any]:
         """Handle one customer message; starts a session when ``session_id`` is absent."""
         identity = body.customer.model_dump(exclude_none=True) if body.customer else None
         result = await run_turn(
-            svc,
+            agent,
             tenant_id=tenant_id,
             channel=body.channel,
             message=body.message,
@@ -155,9 +154,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         }
 
     @app.post("/v1/sessions/{session_id}/end", response_model=EndSessionResponse)
-    async def end(session_id: str, svc: ServicesDep, tenant_id: TenantDep) -> dict[str, Any]:
+    async def end(session_id: str, agent: AgentDep, tenant_id: TenantDep) -> dict[str, Any]:
         """End a session now and queue its memory job (idempotent)."""
-        return await end_session(svc, tenant_id=tenant_id, session_id=session_id)
+        return await end_session(agent, tenant_id=tenant_id, session_id=session_id)
 
     app.include_router(memory_router)
     app.include_router(handoff_router)

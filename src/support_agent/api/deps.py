@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the services opened by the lifespan and the caller's tenant."""
+"""FastAPI dependencies: the agent opened by the lifespan, its services and the caller's tenant."""
 
 from __future__ import annotations
 
@@ -6,14 +6,23 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from support_agent.conversation import Agent
 from support_agent.services import Services
 from support_agent.tenancy import tenant_for_key
 
 
-def get_services_dep(request: Request) -> Services:
-    """The services the application's lifespan opened."""
-    services: Services = request.app.state.services
-    return services
+def get_agent_dep(request: Request) -> Agent:
+    """The agent the application's lifespan opened."""
+    agent: Agent = request.app.state.agent
+    return agent
+
+
+AgentDep = Annotated[Agent, Depends(get_agent_dep)]
+
+
+def get_services_dep(agent: AgentDep) -> Services:
+    """The agent's services."""
+    return agent.services
 
 
 ServicesDep = Annotated[Services, Depends(get_services_dep)]

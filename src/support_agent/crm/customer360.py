@@ -25,7 +25,7 @@ JSON-serialisable data, the shape served from the Redis hot tier::
                         "summary"}],   # latest 5, newest first
       "open_issues": [{"id", "order_id", "item_ids", "item_names", "kind", "description",
                        "proposed_actions", "opened_in", "contacts", "created_at",
-                       "subject_id", "subject_label"}]    # subject: a bank card/transaction
+                       "subject_kind", "subject_id", "subject_label"}]  # what it is about
     }
 """
 
@@ -36,9 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from support_agent.services import Services
-from support_agent.tenants import load_tenant_config
-
-Customer360 = dict[str, Any]
+from support_agent.state import Customer360, OrderItem
 
 
 def iso(value: datetime | None) -> str | None:
@@ -58,8 +56,11 @@ async def build_360s(
 
     Returns:
         ``{customer_id: Customer360}``; ids that do not exist are absent.
+
+    Raises:
+        NotFoundError: unknown tenant.
     """
-    config = load_tenant_config(tenant_id)
+    config = services.tenants.config(tenant_id)
     ids_filter = "" if customer_ids is None else " AND customer_id = ANY(%(ids)s)"
     params: dict[str, Any] = {"t": tenant_id, "ids": customer_ids}
     out: dict[str, Customer360] = {}
@@ -101,7 +102,7 @@ async def build_360s(
         if not out:
             return out
 
-        items: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        items: dict[str, list[OrderItem]] = defaultdict(list)
         for row in await (
             await conn.execute(
                 "SELECT oi.order_id, oi.item_id, oi.product_id, oi.name, oi.price, oi.options"
@@ -241,6 +242,7 @@ async def build_360s(
                     "opened_in": row["opened_in"],
                     "contacts": row["contacts"],
                     "created_at": iso(row["created_at"]),
+                    "subject_kind": row["subject_kind"],
                     "subject_id": row["subject_id"],
                     "subject_label": row["subject_label"],
                 }

@@ -12,6 +12,7 @@ from typing import Any
 from support_agent.crm.loader import normalize_email, normalize_phone
 from support_agent.errors import InvalidRequestError
 from support_agent.services import Services
+from support_agent.state import Issue, PolicyDecision
 
 IDENTITY_KINDS = ("email", "phone", "customer_id", "handle")
 
@@ -191,34 +192,38 @@ async def idle_sessions(services: Services, idle_before: datetime) -> list[tuple
     return [(r["tenant_id"], r["id"]) for r in rows]
 
 
-async def upsert_issue(services: Services, tenant_id: str, issue: dict[str, Any]) -> None:
-    """Insert or update an open issue.
+_ISSUE_COLUMNS = ("id", "customer_id", "order_id", "item_ids", "kind", "description",
+                  "proposed_actions", "status", "opened_in", "subject_kind", "subject_id",
+                  "subject_label")  # fmt: skip
+
+
+async def upsert_issue(services: Services, tenant_id: str, issue: Issue) -> None:
+    """Insert an issue, or update its items, proposals and status.
 
     Args:
         services: open services.
         tenant_id: the issue's tenant.
-        issue: ``{id, customer_id, order_id, item_ids, kind, description, proposed_actions,
-            opened_in, status}`` and, for an issue about a bank card or transaction,
-            ``subject_id`` and ``subject_label``.
+        issue: ``{id, customer_id, subject_kind, subject_id, subject_label, kind, description,
+            proposed_actions, opened_in, status}`` and, for retail, ``order_id`` and
+            ``item_ids`` (other keys, such as the episode it was loaded with, are not stored).
     """
+    row: dict[str, Any] = {k: issue.get(k) for k in _ISSUE_COLUMNS}
+    row.update(
+        status=row["status"] or "open",
+        item_ids=row["item_ids"] or [],
+        proposed_actions=row["proposed_actions"] or [],
+    )
     async with services.pool.connection() as conn:
         await conn.execute(
             "INSERT INTO issues (tenant_id, id, customer_id, order_id, item_ids, kind,"
-            " description, proposed_actions, status, opened_in, subject_id, subject_label)"
-            " VALUES (%(t)s, %(id)s, %(customer_id)s, %(order_id)s, %(item_ids)s, %(kind)s,"
-            " %(description)s, %(proposed_actions)s, %(status)s, %(opened_in)s,"
-            " %(subject_id)s, %(subject_label)s)"
+            " description, proposed_actions, status, opened_in, subject_kind, subject_id,"
+            " subject_label) VALUES (%(t)s, %(id)s, %(customer_id)s, %(order_id)s, %(item_ids)s,"
+            " %(kind)s, %(description)s, %(proposed_actions)s, %(status)s, %(opened_in)s,"
+            " %(subject_kind)s, %(subject_id)s, %(subject_label)s)"
             " ON CONFLICT (tenant_id, id) DO UPDATE SET"
             " item_ids = EXCLUDED.item_ids, proposed_actions = EXCLUDED.proposed_actions,"
             " status = EXCLUDED.status, updated_at = now()",
-            {
-                "t": tenant_id,
-                "status": "open",
-                "subject_id": None,
-                "subject_label": None,
-                "item_ids": [],
-                **issue,
-            },  # fmt: skip
+            {"t": tenant_id, **row},
         )
 
 
@@ -233,7 +238,7 @@ async def count_issue_contact(services: Services, tenant_id: str, issue_id: str)
 
 
 async def record_policy_audit(
-    services: Services, tenant_id: str, session_id: str, turn: int, decision: dict[str, Any]
+    services: Services, tenant_id: str, session_id: str, turn: int, decision: PolicyDecision
 ) -> None:
     """Store a policy decision ``{action, outcome, reason, rules}`` in the audit trail."""
     async with services.pool.connection() as conn:
@@ -244,9 +249,32 @@ async def record_policy_audit(
                 tenant_id,
                 session_id,
                 turn,
-                decision["action"],
-                decision["outcome"],
-                decision["reason"],
-                json.dumps(decision["rules"]),
+                decision.get("action"),
+                decision.get("outcome"),
+                decision.get("reason"),
+                json.dumps(decision.get("rules", [])),
             ),
         )
+
+
+async def executed_actions(
+    services: Services, tenant_id: str, session_id: str
+) -> list[dict[str, Any]]:
+    """The account actions done in a session, in order.
+
+    Returns:
+        ``[{"action", "subject_id", "label", ...result}]``.
+    """
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT action, params, result FROM account_actions"
+                " WHERE tenant_id = %s AND interaction_id = %s ORDER BY created_at",
+                (tenant_id, session_id),
+            )
+        ).fetchall()
+    return [
+        {"action": r["action"], "subject_id": (r["params"] or {}).get("subject_id"),
+         "label": (r["params"] or {}).get("label"), **r["result"]}
+        for r in rows
+    ]  # fmt: skip

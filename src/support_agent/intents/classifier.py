@@ -226,38 +226,55 @@ class IntentClassifier:
         return cls(embeddings, joblib.load(directory / "model.joblib"), info["oos_threshold"])
 
 
-_cache: dict[str, IntentClassifier] = {}
-_lock = threading.Lock()
+class IntentModels:
+    """The intent models of a process's tenants, loaded (or trained) once each, thread-safe.
 
+    Models are cached on disk under ``model_dir/<tenant>-intents-<sha>/``, keyed by the SHA-256 of
+    the training files' contents, so a changed file retrains and nothing is ever downloaded; in
+    memory, one model per tenant for the life of the process (restart to pick up new data).
 
-def classifier_for(
-    tenant_id: str, training_files: list[Path], model_dir: Path, embeddings: Embeddings
-) -> IntentClassifier:
-    """The tenant's classifier: from memory, from the model cache on disk, or trained now.
-
-    Models are cached under ``model_dir/<tenant>-intents-<sha>/``, keyed by the SHA-256 of the
-    training files' contents, so a changed file retrains and nothing is ever downloaded.
+    Args:
+        model_dir: where trained models are kept (``DATA_DIR/models``).
+        embeddings: the sentence embeddings the models read.
     """
-    digest_of = hashlib.sha256()
-    for path in training_files:
-        digest_of.update(path.read_bytes())
-    digest = digest_of.hexdigest()[:16]
-    key = f"{tenant_id}-intents-{digest}"
-    with _lock:
-        if key in _cache:
-            return _cache[key]
-        path = model_dir / key
+
+    def __init__(self, model_dir: Path, embeddings: Embeddings) -> None:
+        self.model_dir = model_dir
+        self.embeddings = embeddings
+        self._models: dict[str, IntentClassifier] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant_id: str, training_files: list[Path]) -> IntentClassifier:
+        """The tenant's classifier: from memory, from the model cache on disk, or trained now.
+
+        Blocking (file reads, maybe training for tens of seconds): call it in a thread.
+
+        Raises:
+            FileNotFoundError: a training file is missing.
+        """
+        model = self._models.get(tenant_id)
+        if model is not None:
+            return model
+        with self._lock:
+            if tenant_id not in self._models:
+                self._models[tenant_id] = self._load_or_train(tenant_id, training_files)
+            return self._models[tenant_id]
+
+    def _load_or_train(self, tenant_id: str, training_files: list[Path]) -> IntentClassifier:
+        digest_of = hashlib.sha256()
+        for path in training_files:
+            digest_of.update(path.read_bytes())
+        digest = digest_of.hexdigest()[:16]
+        path = self.model_dir / f"{tenant_id}-intents-{digest}"
         if (path / "model.json").is_file():
-            clf = IntentClassifier.load(path, embeddings)
-        else:
-            texts: list[str] = []
-            labels: list[str] = []
-            for training_file in training_files:
-                more_texts, more_labels = read_labelled_csv(training_file)
-                texts += more_texts
-                labels += more_labels
-            clf = IntentClassifier.train(embeddings, texts, labels)
-            clf.save(path, {"tenant": tenant_id, "training_sha256": digest, "n": len(texts)})
-            logger.info("intent_model_trained", extra={"tenant_id": tenant_id, "n": len(texts)})
-        _cache[key] = clf
+            return IntentClassifier.load(path, self.embeddings)
+        texts: list[str] = []
+        labels: list[str] = []
+        for training_file in training_files:
+            more_texts, more_labels = read_labelled_csv(training_file)
+            texts += more_texts
+            labels += more_labels
+        clf = IntentClassifier.train(self.embeddings, texts, labels)
+        clf.save(path, {"tenant": tenant_id, "training_sha256": digest, "n": len(texts)})
+        logger.info("intent_model_trained", extra={"tenant_id": tenant_id, "n": len(texts)})
         return clf

@@ -11,15 +11,19 @@ Episode value::
      "outcome": str, "openIssues": [issue], "promises": [str], "createdAt": ISO-8601 str}
 
 Summaries are extractive and deterministic: built from the issue recorded in the session, the
-actions proposed or taken, and the customer's first substantive message.
+actions proposed or taken (in the words of the tenant's vertical, given with the job), and the
+customer's first substantive message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from langgraph.store.base import BaseStore
+
+from support_agent.state import Episode, Issue, PendingAction
 
 
 def episodes_namespace(tenant_id: str, customer_id: str) -> tuple[str, ...]:
@@ -27,14 +31,19 @@ def episodes_namespace(tenant_id: str, customer_id: str) -> tuple[str, ...]:
     return ("tenant", tenant_id, "customer", customer_id, "episodes")
 
 
-def _action_words(actions: list[str]) -> str:
-    words = {
-        "return_items": "a return",
-        "exchange_items": "an exchange",
-        "cancel_order": "a cancellation",
-        "modify_order": "a modification",
-    }
+def _words(actions: list[str], words: Mapping[str, str]) -> str:
     return " or ".join(words.get(a, a.replace("_", " ")) for a in actions)
+
+
+def _subject(issue: Issue) -> str:
+    """What an issue is about: its items and record (``"Water Bottle from order #W1"``)."""
+    items = ", ".join(issue.get("item_names") or [])
+    label = issue.get("subject_label") or (
+        f"order {issue['order_id']}" if issue.get("order_id") else None
+    )
+    if items and label:
+        return f"{items} from {label}"
+    return items or label or "an item"
 
 
 def build_episode(
@@ -43,12 +52,13 @@ def build_episode(
     channel: str,
     intent: str | None,
     outcome: str,
-    issue: dict[str, Any] | None,
+    issue: Issue | None,
     executed: list[dict[str, Any]],
     customer_lines: list[str],
-    pending_action: dict[str, Any] | None,
+    pending_action: PendingAction | None,
+    action_words: Mapping[str, str] | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> Episode:
     """Build a session's episode from what the session recorded (deterministic, no LLM).
 
     Args:
@@ -56,53 +66,41 @@ def build_episode(
         channel: the session's channel.
         intent: the session's main intent.
         outcome: ``resolved``, ``unresolved``, ``escalated`` or ``abandoned``.
-        issue: the issue discussed (``order_id``, ``item_names``, ``description``,
+        issue: the issue discussed (``subject_label``, ``item_names``, ``description``,
             ``proposed_actions``) or ``None``.
-        executed: account actions carried out (their results).
+        executed: account actions carried out (``{"action", "subject_id", "label", ...result}``).
         customer_lines: the customer's messages, in order.
         pending_action: a write proposed but never confirmed.
+        action_words: ``{action: words}`` of the tenant's vertical (``"a return"``).
         now: timestamp (default: now, UTC).
 
     Returns:
         The episode value (see module docstring).
     """
+    words = action_words or {}
     parts: list[str] = []
-    open_issues: list[dict[str, Any]] = []
+    open_issues: list[Issue] = []
     promises: list[str] = []
-    if issue and issue.get("subject_label"):
-        parts.append(
-            f"Customer reported a problem with {issue['subject_label']}: {issue['description']}."
-        )
-    elif issue:
-        items = ", ".join(issue.get("item_names") or []) or "an item"
-        where = f" from order {issue['order_id']}" if issue.get("order_id") else ""
-        parts.append(f"Customer reported a problem with {items}{where}: {issue['description']}.")
+    if issue:
+        parts.append(f"Customer reported a problem with {_subject(issue)}: {issue['description']}.")
         if issue.get("proposed_actions"):
-            parts.append(f"Agent proposed {_action_words(issue['proposed_actions'])}.")
+            parts.append(f"Agent proposed {_words(issue['proposed_actions'], words)}.")
     for result in executed:
-        what = result.get("order_id") or result.get("label") or result.get("transaction_id")
-        what = what or result.get("card_id") or result.get("offer_id")
+        what = result.get("label") or result.get("subject_id")
         parts.append(
             f"Agent completed {result['action'].replace('_', ' ')}"
-            + (f" for order {what}" if result.get("order_id") else f" ({what})" if what else "")
+            + (f" for {what}" if what else "")
             + f" (status {result.get('status')})."
         )
     if pending_action and not executed:
+        target = pending_action.get("target") or {}
+        about = target.get("label") or "as proposed"
         parts.append(
-            f"Customer left before confirming {_action_words([pending_action['action']])}"
-            + (
-                f" for order {pending_action['order_id']}."
-                if pending_action.get("order_id")
-                else "."
-            )
-        )
-        about = (
-            f"for order {pending_action['order_id']}"
-            if pending_action.get("order_id")
-            else f"({pending_action.get('label') or 'as proposed'})"
+            f"Customer left before confirming {_words([pending_action['action']], words)}"
+            f" for {about}."
         )
         promises.append(
-            f"Complete {_action_words([pending_action['action']])} {about} once the customer"
+            f"Complete {_words([pending_action['action']], words)} for {about} once the customer"
             " confirms"
         )
     elif issue and issue.get("status", "open") == "open" and not executed:
@@ -124,19 +122,24 @@ def build_episode(
     }
 
 
+def _episode(value: dict[str, Any], **extra: Any) -> Episode:
+    """A stored episode value as an :class:`Episode` (with its key and search score)."""
+    return cast(Episode, {**value, **extra})
+
+
 async def latest_episodes(
     store: BaseStore, tenant_id: str, customer_id: str, limit: int = 5
-) -> list[dict[str, Any]]:
+) -> list[Episode]:
     """A customer's most recent episodes, newest first (values with ``id`` = session id)."""
     items = await store.asearch(episodes_namespace(tenant_id, customer_id), limit=limit)
-    return [{"id": it.key, **it.value} for it in items]
+    return [_episode(it.value, id=it.key) for it in items]
 
 
 async def search_episodes(
     store: BaseStore, tenant_id: str, customer_id: str, query: str, limit: int = 3
-) -> list[dict[str, Any]]:
+) -> list[Episode]:
     """A customer's episodes most similar to ``query`` (``score`` = cosine similarity)."""
     items = await store.asearch(
         episodes_namespace(tenant_id, customer_id), query=query, limit=limit
     )
-    return [{"id": it.key, "score": getattr(it, "score", None), **it.value} for it in items]
+    return [_episode(it.value, id=it.key, score=getattr(it, "score", None)) for it in items]

@@ -21,8 +21,8 @@ from redis.exceptions import RedisError
 
 from support_agent.errors import InfrastructureError, NotFoundError
 from support_agent.memory_store.pipeline import DEAD_LETTER, STREAM
-from support_agent.nodes._text import thread_id
 from support_agent.services import Services
+from support_agent.threads import thread_id
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ async def erase_customer(services: Services, tenant_id: str, customer_id: str) -
             for r in await (
                 await conn.execute(
                     "SELECT id FROM interactions WHERE tenant_id = %s AND customer_id = %s"
-                    " UNION SELECT conversation_id FROM memory_jobs"
+                    " UNION SELECT session_id FROM memory_jobs"
                     " WHERE tenant_id = %s AND customer_id = %s",
                     (tenant_id, customer_id, tenant_id, customer_id),
                 )

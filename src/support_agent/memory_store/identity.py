@@ -13,13 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from support_agent.crm.repository import normalize_identity
 from support_agent.errors import InvalidRequestError, NotFoundError
+from support_agent.memory_store import hot, layers
 from support_agent.memory_store.episodes import episodes_namespace
-from support_agent.memory_store.hot import invalidate_360
-from support_agent.memory_store.layers import memory_key, refresh_hot_memory
 from support_agent.services import Services
 
 logger = logging.getLogger(__name__)
@@ -83,7 +80,7 @@ async def link_identity(
                     " WHERE tenant_id = %(t)s AND id = %(c)s",
                     {"ch": channel, "t": tenant_id, "c": customer_id},
                 )
-    await refresh_hot_memory(services, tenant_id, customer_id)
+    await hot.refresh_hot_memory(services, tenant_id, customer_id)
     return {"customer_id": customer_id, "kind": kind, "linked": linked}
 
 
@@ -124,51 +121,7 @@ async def merge_customers(
                 p,
             )
             moved[table] = cur.rowcount
-        await conn.execute(
-            "INSERT INTO memory_history AS h (tenant_id, customer_id, first_contact_at,"
-            " total_conversations, positive_interactions, escalations, complaints,"
-            " unresolved_issues, positive_resolutions, last_interaction_at)"
-            " SELECT tenant_id, %(k)s, first_contact_at, total_conversations,"
-            " positive_interactions, escalations, complaints, unresolved_issues,"
-            " positive_resolutions, last_interaction_at FROM memory_history"
-            " WHERE tenant_id = %(t)s AND customer_id = %(m)s"
-            " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
-            " first_contact_at = LEAST(h.first_contact_at, EXCLUDED.first_contact_at),"
-            " total_conversations = h.total_conversations + EXCLUDED.total_conversations,"
-            " positive_interactions = h.positive_interactions + EXCLUDED.positive_interactions,"
-            " escalations = h.escalations + EXCLUDED.escalations,"
-            " complaints = h.complaints + EXCLUDED.complaints,"
-            " unresolved_issues = (SELECT count(*) FROM issues WHERE tenant_id = %(t)s"
-            "   AND customer_id = %(k)s AND status = 'open'),"
-            " positive_resolutions = h.positive_resolutions + EXCLUDED.positive_resolutions,"
-            " last_interaction_at = GREATEST(h.last_interaction_at, EXCLUDED.last_interaction_at),"
-            " updated_at = now()",
-            p,
-        )
-        await conn.execute(
-            "INSERT INTO memory_prefs AS m (tenant_id, customer_id, tone_pref, personal_details,"
-            " last_mood, last_mood_at) SELECT tenant_id, %(k)s, tone_pref, personal_details,"
-            " last_mood, last_mood_at FROM memory_prefs WHERE tenant_id = %(t)s"
-            " AND customer_id = %(m)s"
-            " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
-            " tone_pref = COALESCE(m.tone_pref, EXCLUDED.tone_pref),"
-            " personal_details = (SELECT COALESCE(array_agg(DISTINCT d), '{}') FROM"
-            "   unnest(m.personal_details || EXCLUDED.personal_details) AS d),"
-            " last_mood = CASE WHEN EXCLUDED.last_mood_at > m.last_mood_at"
-            "   OR m.last_mood_at IS NULL THEN EXCLUDED.last_mood ELSE m.last_mood END,"
-            " last_mood_at = GREATEST(m.last_mood_at, EXCLUDED.last_mood_at)",
-            p,
-        )
-        await conn.execute(
-            "UPDATE customers k SET"
-            " channels = ARRAY(SELECT DISTINCT unnest(k.channels || m.channels)),"
-            " email = COALESCE(k.email, m.email), phone = COALESCE(k.phone, m.phone),"
-            " language = COALESCE(k.language, m.language),"
-            " timezone = COALESCE(k.timezone, m.timezone), updated_at = now()"
-            " FROM customers m WHERE k.tenant_id = %(t)s AND k.id = %(k)s"
-            " AND m.tenant_id = %(t)s AND m.id = %(m)s",
-            p,
-        )
+        await layers.merge_layers(conn, tenant_id, keep_id, merge_id)
         await conn.execute(
             "DELETE FROM customers WHERE tenant_id = %(t)s AND id = %(m)s", p
         )  # cascades the merged customer's memory_history / memory_prefs rows
@@ -182,10 +135,6 @@ async def merge_customers(
             await services.store.aput(episodes_namespace(tenant_id, keep_id), item.key, item.value)
             await services.store.adelete(source, item.key)
         episodes += len(items)
-    try:
-        await services.redis.delete(memory_key(tenant_id, merge_id))
-    except RedisError as exc:  # the key expires within its TTL anyway
-        logger.warning("hot_memory_invalidate_failed", extra={"error": type(exc).__name__})
-    await invalidate_360(services, tenant_id, merge_id)
-    await refresh_hot_memory(services, tenant_id, keep_id)
+    await hot.drop_customer(services, tenant_id, merge_id)
+    await hot.refresh_hot_memory(services, tenant_id, keep_id)
     return {"customer_id": keep_id, "merged": merge_id, "moved": moved, "episodes": episodes}

@@ -11,10 +11,11 @@ Layers (field names are the public API's):
 - **L4 preferences and mood** ``l4_prefs_mood``: ``tonePref, openIssues, personalDetails,
   lastMood, lastMoodAt, promises`` (tables ``memory_prefs``, ``issues``, ``promises``).
 
-PostgreSQL is the source of truth. L1, L2 and L4 are kept hot in Redis under
-``sa:{tenant}:mem:{customer}`` (one JSON value, TTL 1 hour after the last update): read-through on
-a miss, written through by the memory pipeline, deleted on erasure. With Redis down, reads fall
-back to PostgreSQL.
+PostgreSQL is the source of truth, and this module owns every write to L1, L2 and L4 there: a
+finished session (:func:`record_session`), a human agent's resolution
+(:func:`record_human_contact`), promises kept (:func:`keep_promises`) and two customers merged
+(:func:`merge_layers`). The Redis hot copy of L1/L2/L4 is ``memory_store.hot``'s; L3 episodes are
+``memory_store.episodes``'.
 
 Formulas (source: the customer-memory reference API, ``shared/reference/customer-memory-api.txt``),
 each clamped to [0, 1], base values per tenant (``tenants.MemoryConfig``)::
@@ -29,19 +30,18 @@ each clamped to [0, 1], base values per tenant (``tenants.MemoryConfig``)::
 
 from __future__ import annotations
 
-import json
-import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.exceptions import RedisError
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
 
 from support_agent.crm.customer360 import iso
-from support_agent.memory_store.hot import invalidate_360
 from support_agent.services import Services
-from support_agent.tenants import load_tenant_config
+from support_agent.tenants import MemoryConfig
 
-logger = logging.getLogger(__name__)
+Conn = AsyncConnection[DictRow]
 
 
 def clamp01(x: float) -> float:
@@ -74,11 +74,6 @@ def churn_risk(
             - 0.1 * positive_resolutions,
         )
     )
-
-
-def memory_key(tenant_id: str, customer_id: str) -> str:
-    """Redis key of a customer's hot L1/L2/L4."""
-    return f"sa:{tenant_id}:mem:{customer_id}"
 
 
 async def read_layers_pg(
@@ -116,7 +111,7 @@ async def read_layers_pg(
         ).fetchall()
         promises = await (
             await conn.execute(
-                "SELECT id, text, made_by, due_at, status, conversation_id FROM promises"
+                "SELECT id, text, made_by, due_at, status, session_id FROM promises"
                 " WHERE tenant_id = %s AND customer_id = %s ORDER BY created_at DESC",
                 (tenant_id, customer_id),
             )
@@ -153,7 +148,7 @@ async def read_layers_pg(
                     "by": p["made_by"],
                     "dueAt": iso(p["due_at"]),
                     "status": p["status"],
-                    "conversationId": p["conversation_id"],
+                    "conversationId": p["session_id"],
                 }
                 for p in promises
             ],
@@ -162,7 +157,7 @@ async def read_layers_pg(
 
 
 def history_scores(
-    tenant_id: str,
+    config: MemoryConfig,
     *,
     positive_interactions: int,
     escalations: int,
@@ -177,7 +172,6 @@ def history_scores(
     ``days_since_last_interaction`` is measured at ``now`` (0 with no interaction yet); both
     scores are rounded to 4 decimals.
     """
-    config = load_tenant_config(tenant_id).memory
     now = now or datetime.now(UTC)
     days = (now - last_interaction_at).total_seconds() / 86400 if last_interaction_at else 0.0
     trust = trust_score(config.base_trust, positive_interactions, escalations, complaints)
@@ -186,7 +180,7 @@ def history_scores(
 
 
 def present_layers(
-    raw: dict[str, Any], tenant_id: str, now: datetime | None = None
+    raw: dict[str, Any], config: MemoryConfig, now: datetime | None = None
 ) -> dict[str, Any]:
     """Turn stored layers into the public shape, computing trust and churn at ``now``.
 
@@ -197,7 +191,7 @@ def present_layers(
     counters = raw["l2_counters"]
     last = counters.get("lastInteractionAt")
     trust, churn = history_scores(
-        tenant_id,
+        config,
         positive_interactions=counters["positiveInteractions"],
         escalations=counters["escalations"],
         complaints=counters["complaints"],
@@ -220,58 +214,192 @@ def present_layers(
     }
 
 
-async def write_hot_layers(
-    services: Services, tenant_id: str, customer_id: str, raw: dict[str, Any]
-) -> bool:
-    """Write-through of the stored layers to Redis with a fresh TTL; False if Redis failed."""
-    try:
-        await services.redis.set(
-            memory_key(tenant_id, customer_id), json.dumps(raw), ex=services.settings.hot_ttl_s
-        )
-    except RedisError as exc:
-        logger.warning("hot_memory_write_failed", extra={"error": type(exc).__name__})
-        return False
-    return True
+@dataclass(frozen=True)
+class SessionMemory:
+    """What one finished session adds to a customer's L1, L2 and L4.
 
-
-async def get_layers(
-    services: Services, tenant_id: str, customer_id: str, now: datetime | None = None
-) -> tuple[dict[str, Any] | None, str]:
-    """L1, L2, L4 of a customer: Redis first, PostgreSQL on a miss (re-warming Redis).
-
-    Returns:
-        ``(layers in the public shape or None if no such customer, source)`` with source
-        ``redis`` | ``postgres`` | ``postgres-redis-down``.
+    Attributes:
+        session_id: the session.
+        channel: its channel (added to L1 channels).
+        language: detected language (ISO 639-1) or ``None``.
+        timezone: detected IANA timezone or ``None``.
+        started_at / ended_at: the session's span.
+        outcome: ``resolved`` | ``answered`` | ``unresolved`` | ``escalated``.
+        mood: the session's mood (``frustrated``, ``satisfied``, ``neutral``).
+        tone: the tone preference detected, or ``None``.
+        details: personal details the customer mentioned.
+        complaint: the session carried a complaint.
+        promises: promises the agent made (texts).
+        promise_subject: what those promises are about (a vertical's record id), or ``None``.
+        kept_subjects: records an executed action was about: their pending promises are kept.
     """
-    raw: dict[str, Any] | None = None
-    source = "redis"
-    try:
-        cached = await services.redis.get(memory_key(tenant_id, customer_id))
-        if cached is not None:
-            raw = json.loads(cached)
-    except RedisError as exc:
-        source = "postgres-redis-down"
-        logger.warning("hot_memory_unavailable", extra={"error": type(exc).__name__})
-    if raw is None:
-        raw = await read_layers_pg(services, tenant_id, customer_id)
-        if raw is None:
-            return None, "postgres"
-        if source == "redis":
-            source = "postgres"
-            await write_hot_layers(services, tenant_id, customer_id, raw)
-    return present_layers(raw, tenant_id, now), source
+
+    session_id: str
+    channel: str
+    language: str | None
+    timezone: str | None
+    started_at: datetime
+    ended_at: datetime
+    outcome: str
+    mood: str
+    tone: str | None
+    details: list[str]
+    complaint: bool
+    promises: list[str]
+    promise_subject: str | None
+    kept_subjects: list[str]
 
 
-async def refresh_hot_memory(
-    services: Services, tenant_id: str, customer_id: str
-) -> dict[str, Any] | None:
-    """After a write to a customer's records: write L1/L2/L4 through and drop the hot 360.
+async def record_session(conn: Conn, tenant_id: str, customer_id: str, s: SessionMemory) -> None:
+    """Write one finished session into L1, L2 and L4, inside the caller's transaction.
 
-    Returns:
-        The raw layers read (:func:`read_layers_pg`), so callers need not read them again.
+    L1: language, timezone, channel; L4: promises kept and made, mood, tone, details; L2: the
+    counters. A pending promise repeated in a later session is one promise; L2 counts the
+    session once (the caller guarantees once per session).
     """
-    raw = await read_layers_pg(services, tenant_id, customer_id)
-    if raw is not None:
-        await write_hot_layers(services, tenant_id, customer_id, raw)
-    await invalidate_360(services, tenant_id, customer_id)
-    return raw
+    p = {"t": tenant_id, "c": customer_id}
+    await conn.execute(
+        "UPDATE customers SET language = COALESCE(%(lang)s, language),"
+        " timezone = COALESCE(%(tz)s, timezone),"
+        " channels = CASE WHEN %(ch)s = ANY(channels) THEN channels"
+        " ELSE array_append(channels, %(ch)s) END, updated_at = now()"
+        " WHERE tenant_id = %(t)s AND id = %(c)s",
+        {**p, "lang": s.language, "tz": s.timezone, "ch": s.channel},
+    )
+    await keep_promises(conn, tenant_id, customer_id, s.kept_subjects)
+    for n, text in enumerate(s.promises):
+        await conn.execute(
+            "INSERT INTO promises (tenant_id, id, customer_id, session_id, subject_id, text,"
+            " made_by) SELECT %(t)s, %(id)s, %(c)s, %(s)s, %(subject)s, %(text)s,"
+            " 'agent' WHERE NOT EXISTS (SELECT 1 FROM promises WHERE tenant_id = %(t)s"
+            " AND customer_id = %(c)s AND status = 'pending' AND text = %(text)s)"
+            " ON CONFLICT DO NOTHING",
+            {**p, "id": f"{s.session_id}:{n}", "s": s.session_id, "subject": s.promise_subject,
+             "text": text},
+        )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO memory_history (tenant_id, customer_id, first_contact_at,"
+        " total_conversations, positive_interactions, escalations, complaints,"
+        " unresolved_issues, positive_resolutions, last_interaction_at)"
+        " VALUES (%(t)s, %(c)s, %(start)s, 1, %(pos)s, %(esc)s, %(comp)s, (SELECT count(*)"
+        " FROM issues WHERE tenant_id = %(t)s AND customer_id = %(c)s AND status = 'open'),"
+        " %(res)s, %(end)s)"
+        " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
+        " first_contact_at = LEAST(memory_history.first_contact_at, EXCLUDED.first_contact_at),"
+        " total_conversations = memory_history.total_conversations + 1,"
+        " positive_interactions = memory_history.positive_interactions"
+        "   + EXCLUDED.positive_interactions,"
+        " escalations = memory_history.escalations + EXCLUDED.escalations,"
+        " complaints = memory_history.complaints + EXCLUDED.complaints,"
+        " unresolved_issues = EXCLUDED.unresolved_issues,"
+        " positive_resolutions = memory_history.positive_resolutions"
+        "   + EXCLUDED.positive_resolutions,"
+        " last_interaction_at = GREATEST(memory_history.last_interaction_at,"
+        "   EXCLUDED.last_interaction_at),"
+        " updated_at = now()",
+        {**p, "start": s.started_at, "end": s.ended_at,
+         "pos": int(s.outcome in ("resolved", "answered") and s.mood != "frustrated"),
+         "esc": int(s.outcome == "escalated"), "comp": int(s.complaint),
+         "res": int(s.outcome == "resolved")},
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO memory_prefs (tenant_id, customer_id, tone_pref, personal_details,"
+        " last_mood, last_mood_at) VALUES (%s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
+        " tone_pref = COALESCE(EXCLUDED.tone_pref, memory_prefs.tone_pref),"
+        " personal_details = (SELECT COALESCE(array_agg(DISTINCT d), '{}') FROM"
+        "   unnest(memory_prefs.personal_details || EXCLUDED.personal_details) AS d),"
+        " last_mood = EXCLUDED.last_mood, last_mood_at = EXCLUDED.last_mood_at,"
+        " updated_at = now()",
+        (tenant_id, customer_id, s.tone, s.details, s.mood, s.ended_at),
+    )
+
+
+async def keep_promises(conn: Conn, tenant_id: str, customer_id: str, subjects: list[str]) -> None:
+    """Mark the customer's pending promises about ``subjects`` (record ids) kept."""
+    if not subjects:
+        return
+    await conn.execute(
+        "UPDATE promises SET status = 'kept', updated_at = now()"
+        " WHERE tenant_id = %s AND customer_id = %s AND status = 'pending'"
+        " AND COALESCE(subject_id, order_id) = ANY(%s)",
+        (tenant_id, customer_id, subjects),
+    )
+
+
+async def record_human_contact(
+    conn: Conn, tenant_id: str, customer_id: str, *, positive: bool, resolved: bool
+) -> None:
+    """Record in L2 that a human agent resolved a handoff.
+
+    A positive interaction when ``positive`` (satisfaction ≥ 4), a positive resolution when
+    ``resolved``; the open issues are recounted.
+    """
+    await conn.execute(
+        "INSERT INTO memory_history AS h (tenant_id, customer_id, first_contact_at,"
+        " last_interaction_at, positive_interactions, positive_resolutions,"
+        " unresolved_issues) VALUES (%(t)s, %(c)s, now(), now(), %(p)s, %(r)s,"
+        " (SELECT count(*) FROM issues WHERE tenant_id = %(t)s AND customer_id = %(c)s"
+        "  AND status = 'open'))"
+        " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
+        " positive_interactions = h.positive_interactions + EXCLUDED.positive_interactions,"
+        " positive_resolutions = h.positive_resolutions + EXCLUDED.positive_resolutions,"
+        " unresolved_issues = EXCLUDED.unresolved_issues,"
+        " last_interaction_at = now(), updated_at = now()",
+        {"t": tenant_id, "c": customer_id, "p": int(positive), "r": int(resolved)},
+    )
+
+
+async def merge_layers(conn: Conn, tenant_id: str, keep_id: str, merge_id: str) -> None:
+    """Fold ``merge_id``'s L1, L2 and L4 into ``keep_id``'s, inside the caller's transaction.
+
+    L2 counters are added (first contact the earliest, last interaction the latest, open issues
+    recounted); L4 details are united and the latest mood kept; L1 contact data and channels are
+    united. The merged customer's own rows go when its customer row is deleted (cascade).
+    """
+    p = {"t": tenant_id, "k": keep_id, "m": merge_id}
+    await conn.execute(
+        "INSERT INTO memory_history AS h (tenant_id, customer_id, first_contact_at,"
+        " total_conversations, positive_interactions, escalations, complaints,"
+        " unresolved_issues, positive_resolutions, last_interaction_at)"
+        " SELECT tenant_id, %(k)s, first_contact_at, total_conversations,"
+        " positive_interactions, escalations, complaints, unresolved_issues,"
+        " positive_resolutions, last_interaction_at FROM memory_history"
+        " WHERE tenant_id = %(t)s AND customer_id = %(m)s"
+        " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
+        " first_contact_at = LEAST(h.first_contact_at, EXCLUDED.first_contact_at),"
+        " total_conversations = h.total_conversations + EXCLUDED.total_conversations,"
+        " positive_interactions = h.positive_interactions + EXCLUDED.positive_interactions,"
+        " escalations = h.escalations + EXCLUDED.escalations,"
+        " complaints = h.complaints + EXCLUDED.complaints,"
+        " unresolved_issues = (SELECT count(*) FROM issues WHERE tenant_id = %(t)s"
+        "   AND customer_id = %(k)s AND status = 'open'),"
+        " positive_resolutions = h.positive_resolutions + EXCLUDED.positive_resolutions,"
+        " last_interaction_at = GREATEST(h.last_interaction_at, EXCLUDED.last_interaction_at),"
+        " updated_at = now()",
+        p,
+    )
+    await conn.execute(
+        "INSERT INTO memory_prefs AS m (tenant_id, customer_id, tone_pref, personal_details,"
+        " last_mood, last_mood_at) SELECT tenant_id, %(k)s, tone_pref, personal_details,"
+        " last_mood, last_mood_at FROM memory_prefs WHERE tenant_id = %(t)s"
+        " AND customer_id = %(m)s"
+        " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
+        " tone_pref = COALESCE(m.tone_pref, EXCLUDED.tone_pref),"
+        " personal_details = (SELECT COALESCE(array_agg(DISTINCT d), '{}') FROM"
+        "   unnest(m.personal_details || EXCLUDED.personal_details) AS d),"
+        " last_mood = CASE WHEN EXCLUDED.last_mood_at > m.last_mood_at"
+        "   OR m.last_mood_at IS NULL THEN EXCLUDED.last_mood ELSE m.last_mood END,"
+        " last_mood_at = GREATEST(m.last_mood_at, EXCLUDED.last_mood_at)",
+        p,
+    )
+    await conn.execute(
+        "UPDATE customers k SET"
+        " channels = ARRAY(SELECT DISTINCT unnest(k.channels || m.channels)),"
+        " email = COALESCE(k.email, m.email), phone = COALESCE(k.phone, m.phone),"
+        " language = COALESCE(k.language, m.language),"
+        " timezone = COALESCE(k.timezone, m.timezone), updated_at = now()"
+        " FROM customers m WHERE k.tenant_id = %(t)s AND k.id = %(k)s"
+        " AND m.tenant_id = %(t)s AND m.id = %(m)s",
+        p,
+    )

@@ -1,16 +1,16 @@
-"""Asynchronous memory update pipeline: durable, at-least-once, idempotent per conversation.
+"""Asynchronous memory update pipeline: durable, at-least-once, idempotent per session.
 
-Flow::
+This module is the queue; what a job does is ``memory_store.consolidation``'s. Flow::
 
     session ends ──► memory_jobs row (PostgreSQL outbox, status pending) ──► XADD sa:memory:jobs
                                                                               │
     worker (consumer group "memory-workers") ◄── XREADGROUP / XCLAIM ◄───────┘
-        1. build the episode (extractive summary; an LLM summary when configured) and put it in
-           the store under the conversation id (a replay overwrites the same key)
-        2. one PostgreSQL transaction: lock the job row; if already done, stop; update L1
-           (language, timezone, channel), L2 counters, L4 (mood, tone, personal details), promises
-           and the interaction summary; mark the job done
-        3. XACK; write the fresh L1/L2/L4 through to Redis; invalidate the hot 360
+        1. consolidation.prepare: the episode and the facts of the transcript; the episodes of a
+           batch are embedded and put in the store in one batch, under the session id (a replay
+           overwrites the same key)
+        2. consolidation.apply: one PostgreSQL transaction (L1/L2/L4, the job marked done)
+        3. XACK; write the fresh L1/L2/L4 through to Redis; invalidate the hot 360; refresh the
+           online features of the batch's customers once
 
 Guarantees:
 
@@ -20,7 +20,7 @@ Guarantees:
   mid-job leaves the message pending; any worker reclaims it (``XPENDING`` + ``XCLAIM``) once it
   has been idle for the backoff.
 - **Idempotent**: the transaction checks and sets ``memory_jobs.status = 'done'`` under a row lock,
-  so a redelivered or replayed job changes nothing; the episode is keyed by conversation id.
+  so a redelivered or replayed job changes nothing; the episode is keyed by session id.
 - **Retries**: a failing job is retried after ``backoff_base_s · 2^(deliveries−1)`` seconds (capped
   at 60 s); after ``max_attempts`` deliveries it goes to the dead-letter stream ``sa:memory:dead``
   with its error, and the job row is marked ``dead``.
@@ -37,22 +37,14 @@ import logging
 import os
 import socket
 import uuid
-from datetime import datetime
 from typing import Any
 
 from langgraph.store.base import PutOp
 from redis.exceptions import RedisError, ResponseError
 
-from support_agent.features.store import refresh_features
-from support_agent.memory_store.episodes import build_episode, episodes_namespace
-from support_agent.memory_store.extract import (
-    detect_language,
-    detect_mood,
-    detect_timezone,
-    detect_tone,
-    personal_details,
-)
-from support_agent.memory_store.layers import refresh_hot_memory
+from support_agent.memory_store import consolidation
+from support_agent.memory_store.episodes import episodes_namespace
+from support_agent.memory_store.hot import refresh_features, refresh_hot_memory
 from support_agent.services import Services
 
 logger = logging.getLogger(__name__)
@@ -63,12 +55,10 @@ GROUP = "memory-workers"
 FAILPOINT_ENV = "SUPPORT_AGENT_FAILPOINT"
 
 
-async def _publish(
-    services: Services, tenant_id: str, conversation_id: str, customer_id: str
-) -> str:
+async def _publish(services: Services, tenant_id: str, session_id: str, customer_id: str) -> str:
     try:
         await services.redis.xadd(
-            STREAM, {"tenant": tenant_id, "conversation": conversation_id, "customer": customer_id}
+            STREAM, {"tenant": tenant_id, "session": session_id, "customer": customer_id}
         )
     except RedisError as exc:
         logger.warning("memory_job_publish_deferred", extra={"error": type(exc).__name__})
@@ -76,25 +66,25 @@ async def _publish(
     async with services.pool.connection() as conn:
         await conn.execute(
             "UPDATE memory_jobs SET status = 'enqueued', enqueued_at = now()"
-            " WHERE tenant_id = %s AND conversation_id = %s AND status = 'pending'",
-            (tenant_id, conversation_id),
+            " WHERE tenant_id = %s AND session_id = %s AND status = 'pending'",
+            (tenant_id, session_id),
         )
     return "enqueued"
 
 
-async def enqueue_conversation(
+async def enqueue_session(
     services: Services,
     tenant_id: str,
-    conversation_id: str,
+    session_id: str,
     customer_id: str,
     payload: dict[str, Any],
 ) -> str:
-    """Record a finished conversation's memory job and publish it.
+    """Record a finished session's memory job and publish it.
 
     Args:
         services: open services.
-        tenant_id: tenant of the conversation.
-        conversation_id: the session id (one job per conversation; a repeat is ignored).
+        tenant_id: tenant of the session.
+        session_id: the session (one job per session; a repeat is ignored).
         customer_id: the authenticated customer.
         payload: what the worker needs (see ``nodes.write_memory.job_payload``).
 
@@ -104,13 +94,13 @@ async def enqueue_conversation(
     """
     async with services.pool.connection() as conn:
         cur = await conn.execute(
-            "INSERT INTO memory_jobs (tenant_id, conversation_id, customer_id, payload)"
+            "INSERT INTO memory_jobs (tenant_id, session_id, customer_id, payload)"
             " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (tenant_id, conversation_id, customer_id, json.dumps(payload, default=str)),
+            (tenant_id, session_id, customer_id, json.dumps(payload, default=str)),
         )
         if cur.rowcount == 0:
             return "exists"
-    return await _publish(services, tenant_id, conversation_id, customer_id)
+    return await _publish(services, tenant_id, session_id, customer_id)
 
 
 def _decode(fields: dict[Any, Any]) -> dict[str, str]:
@@ -169,7 +159,7 @@ class MemoryWorker:
         async with self.services.pool.connection() as conn:
             rows = await (
                 await conn.execute(
-                    "SELECT tenant_id, conversation_id, customer_id FROM memory_jobs"
+                    "SELECT tenant_id, session_id, customer_id FROM memory_jobs"
                     " WHERE status = 'pending' AND created_at <= now() - make_interval(secs => %s)"
                     " ORDER BY created_at LIMIT 500",
                     (age,),
@@ -179,7 +169,7 @@ class MemoryWorker:
         for row in rows:
             if (
                 await _publish(
-                    self.services, row["tenant_id"], row["conversation_id"], row["customer_id"]
+                    self.services, row["tenant_id"], row["session_id"], row["customer_id"]
                 )
                 == "enqueued"
             ):
@@ -272,20 +262,20 @@ class MemoryWorker:
 
     async def _handle(self, messages: list[tuple[str, dict[str, str], int]]) -> int:
         services = self.services
-        keys = [(m[1]["tenant"], m[1]["conversation"]) for m in messages]
+        keys = [(m[1]["tenant"], m[1]["session"]) for m in messages]
         async with services.pool.connection() as conn:
             rows = await (
                 await conn.execute(
-                    "SELECT tenant_id, conversation_id, customer_id, payload, status"
-                    " FROM memory_jobs WHERE (tenant_id, conversation_id) IN"
+                    "SELECT tenant_id, session_id, customer_id, payload, status"
+                    " FROM memory_jobs WHERE (tenant_id, session_id) IN"
                     " (SELECT * FROM unnest(%s::text[], %s::text[]))",
                     ([k[0] for k in keys], [k[1] for k in keys]),
                 )
             ).fetchall()
-        jobs = {(r["tenant_id"], r["conversation_id"]): r for r in rows}
+        jobs = {(r["tenant_id"], r["session_id"]): r for r in rows}
         todo = []
         for msg_id, fields, deliveries in messages:
-            job = jobs.get((fields["tenant"], fields["conversation"]))
+            job = jobs.get((fields["tenant"], fields["session"]))
             if job is None or job["status"] in ("done", "dead"):
                 await services.redis.xack(STREAM, GROUP, msg_id)  # erased, replayed or finished
                 continue
@@ -296,7 +286,9 @@ class MemoryWorker:
         prepared = []
         for msg_id, job, deliveries in todo:
             try:
-                prepared.append((msg_id, job, deliveries, await self._prepare(job)))
+                prepared.append(
+                    (msg_id, job, deliveries, await consolidation.prepare(services, job))
+                )
             except Exception as exc:  # a bad payload must not block the batch: retried, then parked
                 await self._failed(msg_id, job, deliveries, exc)
         if not prepared:
@@ -305,8 +297,8 @@ class MemoryWorker:
             [
                 PutOp(
                     episodes_namespace(job["tenant_id"], job["customer_id"]),
-                    job["conversation_id"],
-                    work["episode"],
+                    job["session_id"],
+                    dict(work.episode),
                 )
                 for _, job, _, work in prepared
             ]
@@ -317,7 +309,7 @@ class MemoryWorker:
         refreshed: dict[str, dict[str, dict[str, Any] | None]] = {}
         for msg_id, job, deliveries, work in prepared:
             try:
-                changed = await self._apply(job, work)
+                changed = await consolidation.apply(services, job, work)
             except Exception as exc:  # retried with backoff, then dead-lettered with the error
                 await self._failed(msg_id, job, deliveries, exc)
                 continue
@@ -329,7 +321,7 @@ class MemoryWorker:
             elif await self._job_erased(job):
                 await services.store.adelete(
                     episodes_namespace(job["tenant_id"], job["customer_id"]),
-                    job["conversation_id"],
+                    job["session_id"],
                 )
         for tenant_id, layers in refreshed.items():  # one feature refresh per batch
             await refresh_features(services, tenant_id, sorted(layers), raw_layers=layers)
@@ -339,8 +331,8 @@ class MemoryWorker:
         async with self.services.pool.connection() as conn:
             row = await (
                 await conn.execute(
-                    "SELECT 1 FROM memory_jobs WHERE tenant_id = %s AND conversation_id = %s",
-                    (job["tenant_id"], job["conversation_id"]),
+                    "SELECT 1 FROM memory_jobs WHERE tenant_id = %s AND session_id = %s",
+                    (job["tenant_id"], job["session_id"]),
                 )
             ).fetchone()
         return row is None
@@ -353,7 +345,7 @@ class MemoryWorker:
             "memory_job_failed",
             extra={
                 "tenant_id": job["tenant_id"],
-                "thread_id": job["conversation_id"],
+                "session_id": job["session_id"],
                 "attempt": deliveries,
                 "error": type(exc).__name__,
             },
@@ -363,15 +355,15 @@ class MemoryWorker:
             await conn.execute(
                 "UPDATE memory_jobs SET attempts = %s, last_error = %s,"
                 " status = CASE WHEN %s THEN 'dead' ELSE status END"
-                " WHERE tenant_id = %s AND conversation_id = %s",
-                (deliveries, error, dead, job["tenant_id"], job["conversation_id"]),
+                " WHERE tenant_id = %s AND session_id = %s",
+                (deliveries, error, dead, job["tenant_id"], job["session_id"]),
             )
         if dead:
             await self.services.redis.xadd(
                 DEAD_LETTER,
                 {
                     "tenant": job["tenant_id"],
-                    "conversation": job["conversation_id"],
+                    "session": job["session_id"],
                     "customer": job["customer_id"],
                     "error": error,
                     "attempts": str(deliveries),
@@ -379,171 +371,18 @@ class MemoryWorker:
             )
             await self.services.redis.xack(STREAM, GROUP, msg_id)
 
-    async def _prepare(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Everything computed outside the transaction: episode and extracted facts."""
-        p = job["payload"]
-        lines: list[str] = p.get("customer_lines", [])
-        ended_at = datetime.fromisoformat(p["ended_at"])
-        episode = build_episode(
-            session_id=job["conversation_id"],
-            channel=p["channel"],
-            intent=p.get("intent"),
-            outcome=p["outcome"],
-            issue=p.get("issue"),
-            executed=p.get("executed", []),
-            customer_lines=lines,
-            pending_action=p.get("pending_action"),
-            now=ended_at,
-        )
-        if self.services.chat_model is not None:
-            from support_agent.llm import summarize_conversation
 
-            better = await summarize_conversation(
-                self.services.chat_model, episode["summary"], lines, p.get("agent_lines", [])
-            )
-            if better is not None:
-                episode["summary"] = better
-        frustrations = [float(t.get("frustration", 0.0)) for t in p.get("turns", [])]
-        return {
-            "episode": episode,
-            "language": await asyncio.to_thread(detect_language, lines),
-            "mood": detect_mood(frustrations, lines),
-            "tone": detect_tone(lines),
-            "details": personal_details(lines),
-            "ended_at": ended_at,
-            "started_at": datetime.fromisoformat(p.get("started_at") or p["ended_at"]),
-        }
-
-    async def _apply(self, job: dict[str, Any], work: dict[str, Any]) -> bool:
-        """The idempotent transaction of one job; False if it was already applied or erased."""
-        p = job["payload"]
-        t, cid, conv = job["tenant_id"], job["customer_id"], job["conversation_id"]
-        turns = p.get("turns", [])
-        outcome = p["outcome"]
-        executed_orders = [a.get("order_id") for a in p.get("executed", []) if a.get("order_id")]
-        async with self.services.pool.connection() as conn, conn.transaction():
-            row = await (
-                await conn.execute(
-                    "SELECT status FROM memory_jobs WHERE tenant_id = %s AND conversation_id = %s"
-                    " FOR UPDATE",
-                    (t, conv),
-                )
-            ).fetchone()
-            if row is None or row["status"] in ("done", "dead"):
-                return False
-            cust = await (
-                await conn.execute(
-                    "SELECT address->>'state' AS state FROM customers"
-                    " WHERE tenant_id = %s AND id = %s",
-                    (t, cid),
-                )
-            ).fetchone()
-            if cust is None:
-                return False
-            timezone = detect_timezone(p.get("customer_lines", []), cust["state"])
-            await conn.execute(
-                "UPDATE customers SET language = COALESCE(%(lang)s, language),"
-                " timezone = COALESCE(%(tz)s, timezone),"
-                " channels = CASE WHEN %(ch)s = ANY(channels) THEN channels"
-                " ELSE array_append(channels, %(ch)s) END, updated_at = now()"
-                " WHERE tenant_id = %(t)s AND id = %(c)s",
-                {"lang": work["language"], "tz": timezone, "ch": p["channel"], "t": t, "c": cid},
-            )
-            await conn.execute(
-                "UPDATE promises SET status = 'kept', updated_at = now()"
-                " WHERE tenant_id = %s AND customer_id = %s AND status = 'pending'"
-                " AND order_id = ANY(%s)",
-                (t, cid, executed_orders),
-            )
-            order_id = (p.get("pending_action") or {}).get("order_id")
-            for n, text in enumerate(work["episode"]["promises"]):
-                # the same pending promise repeated in a later conversation is one promise
-                await conn.execute(
-                    "INSERT INTO promises (tenant_id, id, customer_id, conversation_id, order_id,"
-                    " text, made_by) SELECT %(t)s, %(id)s, %(c)s, %(conv)s, %(o)s, %(text)s,"
-                    " 'agent' WHERE NOT EXISTS (SELECT 1 FROM promises WHERE tenant_id = %(t)s"
-                    " AND customer_id = %(c)s AND status = 'pending' AND text = %(text)s)"
-                    " ON CONFLICT DO NOTHING",
-                    {"t": t, "id": f"{conv}:{n}", "c": cid, "conv": conv, "o": order_id,
-                     "text": text},
-                )  # fmt: skip
-            open_row = await (
-                await conn.execute(
-                    "SELECT count(*) AS n FROM issues WHERE tenant_id = %s AND customer_id = %s"
-                    " AND status = 'open'",
-                    (t, cid),
-                )
-            ).fetchone()
-            complaint = any(turn.get("intent") == "complaint" for turn in turns)
-            await conn.execute(
-                "INSERT INTO memory_history (tenant_id, customer_id, first_contact_at,"
-                " total_conversations, positive_interactions, escalations, complaints,"
-                " unresolved_issues, positive_resolutions, last_interaction_at)"
-                " VALUES (%(t)s, %(c)s, %(start)s, 1, %(pos)s, %(esc)s, %(comp)s, %(open)s,"
-                " %(res)s, %(end)s)"
-                " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
-                " first_contact_at = LEAST(memory_history.first_contact_at,"
-                "   EXCLUDED.first_contact_at),"
-                " total_conversations = memory_history.total_conversations + 1,"
-                " positive_interactions = memory_history.positive_interactions"
-                "   + EXCLUDED.positive_interactions,"
-                " escalations = memory_history.escalations + EXCLUDED.escalations,"
-                " complaints = memory_history.complaints + EXCLUDED.complaints,"
-                " unresolved_issues = EXCLUDED.unresolved_issues,"
-                " positive_resolutions = memory_history.positive_resolutions"
-                "   + EXCLUDED.positive_resolutions,"
-                " last_interaction_at = GREATEST(memory_history.last_interaction_at,"
-                "   EXCLUDED.last_interaction_at),"
-                " updated_at = now()",
-                {
-                    "t": t,
-                    "c": cid,
-                    "start": work["started_at"],
-                    "end": work["ended_at"],
-                    "pos": int(
-                        outcome in ("resolved", "answered") and work["mood"] != "frustrated"
-                    ),
-                    "esc": int(outcome == "escalated"),
-                    "comp": int(complaint),
-                    "open": int(open_row["n"]) if open_row else 0,
-                    "res": int(outcome == "resolved"),
-                },
-            )
-            await conn.execute(
-                "INSERT INTO memory_prefs (tenant_id, customer_id, tone_pref, personal_details,"
-                " last_mood, last_mood_at) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
-                " tone_pref = COALESCE(EXCLUDED.tone_pref, memory_prefs.tone_pref),"
-                " personal_details = (SELECT COALESCE(array_agg(DISTINCT d), '{}') FROM"
-                "   unnest(memory_prefs.personal_details || EXCLUDED.personal_details) AS d),"
-                " last_mood = EXCLUDED.last_mood, last_mood_at = EXCLUDED.last_mood_at,"
-                " updated_at = now()",
-                (t, cid, work["tone"], work["details"], work["mood"], work["ended_at"]),
-            )
-            await conn.execute(
-                "UPDATE interactions SET summary = %s WHERE tenant_id = %s AND id = %s",
-                (work["episode"]["summary"], t, conv),
-            )
-            await conn.execute(
-                "UPDATE memory_jobs SET status = 'done', processed_at = now(),"
-                " attempts = attempts + 1 WHERE tenant_id = %s AND conversation_id = %s",
-                (t, conv),
-            )
-        logger.info("memory_job_applied", extra={"tenant_id": t, "thread_id": conv})
-        return True
-
-
-async def replay(services: Services, tenant_id: str, conversation_id: str) -> None:
+async def replay(services: Services, tenant_id: str, session_id: str) -> None:
     """Publish a job again (operators; tests of idempotence). Changes nothing if already done."""
     async with services.pool.connection() as conn:
         row = await (
             await conn.execute(
-                "SELECT customer_id FROM memory_jobs WHERE tenant_id = %s AND conversation_id = %s",
-                (tenant_id, conversation_id),
+                "SELECT customer_id FROM memory_jobs WHERE tenant_id = %s AND session_id = %s",
+                (tenant_id, session_id),
             )
         ).fetchone()
     if row is not None:
         await services.redis.xadd(
             STREAM,
-            {"tenant": tenant_id, "conversation": conversation_id, "customer": row["customer_id"]},
+            {"tenant": tenant_id, "session": session_id, "customer": row["customer_id"]},
         )

@@ -17,8 +17,10 @@ from typing import Any
 from support_agent.crm.customer360 import iso
 from support_agent.errors import InvalidRequestError, NotFoundError
 from support_agent.memory_store.episodes import episodes_namespace
-from support_agent.memory_store.layers import get_layers, history_scores
+from support_agent.memory_store.hot import get_layers
+from support_agent.memory_store.layers import history_scores
 from support_agent.services import Services
+from support_agent.tenants import MemoryConfig
 
 _SUMMARY_COLUMNS = (
     "SELECT c.id, c.first_name, c.last_name, c.phone, c.email, c.channels, c.created_at,"
@@ -54,9 +56,9 @@ def decode_cursor(cursor: str) -> str:
     return decoded
 
 
-def _summary(row: dict[str, Any], tenant_id: str, now: datetime) -> dict[str, Any]:
+def _summary(row: dict[str, Any], config: MemoryConfig, now: datetime) -> dict[str, Any]:
     trust, churn = history_scores(
-        tenant_id,
+        config,
         positive_interactions=row["positive_interactions"] or 0,
         escalations=row["escalations"] or 0,
         complaints=row["complaints"] or 0,
@@ -100,7 +102,8 @@ async def list_customers(
             )
         ).fetchall()
     now = datetime.now(UTC)
-    page = [_summary(r, tenant_id, now) for r in rows[:limit]]
+    config = services.tenants.config(tenant_id).memory
+    page = [_summary(r, config, now) for r in rows[:limit]]
     has_more = len(rows) > limit
     return {
         "data": page,
@@ -205,7 +208,7 @@ async def get_profile(services: Services, tenant_id: str, customer_id: str) -> d
         ).fetchone()
     if row is None:
         raise NotFoundError("customer not found")
-    summary = _summary(row, tenant_id, datetime.now(UTC))
+    summary = _summary(row, services.tenants.config(tenant_id).memory, datetime.now(UTC))
     l1 = layers["l1_identity"]
     return {
         **summary,
@@ -243,7 +246,7 @@ _EXPORT_TABLES = {
     "issues": "SELECT id, order_id, item_ids, kind, description, proposed_actions, status,"
     " opened_in, contacts, created_at, updated_at FROM issues"
     " WHERE tenant_id = %s AND customer_id = %s ORDER BY created_at",
-    "promises": "SELECT id, conversation_id, order_id, text, made_by, due_at, status, created_at"
+    "promises": "SELECT id, session_id, subject_id, text, made_by, due_at, status, created_at"
     " FROM promises WHERE tenant_id = %s AND customer_id = %s ORDER BY created_at",
     "handoffs": "SELECT id, session_id, status, reason, panel, resolution, satisfaction,"
     " created_at, resolved_at FROM handoffs WHERE tenant_id = %s AND customer_id = %s"

@@ -15,15 +15,90 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from support_agent.context import Context
+from support_agent.context import Context, turn_of
 from support_agent.crm.repository import find_customer_by_identity, find_customers_by_name_zip
 from support_agent.intents.signals import extract_identifiers
-from support_agent.nodes._text import last_customer_text
-from support_agent.services import get_services
 from support_agent.state import State
-from support_agent.tenants import load_tenant_config
+from support_agent.verticals.protocol import Turn
 
 logger = logging.getLogger(__name__)
+
+
+async def resolve_identifiers(this: Turn) -> tuple[dict[str, str | None], bool]:
+    """Each identifier given (request or message) resolved to a customer id or ``None``.
+
+    Returns:
+        ``({method: customer id or None}, any identifier given)``; methods are ``email``,
+        ``phone``, ``customer_id`` and ``name_zip``.
+    """
+    services, tenant_id, text = this.deps.services, this.tenant_id, this.text
+    given = {k: v for k, v in (this.state.get("identity") or {}).items() if v}
+    hints = {**extract_identifiers(text), **given}
+    resolved: dict[str, str | None] = {}
+    for kind in ("email", "phone", "customer_id"):
+        if kind in hints:
+            resolved[kind] = await find_customer_by_identity(services, tenant_id, kind, hints[kind])
+    if "zip" in hints:
+        first = last = None
+        if "name" in given and len(given["name"].split()) >= 2:
+            first, last = given["name"].split()[0], given["name"].split()[-1]
+        matches = await find_customers_by_name_zip(
+            services, tenant_id, hints["zip"], first, last, text=text
+        )
+        if matches or first is not None:
+            resolved["name_zip"] = matches[0] if len(matches) == 1 else None
+    return resolved, bool(hints)
+
+
+def _continuing(this: Turn, resolved: dict[str, str | None], current: str) -> dict[str, Any]:
+    """A session that has its customer: a conflict, or maybe verified now."""
+    state = this.state
+    found = {cid for cid in resolved.values() if cid is not None}
+    if found - {current}:
+        logger.info(
+            "identity_conflict",
+            extra={"tenant_id": this.tenant_id, "session_id": this.session_id, "node": "identify"},
+        )
+        return {"identification": {"status": "conflict", "detail":
+                "a different customer was presented; one customer per conversation"}}  # fmt: skip
+    update: dict[str, Any] = {}
+    if not state.get("authenticated"):
+        methods = this.deps.config.auth_methods
+        method = next((m for m in methods if resolved.get(m) == current), None)
+        if method is not None:
+            update.update(authenticated=True, auth_method=method)
+    verified = update.get("authenticated", state.get("authenticated", False))
+    update["identification"] = {
+        "status": "authenticated" if verified else "identified_unverified",
+        "detail": "",
+        "new": "auth_method" in update,
+    }
+    return update
+
+
+def _first(this: Turn, resolved: dict[str, str | None], hinted: bool) -> dict[str, Any]:
+    """A session without a customer yet: found (verified or not), unknown, or nothing given."""
+    found = {cid for cid in resolved.values() if cid is not None}
+    if not hinted:
+        return {"identification": {"status": "missing", "detail": "no identifier given"}}
+    if len(found) != 1:
+        detail = "identifiers match different customers" if found else "no matching customer"
+        logger.info("identification_failed", extra={"tenant_id": this.tenant_id, "why": detail,
+                                                    "session_id": this.session_id,
+                                                    "node": "identify"})  # fmt: skip
+        return {"identification": {"status": "unknown", "detail": detail}}
+    (customer_id,) = found
+    methods = this.deps.config.auth_methods
+    method = next((m for m in methods if resolved.get(m) == customer_id), None)
+    update: dict[str, Any] = {"customer_id": customer_id, "authenticated": method is not None}
+    if method is not None:
+        update["auth_method"] = method
+    update["identification"] = {
+        "status": "authenticated" if method else "identified_unverified",
+        "detail": "" if method else "account id alone does not verify identity",
+        "new": method is not None,
+    }
+    return update
 
 
 async def identify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -34,70 +109,8 @@ async def identify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         | conflict, ``detail``) and, when resolved, ``customer_id``, ``authenticated``,
         ``auth_method``; ``turn`` is incremented.
     """
-    services = await get_services()
-    ctx = runtime.context
-    config = load_tenant_config(ctx.tenant_id)
-    text = last_customer_text(state.get("messages"))
-    given = {k: v for k, v in (state.get("identity") or {}).items() if v}
-    hints = {**extract_identifiers(text), **given}
-    turn = state.get("turn", 0) + 1
-
-    resolved: dict[str, str | None] = {}
-    for kind in ("email", "phone", "customer_id"):
-        if kind in hints:
-            resolved[kind] = await find_customer_by_identity(
-                services, ctx.tenant_id, kind, hints[kind]
-            )
-    if "zip" in hints:
-        first = last = None
-        if "name" in given and len(given["name"].split()) >= 2:
-            first, last = given["name"].split()[0], given["name"].split()[-1]
-        matches = await find_customers_by_name_zip(
-            services, ctx.tenant_id, hints["zip"], first, last, text=text
-        )
-        if matches or first is not None:
-            resolved["name_zip"] = matches[0] if len(matches) == 1 else None
-
-    found = {cid for cid in resolved.values() if cid is not None}
+    this = turn_of(state, runtime)
+    resolved, hinted = await resolve_identifiers(this)
     current = state.get("customer_id")
-    update: dict[str, Any] = {"turn": turn}
-
-    if current is not None:
-        if found - {current}:
-            update["identification"] = {
-                "status": "conflict",
-                "detail": "a different customer was presented; one customer per conversation",
-            }
-            logger.info("identity_conflict", extra={"tenant_id": ctx.tenant_id})
-            return update
-        if not state.get("authenticated"):
-            method = next((m for m in config.auth_methods if resolved.get(m) == current), None)
-            if method is not None:
-                update.update(authenticated=True, auth_method=method)
-        verified = update.get("authenticated", state.get("authenticated", False))
-        update["identification"] = {
-            "status": "authenticated" if verified else "identified_unverified",
-            "detail": "",
-            "new": "auth_method" in update,
-        }
-        return update
-
-    if not hints:
-        update["identification"] = {"status": "missing", "detail": "no identifier given"}
-        return update
-    if len(found) != 1:
-        detail = "identifiers match different customers" if found else "no matching customer"
-        update["identification"] = {"status": "unknown", "detail": detail}
-        logger.info("identification_failed", extra={"tenant_id": ctx.tenant_id, "why": detail})
-        return update
-    (customer_id,) = found
-    method = next((m for m in config.auth_methods if resolved.get(m) == customer_id), None)
-    update.update(customer_id=customer_id, authenticated=method is not None)
-    if method is not None:
-        update["auth_method"] = method
-    update["identification"] = {
-        "status": "authenticated" if method else "identified_unverified",
-        "detail": "" if method else "account id alone does not verify identity",
-        "new": method is not None,
-    }
-    return update
+    found = _continuing(this, resolved, current) if current else _first(this, resolved, hinted)
+    return {"turn": state.get("turn", 0) + 1, **found}

@@ -13,11 +13,9 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from support_agent.context import Context
+from support_agent.context import Context, turn_of
 from support_agent.memory_store.context import load_customer_memory
-from support_agent.nodes._text import last_customer_text
-from support_agent.services import get_services
-from support_agent.state import State
+from support_agent.state import Issue, State
 
 
 async def load_360(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -31,26 +29,21 @@ async def load_360(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     customer_id = state.get("customer_id")
     if not customer_id or not state.get("authenticated"):
         return {"c360": {}, "memory": {}}
-    services = await get_services()
-    tenant_id = runtime.context.tenant_id
-    loaded = await load_customer_memory(
-        services,
-        runtime.store,
-        tenant_id,
-        customer_id,
-        last_customer_text(state.get("messages")),
+    this = turn_of(state, runtime)
+    c360, memory = await load_customer_memory(
+        this.deps.services, runtime.store, this.tenant_id, customer_id, this.text
     )
-    c360 = loaded.pop("c360") or {}
-    known = {e["id"]: e for e in loaded["episodes"]}
-    if loaded["open_episode"] is not None:
-        known[loaded["open_episode"]["id"]] = loaded["open_episode"]
-    open_issue = None
-    issues = c360.get("open_issues") or []
+    known = {e["id"]: e for e in memory.get("episodes", [])}
+    open_episode = memory.get("open_episode")
+    if open_episode is not None:
+        known[open_episode["id"]] = open_episode
+    open_issue: Issue | None = None
+    issues = (c360 or {}).get("open_issues") or []
     if issues:
-        open_issue = dict(issues[0])
-        episode = known.get(open_issue["opened_in"])
+        open_issue = Issue(**issues[0])
+        episode = known.get(open_issue.get("opened_in", ""))
         if episode is not None:
             open_issue["episode_summary"] = episode["summary"]
             open_issue["episode_channel"] = episode["channel"]
             open_issue["promises"] = episode.get("promises", [])
-    return {"c360": c360, "memory": {**loaded, "open_issue": open_issue}}
+    return {"c360": c360 or {}, "memory": {**memory, "open_issue": open_issue}}

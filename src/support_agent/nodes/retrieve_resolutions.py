@@ -14,10 +14,8 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from support_agent.context import Context
-from support_agent.nodes._text import last_customer_text
+from support_agent.context import Context, turn_of
 from support_agent.retrieval.hybrid import hybrid_search
-from support_agent.services import get_services
 from support_agent.state import State
 
 #: Hits kept per kind: resolution records feed the ranking's evidence, documents the answer,
@@ -34,14 +32,12 @@ async def retrieve_resolutions(state: State, runtime: Runtime[Context]) -> dict[
         score, ranks, similarity, title, text, ...}`` (resolutions add intent, actions,
         success_rate). Empty for an empty message.
     """
-    text = last_customer_text(state.get("messages"))
-    signals = state.get("signals") or {}
-    if state.get("pending_action") and signals.get("confirmation"):
+    this = turn_of(state, runtime)
+    if this.pending and this.signals.get("confirmation"):
         return {}
-    if not text.strip():
+    if not this.text.strip():
         return {"resolutions": []}
-    services = await get_services()
-    tenant_id = runtime.context.tenant_id
-    vector = await asyncio.to_thread(services.embeddings.embed_query, text)
-    hits = await hybrid_search(services, tenant_id, text, vector, per_kind=QUOTA)
+    services = this.deps.services
+    vector = await asyncio.to_thread(services.embeddings.embed_query, this.text)
+    hits = await hybrid_search(services, this.tenant_id, this.text, vector, per_kind=QUOTA)
     return {"resolutions": [hit.as_dict() for hit in hits]}

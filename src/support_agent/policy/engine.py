@@ -29,15 +29,11 @@ rule                                   outcome when it fails
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
 
-from support_agent.actions.catalog import ACTION_LABELS
 from support_agent.policy.config import Policy
-
-Outcome = Literal[
-    "respond", "ask_identification", "deny", "clarify", "confirm", "execute", "escalate"
-]
+from support_agent.state import Outcome, RuleVerdict
+from support_agent.state import PolicyDecision as PolicyDecisionDict
 
 
 @dataclass(frozen=True)
@@ -47,6 +43,10 @@ class RuleResult:
     rule: str
     passed: bool
     reason: str
+
+    def as_dict(self) -> RuleVerdict:
+        """JSON-serialisable form."""
+        return {"rule": self.rule, "passed": self.passed, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -81,13 +81,13 @@ class PolicyDecision:
     reason: str
     rules: list[RuleResult]
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> PolicyDecisionDict:
         """JSON-serialisable form (stored in state and in the audit trail)."""
         return {
             "action": self.action,
             "outcome": self.outcome,
             "reason": self.reason,
-            "rules": [asdict(r) for r in self.rules],
+            "rules": [r.as_dict() for r in self.rules],
         }
 
 
@@ -97,7 +97,7 @@ def evaluate(action: str, facts: PolicyFacts, policy: Policy) -> PolicyDecision:
     Args:
         action: an action the tenant's policy declares.
         facts: the structured facts of this turn.
-        policy: the tenant's declared policy (``policy.config.load_policy``).
+        policy: the tenant's declared policy (``policy.config.Policy``).
 
     Returns:
         The decision, with every rule evaluated in order (all are evaluated, even after a failure,
@@ -108,7 +108,7 @@ def evaluate(action: str, facts: PolicyFacts, policy: Policy) -> PolicyDecision:
     """
     spec = policy.actions[action]
     compliance = policy.compliance
-    label = ACTION_LABELS.get(action, action.replace("_", " "))
+    label = policy.label(action)
     rules: list[RuleResult] = []
 
     auth_ok = (

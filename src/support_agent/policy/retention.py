@@ -6,16 +6,17 @@ evaluated and audited like the hard rules (``policy.engine``):
 ``offer_declared``            the offer has a retention rule
 ``eligible_tier``             the customer's tier is listed
 ``eligible_tenure``           tenure ≥ ``min_tenure_days``
-``eligible_churn_band``       churn band (low < 0.3 ≤ medium < 0.6 ≤ high) is listed
+``eligible_churn_band``       the churn band (``retention.band_edges``; default low < 0.3 ≤
+                              medium < 0.6 ≤ high) is listed
 ``within_max_discount``       the rule's discount ≤ ``max_discount_pct`` (or 100 for a fee waiver)
 ``offer_frequency``           no retention offer in the last ``min_days_between_offers`` days
 ``no_stacking``               no other retention offer active
 ``not_expired``               the offer is not past its expiry
 ``no_offer_while_complaint_open``  (compliance switch) no open complaint
 
-:func:`choose_offer` picks, in the policy's order, the first offer whose rules pass and that fits
-one of the customer's credit cards (:func:`offer_terms`: a fee waiver or downgrade needs a card
-with an annual fee; the statement credit is by card tier).
+Which offer fits which of the customer's products, and on what terms, is the tenant's vertical's
+business (the bank's card offers: ``verticals.bank.retention``); it asks :func:`evaluate_offer`
+whether each may be made, in the policy's order.
 
 Outcome ``respond`` (offer allowed; ``disclosure_required`` tells the reply to carry the
 promotional terms) or ``deny`` with the first failing rule's reason.
@@ -23,22 +24,12 @@ promotional terms) or ``deny`` with the first failing rule's reason.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
 
-from support_agent.crm.bank_offers import STATEMENT_CREDIT
 from support_agent.policy.config import Policy
 from support_agent.policy.engine import PolicyDecision, RuleResult
-
-ChurnBand = Literal["low", "medium", "high"]
-
-
-def churn_band(churn_risk: float) -> ChurnBand:
-    """``low`` below 0.3, ``medium`` below 0.6, else ``high``."""
-    if churn_risk < 0.3:
-        return "low"
-    return "medium" if churn_risk < 0.6 else "high"
+from support_agent.state import Customer360, Features
 
 
 @dataclass(frozen=True)
@@ -80,7 +71,7 @@ def evaluate_offer(offer: str, facts: OfferFacts, policy: Policy) -> OfferDecisi
     declared = "retention rule found" if rule else "no retention rule for this offer"
     rules = [RuleResult("offer_declared", rule is not None, declared)]
     if rule is not None:
-        band = churn_band(facts.churn_risk)
+        band = retention.band_edges.band(facts.churn_risk)
         limit = 100.0 if rule.discount_pct == 100 else retention.max_discount_pct
         rules += [
             RuleResult("eligible_tier", facts.tier in rule.tiers, f"tier {facts.tier}"),
@@ -119,8 +110,8 @@ def evaluate_offer(offer: str, facts: OfferFacts, policy: Policy) -> OfferDecisi
 
 
 def offer_facts(
-    c360: dict[str, Any],
-    features: dict[str, Any],
+    c360: Customer360,
+    features: Features,
     *,
     session_id: str,
     complaint_open: bool,
@@ -132,13 +123,15 @@ def offer_facts(
     frequency rule: applying the offer just made is not a second offer.
     """
     earlier = [r for r in c360.get("retention_offers", []) if not r["id"].endswith(session_id)]
-    last = max((datetime.fromisoformat(r["offered_at"]) for r in earlier), default=None)
+    last = max(
+        (datetime.fromisoformat(at) for r in earlier if (at := r.get("offered_at"))), default=None
+    )
     active = tuple(
         r["offer_id"]
         for r in earlier
         if r["status"] == "applied"
-        and r.get("expires_at")
-        and datetime.fromisoformat(r["expires_at"]) > now
+        and (expires := r.get("expires_at"))
+        and datetime.fromisoformat(expires) > now
     )
     return OfferFacts(
         tier=str(c360.get("tier", "standard")),
@@ -150,77 +143,3 @@ def offer_facts(
         offer_expires_at=None,
         now=now,
     )
-
-
-def offer_terms(
-    offer_id: str, card: dict[str, Any], product: dict[str, Any]
-) -> dict[str, Any] | None:
-    """What an offer gives on one card (``None`` when it cannot apply to that card).
-
-    Args:
-        offer_id: the retention offer (``annual_fee_waiver``, ``downgrade_no_annual_fee``,
-            ``retention_statement_credit``).
-        card: the 360 holding (a credit card).
-        product: its catalog terms (``crm.bank_offers.card_catalog``).
-
-    Returns:
-        ``{"card", "annual_fee", ...}`` with ``waiver_days`` (annual fee waiver), ``downgrade_to``
-        (downgrade) or ``credit`` (statement credit, USD, by card tier; ``STATEMENT_CREDIT``).
-    """
-    fee = float(product.get("annual_fee") or 0.0)
-    base = {"card": card["product"], "annual_fee": fee}
-    if offer_id == "annual_fee_waiver":
-        if fee <= 0 or (card.get("details") or {}).get("annual_fee_waived_until"):
-            return None
-        return {**base, "waiver_days": 365}
-    if offer_id == "downgrade_no_annual_fee":
-        target = product.get("downgrade_to")
-        return {**base, "downgrade_to": target} if fee > 0 and target else None
-    if offer_id == "retention_statement_credit":
-        return {**base, "credit": STATEMENT_CREDIT[str(product.get("tier", "entry"))]}
-    return None
-
-
-def choose_offer(
-    policy: Policy,
-    c360: dict[str, Any],
-    catalog: dict[str, dict[str, Any]],
-    facts: OfferFacts,
-) -> tuple[dict[str, Any] | None, list[OfferDecision]]:
-    """The first retention offer, in the policy's order, the rules allow for this customer.
-
-    Args:
-        policy: the tenant's policy (its ``retention.rules`` in preference order).
-        c360: the customer's 360 (its active credit cards).
-        catalog: ``{card product name: catalog terms}``.
-        facts: the customer's offer facts (:func:`offer_facts`).
-
-    Returns:
-        ``(offer or None, every decision evaluated)``; the offer is ``{"offer_id",
-        "holding_id", "terms", "disclosure_required", "rules"}``.
-    """
-    credit_cards = [
-        h
-        for h in c360.get("holdings", [])
-        if h["kind"] == "credit_card" and str(h["status"]).upper() == "ACTIVE"
-    ]
-    credit_cards.sort(key=lambda h: -float(catalog.get(h["product"], {}).get("annual_fee") or 0))
-    decisions: list[OfferDecision] = []
-    for rule in policy.retention.rules:
-        for card in credit_cards:
-            terms = offer_terms(rule.offer, card, catalog.get(card["product"], {}))
-            if terms is None:
-                continue
-            decision = evaluate_offer(rule.offer, facts, policy)
-            decisions.append(decision)
-            if decision.outcome == "respond":
-                offer = {
-                    "offer_id": rule.offer,
-                    "holding_id": card["id"],
-                    "terms": terms,
-                    "disclosure_required": decision.disclosure_required,
-                    "rules": [asdict(r) for r in decision.rules],
-                }
-                return offer, decisions
-            break  # the rule's verdict does not depend on the card
-    return None, decisions

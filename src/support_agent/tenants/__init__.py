@@ -1,117 +1,209 @@
-"""Tenant packs: per-tenant data and configuration (intent utterances, resolutions, settings).
+"""Tenant packs: each tenant's configuration, policy and data, validated at start-up.
 
-A pack is a folder ``<packs dir>/<tenant_id>/`` holding ``tenant.yaml`` (configuration),
-``intents.csv`` (labelled utterances, columns ``text,category``) and ``resolutions.yaml`` (seed
-resolution records). The built-in packs live in this package; operators can add packs in a
-directory of their own (``TENANT_PACKS_DIR``), searched first. :func:`load_tenant_config` reads a
-pack's configuration.
+A pack is a folder ``<packs dir>/<tenant_id>/`` holding:
+
+- ``tenant.yaml``: the tenant's configuration and business numbers (:class:`TenantConfig`): the
+  vertical that serves it and that vertical's settings, authentication methods, tiers, CLV
+  constants, memory and handoff settings, and the next-best-action ranking (weights,
+  intent→action affinities);
+- ``policy.yaml``: the tenant's hard rules (``policy.config.Policy``);
+- the intent training data (``intents_file``) and seed resolution records (``resolutions.yaml``).
+
+Both YAML files are validated by pydantic models with ``extra="forbid"``: a misspelt key or a
+value out of range fails at start-up (:class:`InvalidRequestError`), never silently weakens a
+rule. The built-in packs live in this package; operators add packs of their own in a directory
+(``TENANT_PACKS_DIR``), searched first. :class:`TenantPacks` is the registry a process opens once
+(``services.Services``); nothing here is global.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import lru_cache
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from support_agent.errors import NotFoundError
+from support_agent.errors import InvalidRequestError, NotFoundError
+from support_agent.policy.config import Policy, read_policy
 
 PACKS_DIR = Path(__file__).resolve().parent
-_extra_dirs: list[Path] = []
+
+AuthMethod = Literal["email", "phone", "name_zip"]
 
 
-def register_pack_dir(path: Path) -> None:
-    """Search ``path`` for tenant packs before the built-in ones (``TENANT_PACKS_DIR``)."""
-    if path not in _extra_dirs:
-        _extra_dirs.insert(0, path)
-        load_tenant_config.cache_clear()
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _pack_dir(tenant_id: str) -> Path | None:
-    for root in (*_extra_dirs, PACKS_DIR):
-        if (root / tenant_id / "tenant.yaml").is_file():
-            return root / tenant_id
-    return None
-
-
-@dataclass(frozen=True)
-class MemoryConfig:
-    """Per-tenant memory settings (``memory:`` in ``tenant.yaml``).
+class MemoryConfig(_Strict):
+    """Per-tenant memory settings (``memory:``).
 
     Attributes:
-        base_trust: ``base_score`` of the trust formula (default 0.5: a new customer is neither
-            trusted nor distrusted).
-        base_churn: ``base_risk`` of the churn formula (default 0.1).
-        episodes_top_k: episodes relevant to the message loaded per turn (default 3).
-        context_budget_chars: most characters of episode summaries loaded per turn (default 2400,
-            about 600 tokens).
+        base_trust: ``base_score`` of the trust formula (0.5: a new customer is neither trusted
+            nor distrusted).
+        base_churn: ``base_risk`` of the churn formula.
+        episodes_top_k: episodes relevant to the message loaded per turn.
+        context_budget_chars: most characters of episode summaries loaded per turn (2,400 ≈ 600
+            tokens).
     """
 
-    base_trust: float = 0.5
-    base_churn: float = 0.1
-    episodes_top_k: int = 3
-    context_budget_chars: int = 2400
+    base_trust: float = Field(0.5, ge=0, le=1)
+    base_churn: float = Field(0.1, ge=0, le=1)
+    episodes_top_k: int = Field(3, ge=0, le=50)
+    context_budget_chars: int = Field(2400, ge=0)
 
 
-@dataclass(frozen=True)
-class HandoffConfig:
-    """Per-tenant warm-handoff settings (``handoff:`` in ``tenant.yaml``).
+class HandoffConfig(_Strict):
+    """Per-tenant warm-handoff settings (``handoff:``).
 
     Attributes:
         offer_help_before_human: times the agent offers its own help before transferring a
             customer who asks for a person (0: transfer at once).
-        billing_dispute_intents: intents that count as a billing dispute.
+        billing_dispute_intents: intents that count as a billing dispute (also a complaint for
+            the retention rule ``no_offer_while_complaint_open``).
         high_value_tiers: tiers whose billing disputes go straight to a human.
+        vip_tiers: tiers flagged VIP on the human agent's panel.
     """
 
-    offer_help_before_human: int = 0
+    offer_help_before_human: int = Field(0, ge=0)
     billing_dispute_intents: tuple[str, ...] = ()
     high_value_tiers: tuple[str, ...] = ("gold",)
+    vip_tiers: tuple[str, ...] = ("gold",)
 
 
-@dataclass(frozen=True)
-class TenantConfig:
+class ClvConfig(_Strict):
+    """CLV constants (``clv:``, ``features.store``).
+
+    Attributes:
+        margin_rate: share of the value basis earned per year.
+        discount_rate: annual discount rate.
+    """
+
+    margin_rate: float = Field(0.25, gt=0, le=1)
+    discount_rate: float = Field(0.10, ge=0, le=1)
+
+
+class RankingWeights(_Strict):
+    """Weights of the next-best-action formula (``ranking``); they sum to 1."""
+
+    fit: float = Field(ge=0, le=1)
+    evidence: float = Field(ge=0, le=1)
+    memory: float = Field(ge=0, le=1)
+    urgency: float = Field(ge=0, le=1)
+    retention: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> RankingWeights:
+        total = self.fit + self.evidence + self.memory + self.urgency + self.retention
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"ranking weights must sum to 1 (got {total:.4f})")
+        return self
+
+    def as_dict(self) -> dict[str, float]:
+        """``{term: weight}`` in the formula's order."""
+        return self.model_dump()
+
+
+class RankingConfig(_Strict):
+    """Next-best-action ranking (``ranking:``, ``ranking.score_candidate``).
+
+    Attributes:
+        weights: the formula's weights.
+        affinities: ``{intent: {action: affinity in [0, 1]}}``, the ``fit`` term's prior.
+        knowledge_action: the action answered from public help articles; it fits every in-scope
+            intent (one not in ``non_questions``) at ``knowledge_affinity`` unless the table
+            says otherwise.
+        non_questions: intents that are not questions a help article answers.
+        always: actions scored on every turn (a human, general help).
+        follow_up_intents: intents under which a message naming no particular record continues
+            the customer's open issue.
+        ineligible_factor: the ``eligibility`` factor of an action its target's status rules
+            out (so an allowed related action ranks first).
+    """
+
+    weights: RankingWeights
+    affinities: dict[str, dict[str, float]]
+    knowledge_action: str = "answer_from_knowledge"
+    knowledge_affinity: float = Field(0.8, ge=0, le=1)
+    non_questions: tuple[str, ...] = ("other", "out_of_scope", "human_agent")
+    always: tuple[str, ...] = ("escalate_to_human", "general_help")
+    follow_up_intents: tuple[str, ...] = ()
+    ineligible_factor: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _affinities_in_range(self) -> RankingConfig:
+        for intent, row in self.affinities.items():
+            for action, value in row.items():
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"affinity {intent} → {action} must be in [0, 1]")
+        return self
+
+    def affinity(self, intent: str, action: str) -> float:
+        """Affinity of ``intent`` for ``action`` in [0, 1] (see the class docstring)."""
+        row = self.affinities.get(intent, {})
+        if action == self.knowledge_action and intent not in self.non_questions:
+            return row.get(action, self.knowledge_affinity)
+        return row.get(action, 0.0)
+
+    def candidates(self, intent: str) -> set[str]:
+        """Actions worth scoring for ``intent`` (the policy then keeps those it declares)."""
+        extra = {self.knowledge_action} if intent not in self.non_questions else set()
+        return set(self.affinities.get(intent, {})) | extra | set(self.always)
+
+
+class VerticalRef(_Strict):
+    """The vertical that serves a tenant (``vertical:``).
+
+    Attributes:
+        name: a built-in vertical (``retail``, ``bank``) or an import path
+            ``package.module:Class`` of a vertical of one's own.
+        settings: the vertical's business numbers, validated by its own settings model.
+    """
+
+    name: str
+    settings: dict[str, Any] = {}
+
+
+class TenantConfig(_Strict):
     """Configuration of one tenant, from ``tenants/<id>/tenant.yaml``.
 
     Attributes:
-        tenant_id: the tenant's id.
+        tenant_id: the tenant's id (the pack folder's name).
         name: display name.
-        auth_methods: identification methods that authenticate (``email``, ``name_zip``,
-            ``phone``); ``customer_id`` alone only identifies.
-        tier_thresholds: ``{tier: minimum net lifetime spend in currency units}``, checked from the
-            highest threshold down.
+        vertical: the vertical serving the tenant and its settings.
+        auth_methods: identification methods that authenticate; a ``customer_id`` alone only
+            identifies.
+        tier_basis: the 360 value the tiers are computed from: ``net_spend`` (payments minus
+            refunds) or ``balances`` (deposits held).
+        tier_thresholds: ``{tier: minimum of the tier basis in currency units}``, checked from
+            the highest threshold down; below every threshold the tier is ``standard``.
         frustration_escalation: frustration score (0..1) at or above which the agent hands off.
-        intent_min_confidence: below this classifier probability the intent is treated as
-            ``other``.
-        pack_dir: the pack folder.
-        tier_basis: the 360 value the tiers are computed from: ``net_spend`` (retail: payments
-            minus refunds) or ``balances`` (bank: deposits held).
-        clv_margin_rate / clv_discount_rate: CLV constants (``features.store``): the share of the
-            value basis earned per year, and the annual discount rate.
-        memory: memory settings (:class:`MemoryConfig`).
-        handoff: warm-handoff settings (:class:`HandoffConfig`).
-        intents_file: the labelled utterances the tenant's intent model is trained on: a path in
-            the pack, or ``shared:<path>`` inside ``SHARED_DATA_DIR``, or a list of them (the bank
-            trains on ``shared:banking77/train.csv`` plus its own ``intents_extra.csv``); see
-            :meth:`intents_paths`.
+        intent_min_confidence: below this classifier probability the intent is ``other``.
+        help_topics: what the agent can help with, in the customer's words.
+        intents_file: the labelled utterances the intent model trains on: a path in the pack,
+            ``shared:<path>`` inside ``SHARED_DATA_DIR``, or a list of them.
+        memory / handoff / clv / ranking: see their models.
+        pack_dir: the pack folder (set by the loader).
     """
 
     tenant_id: str
     name: str
-    auth_methods: tuple[str, ...]
+    vertical: VerticalRef
+    auth_methods: tuple[AuthMethod, ...]
+    tier_basis: Literal["net_spend", "balances"] = "net_spend"
     tier_thresholds: dict[str, float]
-    frustration_escalation: float
-    intent_min_confidence: float
-    pack_dir: Path
-    tier_basis: str = "net_spend"
-    clv_margin_rate: float = 0.25
-    clv_discount_rate: float = 0.10
-    memory: MemoryConfig = field(default_factory=lambda: MemoryConfig())
-    handoff: HandoffConfig = field(default_factory=lambda: HandoffConfig())
+    frustration_escalation: float = Field(ge=0, le=1)
+    intent_min_confidence: float = Field(ge=0, le=1)
+    help_topics: str = "your account"
     intents_file: str | tuple[str, ...] = "intents.csv"
-    extra: dict[str, Any] = field(default_factory=dict)
+    memory: MemoryConfig = MemoryConfig()
+    handoff: HandoffConfig = HandoffConfig()
+    clv: ClvConfig = ClvConfig()
+    ranking: RankingConfig
+    pack_dir: Path
 
     def intents_paths(self, shared_data_dir: Path) -> list[Path]:
         """The intent training files (``intents_file`` resolved; one name or a list).
@@ -133,75 +225,106 @@ class TenantConfig:
             paths.append(path)
         return paths
 
-    def tier_for(self, net_spend: float) -> str:
-        """Return the relationship tier for a net lifetime spend (currency units)."""
+    def tier_for(self, basis: float) -> str:
+        """The relationship tier for a value of the tier basis (currency units)."""
         for tier, minimum in sorted(self.tier_thresholds.items(), key=lambda kv: -kv[1]):
-            if net_spend >= minimum:
+            if basis >= minimum:
                 return tier
         return "standard"
 
 
-def _names(value: str | list[str]) -> str | tuple[str, ...]:
-    return value if isinstance(value, str) else tuple(str(v) for v in value)
+@dataclass(frozen=True)
+class TenantPack:
+    """One tenant's validated pack: its configuration and its policy."""
+
+    config: TenantConfig
+    policy: Policy
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant's id."""
+        return self.config.tenant_id
 
 
-def _handoff_config(raw: dict[str, Any]) -> HandoffConfig:
-    return HandoffConfig(
-        offer_help_before_human=int(raw.get("offer_help_before_human", 0)),
-        billing_dispute_intents=tuple(raw.get("billing_dispute_intents", ())),
-        high_value_tiers=tuple(raw.get("high_value_tiers", ("gold",))),
-    )
-
-
-@lru_cache(maxsize=16)
-def load_tenant_config(tenant_id: str) -> TenantConfig:
-    """Read a tenant pack's configuration.
+def read_pack(pack_dir: Path) -> TenantPack:
+    """Read and validate one pack folder (``tenant.yaml`` and ``policy.yaml``).
 
     Raises:
-        NotFoundError: no pack with that id.
+        InvalidRequestError: a file is missing, not YAML, or fails validation; the policy names
+            an action the ranking never scores or the other way round is allowed.
     """
-    pack = _pack_dir(tenant_id) if tenant_id.isidentifier() else None
-    if pack is None:
-        raise NotFoundError(f"unknown tenant {tenant_id!r}")
-    path = pack / "tenant.yaml"
-    raw = yaml.safe_load(path.read_text())
-    return TenantConfig(
-        tenant_id=tenant_id,
-        name=raw["name"],
-        auth_methods=tuple(raw["auth_methods"]),
-        tier_thresholds={k: float(v) for k, v in raw["tier_thresholds"].items()},
-        frustration_escalation=float(raw["frustration_escalation"]),
-        intent_min_confidence=float(raw["intent_min_confidence"]),
-        pack_dir=pack,
-        tier_basis=str(raw.get("tier_basis", "net_spend")),
-        clv_margin_rate=float(raw.get("clv", {}).get("margin_rate", 0.25)),
-        clv_discount_rate=float(raw.get("clv", {}).get("discount_rate", 0.10)),
-        memory=MemoryConfig(**raw.get("memory", {})),
-        handoff=_handoff_config(raw.get("handoff", {})),
-        intents_file=_names(raw.get("intents_file", "intents.csv")),
-        extra={k: v for k, v in raw.items() if k not in _KNOWN},
-    )
+    path = pack_dir / "tenant.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text())
+        config = TenantConfig.model_validate(
+            {**(raw or {}), "tenant_id": pack_dir.name, "pack_dir": pack_dir}
+        )
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise InvalidRequestError(
+            f"invalid tenant pack {pack_dir.name}/tenant.yaml: {exc}"
+        ) from exc
+    return TenantPack(config=config, policy=read_policy(pack_dir / "policy.yaml"))
 
 
-_KNOWN = {
-    "name",
-    "auth_methods",
-    "tier_thresholds",
-    "frustration_escalation",
-    "intent_min_confidence",
-    "memory",
-    "handoff",
-    "tier_basis",
-    "clv",
-    "intents_file",
-}
+class TenantPacks:
+    """The tenant packs a process serves: built-in packs and an operator's directory.
 
+    Args:
+        extra_dirs: directories searched before the built-in packs (``TENANT_PACKS_DIR``).
 
-def preload_tenant_configs() -> list[str]:
-    """Read every pack's configuration into the cache (so nodes never block on file I/O)."""
-    ids = sorted(
-        {p.parent.name for root in (*_extra_dirs, PACKS_DIR) for p in root.glob("*/tenant.yaml")}
-    )
-    for tenant_id in ids:
-        load_tenant_config(tenant_id)
-    return ids
+    Packs are read once and cached; :meth:`load_all` validates every pack at start-up.
+    """
+
+    def __init__(self, extra_dirs: tuple[Path, ...] = ()) -> None:
+        self.roots = (*extra_dirs, PACKS_DIR)
+        self._packs: dict[str, TenantPack] = {}
+        self._lock = threading.Lock()
+
+    def ids(self) -> list[str]:
+        """Every tenant id a pack exists for, sorted."""
+        return sorted({p.parent.name for root in self.roots for p in root.glob("*/tenant.yaml")})
+
+    def _pack_dir(self, tenant_id: str) -> Path | None:
+        if not tenant_id.isidentifier():
+            return None
+        for root in self.roots:
+            if (root / tenant_id / "tenant.yaml").is_file():
+                return root / tenant_id
+        return None
+
+    def get(self, tenant_id: str) -> TenantPack:
+        """The tenant's pack.
+
+        Raises:
+            NotFoundError: no pack with that id.
+            InvalidRequestError: the pack is invalid.
+        """
+        pack = self._packs.get(tenant_id)
+        if pack is not None:
+            return pack
+        with self._lock:
+            if tenant_id not in self._packs:
+                directory = self._pack_dir(tenant_id)
+                if directory is None:
+                    raise NotFoundError(f"unknown tenant {tenant_id!r}")
+                self._packs[tenant_id] = read_pack(directory)
+            return self._packs[tenant_id]
+
+    def config(self, tenant_id: str) -> TenantConfig:
+        """The tenant's configuration (see :meth:`get`)."""
+        return self.get(tenant_id).config
+
+    def policy(self, tenant_id: str) -> Policy:
+        """The tenant's policy (see :meth:`get`)."""
+        return self.get(tenant_id).policy
+
+    def load_all(self) -> list[str]:
+        """Read and validate every pack now (start-up); returns the tenant ids.
+
+        Raises:
+            InvalidRequestError: a pack is invalid.
+        """
+        ids = self.ids()
+        for tenant_id in ids:
+            self.get(tenant_id)
+        return ids

@@ -16,7 +16,8 @@ The bank's data has no product table: card terms live in the knowledge documents
 
 :func:`retention_offers` adds the offers of the bank's "Internal: Credit Card Retention Protocol":
 a one-year annual fee waiver (customers of 2+ years), a downgrade to the no-annual-fee card, and a
-statement credit by card tier ($5 entry, $20 mid, $50 premium).
+statement credit by card tier (the amounts are the tenant's settings: $5 entry, $20 mid, $50
+premium in Rho-Bank's pack).
 
 Fields a document does not state are ``None``; nothing is invented.
 """
@@ -31,8 +32,6 @@ from typing import Any
 #: Document-id groups that are not card products.
 _NOT_PRODUCTS = ("credit_card_account", "credit_cards_(general)", "virtual_card", "replacements")
 _MONEY = r"\$?([\d,]+(?:\.\d+)?)"
-#: Statement credit of the retention protocol, per card tier (USD).
-STATEMENT_CREDIT = {"entry": 5.0, "mid": 20.0, "premium": 50.0}
 
 
 def _num(text: str) -> float:
@@ -202,13 +201,17 @@ def card_catalog(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows + promos
 
 
-def retention_offers() -> list[dict[str, Any]]:
+def retention_offers(credit_by_card_tier: dict[str, float]) -> list[dict[str, Any]]:
     """The retention protocol's offers ("Internal: Credit Card Retention Protocol", steps 4-5).
+
+    Args:
+        credit_by_card_tier: the statement credit per card tier, USD (tenant settings).
 
     Returns:
         Offer rows (``kind`` ``retention``); their eligibility is the tenant policy's
-        ``retention`` rules, their amounts per card tier are :data:`STATEMENT_CREDIT`.
+        ``retention`` rules.
     """
+    amounts = ", ".join(f"${v:g} {k}" for k, v in credit_by_card_tier.items())
     source = "doc_credit_cards_credit_card_account_logistics_003"
     return [
         {
@@ -234,9 +237,8 @@ def retention_offers() -> list[dict[str, Any]]:
             "id": "retention_statement_credit",
             "kind": "retention",
             "title": "Retention statement credit",
-            "description": "A one-time statement credit by card tier: $5 entry, $20 mid, "
-            "$50 premium.",
-            "terms": {"amount_by_card_tier": STATEMENT_CREDIT, "source_document": source},
+            "description": f"A one-time statement credit by card tier: {amounts}.",
+            "terms": {"amount_by_card_tier": credit_by_card_tier, "source_document": source},
             "valid_until": None,
         },
     ]  # fmt: skip

@@ -7,13 +7,18 @@ the Customer 360. When more than one record could be meant the target is left em
 candidates are returned, so the agent asks which one instead of guessing.
 
 The statuses handed to the policy engine (:func:`card_status`, :func:`transaction_status`) are
-lower case; a transaction that already has a dispute is ``disputed``.
+lower case; a transaction that already has a dispute is ``disputed``; the retention offer made in
+this session is ``offered``. :func:`resolve` puts it together for one action.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from support_agent.policy.config import ActionRule
+from support_agent.state import Customer360, Holding, Target, Transaction
+from support_agent.verticals.protocol import Turn
 
 _AMOUNT_RE = re.compile(r"(?<![\w.])\$?\s?(\d{1,6}(?:,\d{3})*(?:\.\d{1,2})?)(?!\s*%)(?![\d])")
 _LAST_FOUR_RE = re.compile(
@@ -28,14 +33,6 @@ _STOP = frozenset(
     "please help need want just got get see saw can could would".split()
 )
 FEE_WORDS = ("fee", "charge", "interest")
-#: The target key of each policy target kind (``policy.config.ActionRule.target``).
-TARGET_KEYS = {"order": "order_id", "card": "card_id", "transaction": "transaction_id",
-               "offer": "offer_id"}  # fmt: skip
-
-
-def target_id(target: dict[str, Any], kind: str | None) -> str | None:
-    """The id of an action's target of ``kind`` (``None`` for no kind or no id)."""
-    return None if kind is None else target.get(TARGET_KEYS[kind])
 
 
 def bank_entities(text: str) -> dict[str, Any]:
@@ -69,12 +66,12 @@ def bank_entities(text: str) -> dict[str, Any]:
     }
 
 
-def cards(c360: dict[str, Any]) -> list[dict[str, Any]]:
+def cards(c360: Customer360) -> list[Holding]:
     """The customer's cards (credit card accounts and debit cards) from the 360 holdings."""
     return [h for h in c360.get("holdings", []) if h["kind"] in ("credit_card", "debit_card")]
 
 
-def card_label(card: dict[str, Any]) -> str:
+def card_label(card: Holding) -> str:
     """``"Gold Rewards Card"`` / ``"debit card ending 4821"`` (never the full number)."""
     four = (card.get("details") or {}).get("last_four")
     if card["kind"] == "debit_card":
@@ -82,7 +79,7 @@ def card_label(card: dict[str, Any]) -> str:
     return str(card["product"])
 
 
-def card_status(c360: dict[str, Any], card_id: str | None) -> str | None:
+def card_status(c360: Customer360, card_id: str | None) -> str | None:
     """The card's status in lower case, ``None`` if the customer has no such card."""
     for card in cards(c360):
         if card["id"] == card_id:
@@ -90,7 +87,7 @@ def card_status(c360: dict[str, Any], card_id: str | None) -> str | None:
     return None
 
 
-def transaction_status(c360: dict[str, Any], transaction_id: str | None) -> str | None:
+def transaction_status(c360: Customer360, transaction_id: str | None) -> str | None:
     """``disputed`` if a dispute exists, else the status in lower case; ``None`` if unknown."""
     if any(d["transaction_id"] == transaction_id for d in c360.get("disputes", [])):
         return "disputed"
@@ -100,12 +97,12 @@ def transaction_status(c360: dict[str, Any], transaction_id: str | None) -> str 
     return None
 
 
-def transaction_label(txn: dict[str, Any]) -> str:
+def transaction_label(txn: Transaction) -> str:
     """``"FOREIGN ATM FEE of $5.00 on 2025-11-17"``."""
     return f"{txn['description']} of ${abs(float(txn['amount'])):.2f} on {txn['date']}"
 
 
-def resolve_card(entities: dict[str, Any], c360: dict[str, Any]) -> tuple[str | None, list[str]]:
+def resolve_card(entities: dict[str, Any], c360: Customer360) -> tuple[str | None, list[str]]:
     """The card the message means.
 
     Returns:
@@ -129,7 +126,7 @@ def resolve_card(entities: dict[str, Any], c360: dict[str, Any]) -> tuple[str | 
 
 
 def resolve_transaction(
-    entities: dict[str, Any], c360: dict[str, Any], *, fee_intent: bool
+    entities: dict[str, Any], c360: Customer360, *, fee_intent: bool
 ) -> tuple[str | None, list[str]]:
     """The transaction the message means, among the customer's recent debits.
 
@@ -153,3 +150,64 @@ def resolve_transaction(
         pool = fees or pool
     ids = [t["id"] for t in pool]
     return (ids[0] if len(ids) == 1 else None), ids
+
+
+def resolve(action: str, rule: ActionRule, turn: Turn, *, fee_intents: tuple[str, ...]) -> Target:
+    """The card, transaction or offer a bank action is about, with its status.
+
+    In order: the pending proposal the customer answers; the retention offer made in this
+    session (offers); the card or transaction the message names (:func:`resolve_card`,
+    :func:`resolve_transaction`, fee-like descriptions first for an intent in ``fee_intents``);
+    for a transaction, the one the session's or memory's open issue is about.
+
+    Returns:
+        A target of the rule's kind; ``id`` is ``None`` when several records fit (``candidates``
+        lists up to five to ask about) or none does; ``args`` carries the ``reason`` (the
+        intent) and, for an offer, ``holding_id`` and ``terms``.
+    """
+    pending = turn.pending
+    kind = rule.target
+    if kind is None:
+        return {"kind": None, "id": None, "source": "none", "candidates": [], "args": {}}
+    if pending and pending.get("action") == action and turn.signals.get("confirmation"):
+        return {**(pending.get("target") or {}), "source": "pending_action"}
+    if kind == "offer":
+        return _offer_target(turn)
+    c360, entities = turn.c360, turn.entities
+    issue = turn.state.get("issue") or turn.open_issue or {}
+    source = "none"
+    if kind == "card":
+        found, candidates = resolve_card(entities, c360)
+        by_card = {c["id"]: c for c in cards(c360)}
+        label = card_label(by_card[found]) if found else None
+        labels = [card_label(by_card[c]) for c in candidates]
+        status = card_status(c360, found)
+    else:
+        found, candidates = resolve_transaction(
+            entities, c360, fee_intent=turn.intent in fee_intents
+        )
+        if found is None and issue.get("subject_id") and not entities.get("amounts"):
+            found, source, candidates = issue["subject_id"], "session_issue", []
+        by_txn = {t["id"]: t for t in c360.get("transactions", [])}
+        label = transaction_label(by_txn[found]) if found in by_txn else issue.get("subject_label")
+        labels = [transaction_label(by_txn[c]) for c in candidates[:5]]
+        status = transaction_status(c360, found)
+    if source == "none" and found:
+        source = "message"
+    return {"kind": kind, "id": found, "label": label, "status": status, "source": source,
+            "candidates": labels[:5], "args": {"reason": turn.intent}}  # fmt: skip
+
+
+def _offer_target(turn: Turn) -> Target:
+    """The retention offer made in this session (status ``offered``)."""
+    offer = turn.state.get("offer") or {}
+    offer_id = offer.get("offer_id")
+    return {
+        "kind": "offer",
+        "id": offer_id,
+        "label": offer.get("label"),
+        "status": "offered" if offer_id else None,
+        "source": "session_offer" if offer else "none",
+        "candidates": [],
+        "args": {"holding_id": offer.get("holding_id"), "terms": offer.get("terms")},
+    }

@@ -1,4 +1,4 @@
-"""Loaders of the bank tenant, Rho-Bank (tau2-bench banking, MIT).
+"""The bank vertical's data: Rho-Bank (tau2-bench banking, MIT) as a tenant's systems of record.
 
 - ``db.json.gz``: users → customers and identities (email, phone, account id); checking and
   savings accounts, credit card accounts and debit cards → ``holdings``; bank and card
@@ -7,7 +7,7 @@
 - ``documents.jsonl.gz``: 698 documents ``{id, title, content}`` → ``knowledge_documents`` with an
   embedding of ``title. content`` (MiniLM reads the first ~256 word pieces; full-text search covers
   the whole content); card products, promotions and retention offers → ``offers``
-  (``crm.bank_offers``).
+  (``verticals.bank.catalog``).
 
 Every insert is ``ON CONFLICT DO NOTHING`` on the natural key: loading twice changes nothing.
 """
@@ -23,7 +23,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from support_agent.crm.bank_offers import card_catalog, retention_offers
 from support_agent.crm.loader import (
     LoadReport,
     analyze,
@@ -32,14 +31,15 @@ from support_agent.crm.loader import (
     normalize_email,
     normalize_phone,
 )
+from support_agent.crm.resolutions import seed_resolutions
 from support_agent.errors import NotFoundError
-from support_agent.resolutions import seed_resolutions
 from support_agent.retrieval.hybrid import vector_literal
 from support_agent.services import Services
+from support_agent.verticals.bank.catalog import card_catalog, retention_offers
+from support_agent.verticals.bank.settings import BankSettings
 
 logger = logging.getLogger(__name__)
 
-TENANT = "bank"
 CUSTOMER_COLUMNS = ["tenant_id", "id", "first_name", "last_name", "email", "phone", "address",
                     "zip", "language", "timezone"]  # fmt: skip
 
@@ -57,27 +57,29 @@ def _read_documents(services: Services, source: Path | None) -> list[dict[str, A
 
 
 async def _missing(
-    services: Services, table: str, rows: list[dict[str, Any]]
+    services: Services, tenant_id: str, table: str, rows: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The ``rows`` whose ``id`` the bank tenant's ``table`` does not hold yet.
+    """The ``rows`` whose ``id`` the tenant's ``table`` does not hold yet.
 
     The tenant row is created if needed. ``table`` is one of this module's own table names.
     """
-    await ensure_tenant(services, TENANT, "Rho-Bank")
+    await ensure_tenant(services, tenant_id, services.tenants.config(tenant_id).name)
     async with services.pool.connection() as conn:
-        cur = await conn.execute(f"SELECT id FROM {table} WHERE tenant_id = %s", (TENANT,))
+        cur = await conn.execute(f"SELECT id FROM {table} WHERE tenant_id = %s", (tenant_id,))
         have = {r["id"] for r in await cur.fetchall()}
     return [r for r in rows if r["id"] not in have]
 
 
-async def load_bank_knowledge(services: Services, source: Path | None = None) -> int:
+async def load_bank_knowledge(
+    services: Services, tenant_id: str = "bank", source: Path | None = None
+) -> int:
     """Insert the bank's knowledge documents that are missing; returns how many.
 
     Raises:
         NotFoundError: the documents file does not exist.
     """
     docs = _read_documents(services, source)
-    missing = await _missing(services, "knowledge_documents", docs)
+    missing = await _missing(services, tenant_id, "knowledge_documents", docs)
     if not missing:
         return 0
     vectors = await asyncio.to_thread(
@@ -88,25 +90,32 @@ async def load_bank_knowledge(services: Services, source: Path | None = None) ->
             "INSERT INTO knowledge_documents (tenant_id, id, title, content, embedding)"
             " VALUES (%s, %s, %s, %s, %s::vector) ON CONFLICT DO NOTHING",
             [
-                (TENANT, d["id"], d["title"], d["content"], vector_literal(v))
+                (tenant_id, d["id"], d["title"], d["content"], vector_literal(v))
                 for d, v in zip(missing, vectors, strict=True)
             ],
         )
         inserted = max(cur.rowcount, 0)
-    logger.info("knowledge_loaded", extra={"tenant_id": TENANT, "documents": inserted})
+    logger.info("knowledge_loaded", extra={"tenant_id": tenant_id, "documents": inserted})
     return inserted
 
 
-async def load_bank_offers(services: Services, source: Path | None = None) -> int:
-    """Insert the offers catalog (``crm.bank_offers``) rows that are missing; returns how many.
+async def load_bank_offers(
+    services: Services,
+    tenant_id: str = "bank",
+    source: Path | None = None,
+    credit_by_card_tier: dict[str, float] | None = None,
+) -> int:
+    """Insert the offers catalog rows (``verticals.bank.catalog``) missing; returns how many.
 
-    Each offer is embedded (``title. description``) for semantic retrieval.
+    Each offer is embedded (``title. description``) for semantic retrieval;
+    ``credit_by_card_tier`` (USD) describes the retention statement credit.
 
     Raises:
         NotFoundError: the documents file does not exist.
     """
     docs = _read_documents(services, source)
-    missing = await _missing(services, "offers", card_catalog(docs) + retention_offers())
+    rows = card_catalog(docs) + retention_offers(credit_by_card_tier or {})
+    missing = await _missing(services, tenant_id, "offers", rows)
     if not missing:
         return 0
     vectors = await asyncio.to_thread(
@@ -118,7 +127,7 @@ async def load_bank_offers(services: Services, source: Path | None = None) -> in
             " embedding) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::vector) ON CONFLICT DO NOTHING",
             [
                 (
-                    TENANT,
+                    tenant_id,
                     o["id"],
                     o["kind"],
                     o["title"],
@@ -131,16 +140,23 @@ async def load_bank_offers(services: Services, source: Path | None = None) -> in
             ],  # fmt: skip
         )
         inserted = max(cur.rowcount, 0)
-    logger.info("offers_loaded", extra={"tenant_id": TENANT, "offers": inserted})
+    logger.info("offers_loaded", extra={"tenant_id": tenant_id, "offers": inserted})
     return inserted
 
 
-async def load_bank(services: Services) -> LoadReport:
-    """Load the bank tenant: systems of record, the knowledge base (698 documents) and offers."""
-    inserted = await load_bank_crm(services)
-    inserted["knowledge_documents"] = await load_bank_knowledge(services)
-    inserted["offers"] = await load_bank_offers(services)
-    inserted["resolution_records"] = await seed_resolutions(services, TENANT)
+async def load_bank(services: Services, tenant_id: str = "bank") -> LoadReport:
+    """Load a bank tenant: systems of record, the knowledge base (698 documents) and offers.
+
+    Raises:
+        NotFoundError: a data file does not exist, or the tenant has no pack.
+    """
+    inserted = await load_bank_crm(services, tenant_id)
+    inserted["knowledge_documents"] = await load_bank_knowledge(services, tenant_id)
+    settings = BankSettings.model_validate(services.tenants.config(tenant_id).vertical.settings)
+    inserted["offers"] = await load_bank_offers(
+        services, tenant_id, credit_by_card_tier=settings.statement_credits()
+    )
+    inserted["resolution_records"] = await seed_resolutions(services, tenant_id)
     await analyze(services, inserted)
     return LoadReport(inserted=inserted)
 
@@ -165,7 +181,9 @@ def _date(value: str | None) -> date | None:
     return date.fromisoformat(value[:10])
 
 
-async def load_bank_crm(services: Services, source: Path | None = None) -> dict[str, int]:
+async def load_bank_crm(
+    services: Services, tenant_id: str = "bank", source: Path | None = None
+) -> dict[str, int]:
     """Import Rho-Bank's customers, holdings, transactions, disputes and card payments.
 
     Card security codes (CVV) are never stored. Returns rows inserted per table; a repeated load
@@ -178,8 +196,8 @@ async def load_bank_crm(services: Services, source: Path | None = None) -> dict[
     if not source.is_file():
         raise NotFoundError(f"bank data not found at {source}")
     db = {k: v["data"] for k, v in json.loads(gzip.decompress(source.read_bytes())).items()}
-    await ensure_tenant(services, TENANT, "Rho-Bank")
-    t = TENANT
+    await ensure_tenant(services, tenant_id, services.tenants.config(tenant_id).name)
+    t = tenant_id
     customers, identities = [], []
     for u in db["users"].values():
         first, _, last = u["name"].partition(" ")

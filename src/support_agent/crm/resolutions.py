@@ -13,7 +13,6 @@ import yaml
 
 from support_agent.retrieval.hybrid import vector_literal
 from support_agent.services import Services
-from support_agent.tenants import load_tenant_config
 
 
 def _document(rec: dict[str, Any]) -> str:
@@ -25,8 +24,12 @@ async def seed_resolutions(services: Services, tenant_id: str) -> int:
     """Insert the tenant pack's seed resolution records that are missing; returns how many.
 
     Embeds only the records not yet stored, so a repeated seed costs one query.
+
+    Raises:
+        NotFoundError: unknown tenant.
+        OSError: the pack has no ``resolutions.yaml``.
     """
-    path = load_tenant_config(tenant_id).pack_dir / "resolutions.yaml"
+    path = services.tenants.config(tenant_id).pack_dir / "resolutions.yaml"
     records: list[dict[str, Any]] = yaml.safe_load(path.read_text())
     async with services.pool.connection() as conn:
         cur = await conn.execute(

@@ -1,4 +1,4 @@
-"""Small helpers shared by nodes to read the conversation."""
+"""Reading a session's transcript: the customer's and the agent's messages."""
 
 from __future__ import annotations
 
@@ -23,8 +23,3 @@ def customer_lines(messages: Sequence[AnyMessage] | None) -> list[str]:
 def agent_lines(messages: Sequence[AnyMessage] | None) -> list[str]:
     """All agent (AI) messages of the session, in order."""
     return [str(m.content) for m in messages or [] if isinstance(m, AIMessage)]
-
-
-def thread_id(tenant_id: str, session_id: str) -> str:
-    """The checkpointer thread of a session: tenant-scoped so ids never collide across tenants."""
-    return f"{tenant_id}:{session_id}"

@@ -1,0 +1,162 @@
+"""What the generic nodes say, whatever the line of business: grounded templates.
+
+Every vertical words its own records in its own ``templates`` module; these are the sentences the
+graph says for any tenant: asking for identification, greeting, offering help, a warm handoff,
+recalling an open issue, quoting a help article. Facts come from the Customer 360 and memory;
+personal contact data is never echoed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from support_agent.state import Issue
+
+
+def when_phrase(iso: str | None) -> str:
+    """``"on 2026-11-21"`` from an ISO timestamp (or ``"earlier"``)."""
+    if not iso:
+        return "earlier"
+    return "on " + datetime.fromisoformat(iso).date().isoformat()
+
+
+def ask_identification(status: str, auth_methods: tuple[str, ...]) -> str:
+    """Ask for the identifiers the tenant accepts.
+
+    Args:
+        status: the identification status (``missing``, ``unknown``, ``identified_unverified``).
+        auth_methods: the tenant's authentication methods.
+    """
+    ways = []
+    if "email" in auth_methods:
+        ways.append("the email address on your account")
+    if "phone" in auth_methods:
+        ways.append("your phone number")
+    if "name_zip" in auth_methods:
+        ways.append("your full name and zip code")
+    how = " or ".join(ways)
+    if status == "unknown":
+        return f"I couldn't find an account with those details. Could you share {how}?"
+    if status == "identified_unverified":
+        return (
+            f"Thanks. Before I can look at your account I need to verify it's you: {how}, please."
+        )
+    return f"I can help with that. First, to find your account, please share {how}."
+
+
+def greeting(first_name: str) -> str:
+    """The line that opens the first reply after verification."""
+    return f"Thanks, {first_name}, you're verified. "
+
+
+def hello(topics: str) -> str:
+    """The opening when nothing more specific applies."""
+    return f"Hello! I can help with {topics}."
+
+
+def how_can_i_help() -> str:
+    """After verification, with nothing open."""
+    return "How can I help you today?"
+
+
+def welcome_back(issue_line: str) -> str:
+    """After verification, with an open issue to pick up."""
+    return f"Welcome back. I can see {issue_line}. Would you like to continue with that?"
+
+
+def where_things_stand(issue_line: str, status: str) -> str:
+    """A follow-up on an open issue: what was said, and where it stands now."""
+    return f"Here's where things stand: {issue_line}. {status}"
+
+
+def out_of_scope(topics: str) -> str:
+    """A message outside what the agent does."""
+    return f"That's outside what I can help with here. I can help with {topics}."
+
+
+def offer_own_help(topics: str) -> str:
+    """A request for a person that the agent can still help with (offered before transferring)."""
+    return (
+        f"I can help with that right here: {topics}. If you'd still prefer a person, just say so "
+        "and I'll connect you."
+    )
+
+
+def declined() -> str:
+    """The customer said no to a proposal."""
+    return "No problem, I won't make that change. Is there anything else I can help with?"
+
+
+def one_customer_only() -> str:
+    """A second customer presented in one session."""
+    return (
+        "I can only help with one customer's account in a conversation. "
+        "Please start a new conversation for another account."
+    )
+
+
+def cannot_do(reason: str) -> str:
+    """A write the systems of record refused at the last moment."""
+    return f"I'm sorry, I couldn't do that: {reason}."
+
+
+def colleague_can_do() -> str:
+    """A confirmed action only a human can complete."""
+    return (
+        "I'm connecting you with a colleague who can do this and can see this whole "
+        "conversation, so you won't need to repeat anything."
+    )
+
+
+def open_issue_line(
+    issue: Issue, describe: Callable[[Issue], str], action_words: Callable[[list[str]], str]
+) -> str:
+    """One sentence recalling an open issue from an earlier session.
+
+    Args:
+        issue: the open issue (with ``episode_channel`` when loaded from memory).
+        describe: the vertical's words for what the issue is about.
+        action_words: the vertical's words for actions.
+    """
+    channel = issue.get("episode_channel")
+    via = f" on {channel}" if channel else ""
+    line = (
+        f"you told us{via} {when_phrase(issue.get('created_at'))} that {describe(issue)} had a "
+        f"problem ({issue.get('description')})"
+    )
+    proposed = issue.get("proposed_actions") or []
+    if proposed:
+        line += f", and we offered {action_words(proposed)}"
+    return line
+
+
+def handoff_message(issue: Issue | None, describe: Callable[[Issue], str]) -> str:
+    """What the customer hears at a warm handoff: who takes over and what they already know."""
+    about = ""
+    if issue and (issue.get("subject_id") or issue.get("order_id")):
+        about = f" about {describe(issue)}"
+    return (
+        f"I'm connecting you with a colleague now{about}. They can see everything we've "
+        "discussed, so you won't need to repeat yourself."
+    )
+
+
+def knowledge_answer(doc: dict[str, Any], question: str) -> str:
+    """A grounded answer from one help article, quoted, never rewritten.
+
+    The article's title and its lines (at most three, in article order) sharing most words with
+    the question.
+    """
+    words = set(re.findall(r"[a-z]{3,}", question.lower()))
+    lines = [ln.strip(" -*#") for ln in str(doc.get("text") or "").splitlines()]
+    lines = [ln for ln in lines if len(ln) > 20]
+    ranked = sorted(
+        range(len(lines)),
+        key=lambda i: (-len(words & set(re.findall(r"[a-z]{3,}", lines[i].lower()))), i),
+    )
+    best = sorted(ranked[:3])
+    body = " ".join(lines[i].rstrip(".") + "." for i in best)
+    return f'From our help article "{doc["title"]}": {body}'.strip()
