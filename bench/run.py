@@ -27,17 +27,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from support_agent.crm.bank import load_bank
-
-from support_agent.conversation import run_turn
-from support_agent.crm.loader import load_retail
+from support_agent.conversation import Agent, run_turn
 from support_agent.memory_store.context import load_customer_memory
 from support_agent.memory_store.episodes import search_episodes
-from support_agent.memory_store.hot import c360_key, sync_hot_tier
-from support_agent.memory_store.layers import memory_key
-from support_agent.memory_store.pipeline import MemoryWorker, enqueue_conversation
+from support_agent.memory_store.hot import c360_key, memory_key, sync_hot_tier
+from support_agent.memory_store.pipeline import MemoryWorker, enqueue_session
 from support_agent.services import Services
 from support_agent.settings import Settings
+from support_agent.verticals.bank.loader import load_bank
+from support_agent.verticals.retail.loader import load_retail
 
 Row = tuple[str, int, list[float]]
 
@@ -153,7 +151,7 @@ async def bench_pipeline(svc: Services, ids: list[str], n: int = 300) -> list[Ro
     await worker.drain()
     for i in range(n):
         cid = ids[i % len(ids)]
-        await enqueue_conversation(
+        await enqueue_session(
             svc, "retail", f"bench-{uuid.uuid4().hex[:12]}", cid,
             {
                 "channel": random.choice(["chat", "phone", "email"]),
@@ -162,7 +160,8 @@ async def bench_pipeline(svc: Services, ids: list[str], n: int = 300) -> list[Ro
                 "customer_lines": ["Hi, my lamp arrived broken", "I prefer email, thanks"],
                 "agent_lines": ["I can offer a return or an exchange."],
                 "turns": [{"intent": "return", "decision": "confirm", "frustration": 0.2}],
-                "issue": None, "pending_action": {"action": "return_items", "order_id": "#W1"},
+                "issue": None, "pending_action": {"action": "return_items",
+                                                   "target": {"id": "#W1", "label": "order #W1"}},
                 "executed": [],
             },
         )  # fmt: skip
@@ -173,37 +172,38 @@ async def bench_pipeline(svc: Services, ids: list[str], n: int = 300) -> list[Ro
              [elapsed / max(1, applied)] * max(1, applied))]  # fmt: skip
 
 
-async def bench_turns(svc: Services, emails: list[str]) -> list[Row]:
+async def bench_turns(agent: Agent, emails: list[str]) -> list[Row]:
     turns = []
     for email in emails[:40]:
         session = f"bench-{uuid.uuid4().hex[:10]}"
-        await run_turn(svc, tenant_id="retail", channel="chat", message=f"my email is {email}",
+        await run_turn(agent, tenant_id="retail", channel="chat", message=f"my email is {email}",
                        session_id=session)  # fmt: skip
         for message in ("where is my order?", "the item I got is broken", "any update?"):
             turns.append(await timed(lambda m=message, s=session: run_turn(
-                svc, tenant_id="retail", channel="chat", message=m, session_id=s)))  # fmt: skip
+                agent, tenant_id="retail", channel="chat", message=m, session_id=s)))  # fmt: skip
     return [("turn latency, no LLM (8 nodes)", len(turns), turns)]
 
 
-async def bench_bank_turns(svc: Services) -> list[Row]:
+async def bench_bank_turns(agent: Agent) -> list[Row]:
     """Bank turns: Banking77 classifier (77 intents), hybrid retrieval over 698 documents, offers
     and resolutions, the retention check; read-only questions so every customer can repeat them.
     """
+    svc = agent.services
     await load_bank(svc)
     await sync_hot_tier(svc, "bank")
     async with svc.pool.connection() as conn:
         cur = await conn.execute("SELECT email FROM customers WHERE tenant_id='bank' ORDER BY id")
         emails = [r["email"] for r in await cur.fetchall()]
-    await run_turn(svc, tenant_id="bank", channel="chat", message="hello")  # trains the model once
+    await run_turn(agent, tenant_id="bank", channel="chat", message="hello")  # trains the model
     turns = []
     for email in emails[:30]:
         session = f"bench-{uuid.uuid4().hex[:10]}"
-        await run_turn(svc, tenant_id="bank", channel="chat", message=f"my email is {email}",
+        await run_turn(agent, tenant_id="bank", channel="chat", message=f"my email is {email}",
                        session_id=session)  # fmt: skip
         for message in ("how long does a new card take to arrive?", "is my transfer still pending?",
                         "what are the fees for using a foreign ATM?"):  # fmt: skip
             turns.append(await timed(lambda m=message, s=session: run_turn(
-                svc, tenant_id="bank", channel="chat", message=m, session_id=s)))  # fmt: skip
+                agent, tenant_id="bank", channel="chat", message=m, session_id=s)))  # fmt: skip
     return [("bank turn latency, no LLM (8 nodes)", len(turns), turns)]
 
 
@@ -211,7 +211,8 @@ async def main(quick: bool, turns_only: bool = False) -> None:
     random.seed(7)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), database_url=None, redis_url=None)
-        async with Services.open(settings) as svc:
+        async with Agent.open(settings) as agent:
+            svc = agent.services
             await load_retail(svc)
             await sync_hot_tier(svc, "retail")
             async with svc.pool.connection() as conn:
@@ -224,8 +225,8 @@ async def main(quick: bool, turns_only: bool = False) -> None:
             table: list[Row] = []
             if not turns_only:
                 table += await bench_memory_loads(svc, ids)
-            table += await bench_turns(svc, [r["email"] for r in rows])
-            table += await bench_bank_turns(svc)
+            table += await bench_turns(agent, [r["email"] for r in rows])
+            table += await bench_bank_turns(agent)
             if not turns_only:
                 table += await bench_pipeline(svc, ids)
                 table += await bench_episodic(

@@ -84,7 +84,7 @@ class Agent:
         if settings is None:
             settings = await asyncio.to_thread(get_settings)
         async with Services.open(settings, chat_model=chat_model, warm_up=warm_up) as services:
-            tenant_ids = services.tenants.ids()
+            tenant_ids = await asyncio.to_thread(services.tenants.ids)
             verticals = await asyncio.to_thread(  # imports and validation off the event loop
                 lambda: {t: load_vertical(services.tenants.config(t)) for t in tenant_ids}
             )

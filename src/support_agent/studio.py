@@ -85,16 +85,17 @@ def tenant_of(user: Any, default: str) -> str:
     return str(tenant) if tenant else default
 
 
-def bound_context(deps: TurnDeps) -> type[Context]:
+def bound_context(resolved: TurnDeps) -> type[Context]:
     """A context schema whose defaults are the tenant and the turn's dependencies."""
+    tenant = resolved.pack.tenant_id
 
     @dataclass(frozen=True)
     class ServerContext(Context):
         """A run's values under ``langgraph dev`` (see the module docstring)."""
 
-        tenant_id: str | None = deps.pack.tenant_id
+        tenant_id: str | None = tenant
         deps: Annotated[TurnDeps | None, SkipJsonSchema()] = field(
-            default_factory=lambda: deps, repr=False, compare=False
+            default_factory=lambda: resolved, repr=False, compare=False
         )
 
     return ServerContext

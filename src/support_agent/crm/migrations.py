@@ -9,6 +9,7 @@ by ``tenant_id`` first: tenants never share rows.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -76,7 +77,7 @@ async def migrate(conn: AsyncConnection[DictRow]) -> list[int]:
         )
         cur = await conn.execute("SELECT version FROM schema_migrations")
         done = {row["version"] for row in await cur.fetchall()}
-        for migration in migrations():
+        for migration in await asyncio.to_thread(migrations):  # file reads off the event loop
             if migration.version in done:
                 continue
             async with conn.transaction():
@@ -86,7 +87,7 @@ async def migrate(conn: AsyncConnection[DictRow]) -> list[int]:
                 )
             applied.append(migration.version)
             logger.info(
-                "schema_migrated", extra={"version": migration.version, "name": migration.name}
+                "schema_migrated", extra={"version": migration.version, "migration": migration.name}
             )
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
