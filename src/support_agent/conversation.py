@@ -117,7 +117,8 @@ class Agent:
             services=self.services,
             pack=pack,
             vertical=vertical,
-            intent_model=lambda: self.intents.get(tenant_id, files()),
+            intent_model=partial(self.intents.get, tenant_id, files),
+            loaded_intent_model=partial(self.intents.loaded, tenant_id),
         )
 
 
@@ -222,11 +223,17 @@ async def run_turn(
         "event": "message",
     }
     nodes: list[str] = []
-    async for chunk in agent.graph.astream(
-        graph_input, config, context=context, stream_mode="updates", durability="exit"
-    ):
-        nodes.extend(k for k in chunk if not k.startswith("__"))
-    state = (await agent.graph.aget_state(config)).values
+    state: dict[str, Any] = {}
+    mode: str
+    chunk: Any
+    async for mode, chunk in agent.graph.astream(
+        graph_input, config, context=context, stream_mode=["updates", "values"],
+        durability="exit",
+    ):  # fmt: skip
+        if mode == "updates":
+            nodes.extend(k for k in chunk if not k.startswith("__"))
+        else:  # the whole state after each step; the last one is the turn's result
+            state = chunk
     return _result(session_id, nodes, state)
 
 

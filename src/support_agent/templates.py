@@ -98,6 +98,23 @@ def one_customer_only() -> str:
     )
 
 
+def refused(reason: str | None) -> str:
+    """The policy denied the action: its reason, in the policy's words."""
+    return f"I'm sorry, I can't do that: {reason}."
+
+
+def which_record(kind: str, options: list[str]) -> str:
+    """Which record the customer means, listing the candidates when there are some."""
+    if options:
+        return f"Which {kind} do you mean: " + "; or ".join(options) + "?"
+    return f"Which {kind} do you mean?"
+
+
+def loyalty_offer() -> str:
+    """A retention offer a vertical has no words of its own for."""
+    return "I can offer you a loyalty benefit. Reply yes if you'd like it."
+
+
 def cannot_do(reason: str) -> str:
     """A write the systems of record refused at the last moment."""
     return f"I'm sorry, I couldn't do that: {reason}."

@@ -121,26 +121,22 @@ async def append_messages(
     session_id: str,
     messages: list[tuple[str, str, str | None]],
 ) -> None:
-    """Append ``(role, content, intent)`` messages to a session's transcript, in order."""
-    async with services.pool.connection() as conn, conn.transaction():
-        row = await (
-            await conn.execute(
-                "SELECT COALESCE(max(seq), -1) AS last FROM messages"
-                " WHERE tenant_id = %s AND interaction_id = %s",
-                (tenant_id, session_id),
-            )
-        ).fetchone()
-        assert row is not None
-        start = int(row["last"]) + 1
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO messages (tenant_id, interaction_id, seq, role, content, intent)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                [
-                    (tenant_id, session_id, start + n, role, content, intent)
-                    for n, (role, content, intent) in enumerate(messages)
-                ],
-            )
+    """Append ``(role, content, intent)`` messages to a session's transcript, in order.
+
+    One statement (one round trip): the next sequence numbers are computed by the insert itself.
+    """
+    roles, contents, intents = (list(col) for col in zip(*messages, strict=True))
+    async with services.pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO messages (tenant_id, interaction_id, seq, role, content, intent)"
+            " SELECT %(t)s, %(s)s, last.seq + m.n, m.role, m.content, m.intent"
+            " FROM (SELECT COALESCE(max(seq), -1) AS seq FROM messages"
+            "       WHERE tenant_id = %(t)s AND interaction_id = %(s)s) AS last,"
+            " unnest(%(roles)s::text[], %(contents)s::text[], %(intents)s::text[])"
+            "   WITH ORDINALITY AS m(role, content, intent, n)",
+            {"t": tenant_id, "s": session_id, "roles": roles, "contents": contents,
+             "intents": intents},
+        )  # fmt: skip
 
 
 async def get_interaction(

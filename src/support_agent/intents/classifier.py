@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -244,20 +245,28 @@ class IntentModels:
         self._models: dict[str, IntentClassifier] = {}
         self._lock = threading.Lock()
 
-    def get(self, tenant_id: str, training_files: list[Path]) -> IntentClassifier:
+    def loaded(self, tenant_id: str) -> IntentClassifier | None:
+        """The tenant's classifier if it is in memory already (never blocks)."""
+        return self._models.get(tenant_id)
+
+    def get(self, tenant_id: str, training_files: Callable[[], list[Path]]) -> IntentClassifier:
         """The tenant's classifier: from memory, from the model cache on disk, or trained now.
 
         Blocking (file reads, maybe training for tens of seconds): call it in a thread.
 
+        Args:
+            tenant_id: the tenant.
+            training_files: gives the training files (called only when the model is loaded).
+
         Raises:
-            FileNotFoundError: a training file is missing.
+            NotFoundError: a training file is missing.
         """
         model = self._models.get(tenant_id)
         if model is not None:
             return model
         with self._lock:
             if tenant_id not in self._models:
-                self._models[tenant_id] = self._load_or_train(tenant_id, training_files)
+                self._models[tenant_id] = self._load_or_train(tenant_id, training_files())
             return self._models[tenant_id]
 
     def _load_or_train(self, tenant_id: str, training_files: list[Path]) -> IntentClassifier:

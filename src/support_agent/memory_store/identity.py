@@ -67,19 +67,10 @@ async def link_identity(
                 " VALUES (%s, %s, %s, %s, %s)",
                 (tenant_id, kind, value, customer_id, channel),
             )
-            if kind == "phone":
-                await conn.execute(
-                    "UPDATE customers SET phone = COALESCE(phone, %s) WHERE tenant_id = %s"
-                    " AND id = %s",
-                    (value, tenant_id, customer_id),
-                )
-            if channel:
-                await conn.execute(
-                    "UPDATE customers SET channels = CASE WHEN %(ch)s = ANY(channels)"
-                    " THEN channels ELSE array_append(channels, %(ch)s) END"
-                    " WHERE tenant_id = %(t)s AND id = %(c)s",
-                    {"ch": channel, "t": tenant_id, "c": customer_id},
-                )
+            await layers.record_identity(
+                conn, tenant_id, customer_id,
+                phone=value if kind == "phone" else None, channel=channel,
+            )  # fmt: skip
     await hot.refresh_hot_memory(services, tenant_id, customer_id)
     return {"customer_id": customer_id, "kind": kind, "linked": linked}
 

@@ -13,9 +13,9 @@ Layers (field names are the public API's):
 
 PostgreSQL is the source of truth, and this module owns every write to L1, L2 and L4 there: a
 finished session (:func:`record_session`), a human agent's resolution
-(:func:`record_human_contact`), promises kept (:func:`keep_promises`) and two customers merged
-(:func:`merge_layers`). The Redis hot copy of L1/L2/L4 is ``memory_store.hot``'s; L3 episodes are
-``memory_store.episodes``'.
+(:func:`record_human_contact`), promises kept (:func:`keep_promises`), an identity linked
+(:func:`record_identity`) and two customers merged (:func:`merge_layers`). The Redis hot copy
+of L1/L2/L4 is ``memory_store.hot``'s; L3 episodes are ``memory_store.episodes``'.
 
 Formulas (source: the customer-memory reference API, ``shared/reference/customer-memory-api.txt``),
 each clamped to [0, 1], base values per tenant (``tenants.MemoryConfig``)::
@@ -313,6 +313,24 @@ async def record_session(conn: Conn, tenant_id: str, customer_id: str, s: Sessio
         " updated_at = now()",
         (tenant_id, customer_id, s.tone, s.details, s.mood, s.ended_at),
     )
+
+
+async def record_identity(
+    conn: Conn, tenant_id: str, customer_id: str, *, phone: str | None, channel: str | None
+) -> None:
+    """Add a newly linked identity to L1: a phone when none is known, a channel to the list."""
+    if phone:
+        await conn.execute(
+            "UPDATE customers SET phone = COALESCE(phone, %s) WHERE tenant_id = %s AND id = %s",
+            (phone, tenant_id, customer_id),
+        )
+    if channel:
+        await conn.execute(
+            "UPDATE customers SET channels = CASE WHEN %(ch)s = ANY(channels)"
+            " THEN channels ELSE array_append(channels, %(ch)s) END"
+            " WHERE tenant_id = %(t)s AND id = %(c)s",
+            {"ch": channel, "t": tenant_id, "c": customer_id},
+        )
 
 
 async def keep_promises(conn: Conn, tenant_id: str, customer_id: str, subjects: list[str]) -> None:

@@ -49,7 +49,9 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         predicted, confidence, ranking = "other", 1.0, []
     else:
         # loading (or training) the model and reading files stay off the event loop
-        model = await asyncio.to_thread(this.deps.intent_model)
+        model = this.deps.loaded_intent_model()
+        if model is None:
+            model = await asyncio.to_thread(this.deps.intent_model)
         prediction = await asyncio.to_thread(model.predict, text)
         predicted, confidence, ranking = (
             prediction.intent, prediction.confidence, prediction.ranking

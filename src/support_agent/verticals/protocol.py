@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from support_agent import templates
 from support_agent.actions.ledger import ActionCall
 from support_agent.intents.classifier import IntentClassifier
 from support_agent.policy.config import ActionRule, Policy
@@ -63,12 +64,14 @@ class TurnDeps:
         pack: the tenant's validated configuration and policy.
         vertical: the tenant's vertical.
         intent_model: loads the tenant's intent classifier (blocking: call it in a thread).
+        loaded_intent_model: the classifier if already loaded, else ``None`` (never blocks).
     """
 
     services: Services
     pack: TenantPack
     vertical: Vertical
     intent_model: Callable[[], IntentClassifier]
+    loaded_intent_model: Callable[[], IntentClassifier | None] = lambda: None
 
     @property
     def config(self) -> TenantConfig:
@@ -260,15 +263,13 @@ class Vertical(ABC):
     def clarify(self, decision: PolicyDecision, turn: Turn) -> str:
         """The question when the policy cannot tell which record or items are meant."""
         target = decision.get("target") or {}
-        kind = target.get("kind") or "record"
-        options = target.get("candidates") or []
-        if options:
-            return f"Which {kind} do you mean: " + "; or ".join(options) + "?"
-        return f"Which {kind} do you mean?"
+        return templates.which_record(
+            target.get("kind") or "record", target.get("candidates") or []
+        )
 
     def refuse(self, decision: PolicyDecision, turn: Turn) -> Refusal:
         """The refusal when the policy denies an action (and the issue it keeps open)."""
-        return Refusal(f"I'm sorry, I can't do that: {decision.get('reason')}.")
+        return Refusal(templates.refused(decision.get("reason")))
 
     def issue_on_handoff(self, decision: PolicyDecision, turn: Turn) -> Issue | None:
         """The issue a warm handoff hands over when the session has none yet."""
@@ -302,7 +303,7 @@ class Vertical(ABC):
 
     def word_offer(self, offer: Offer) -> str:
         """A retention offer with its terms and, when required, its disclosure."""
-        return "I can offer you a loyalty benefit. Reply yes if you'd like it."
+        return templates.loyalty_offer()
 
     # --- data --------------------------------------------------------------------------------
 

@@ -136,7 +136,7 @@ class BankVertical(Vertical):
         target = decision.get("target") or {}
         if target.get("kind") not in _SUBJECT_KINDS or not target.get("id"):
             return super().refuse(decision, turn)
-        reply = f"I'm sorry, I can't do that: {decision.get('reason')}."
+        reply = templates.refused(decision.get("reason"))
         if target.get("kind") == "transaction":
             reply = templates.no_second_dispute(
                 templates.subject_status(turn.c360, target.get("id"))

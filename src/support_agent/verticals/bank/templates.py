@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from support_agent.state import Customer360, Offer
+from support_agent.templates import refused
+
+__all__ = ["refused"]  # the generic refusal, reused as is
 
 #: Actions in the customer's words.
 ACTION_WORDS = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from support_agent import templates as generic
 from support_agent.state import Customer360, Issue, Order
 
 #: Actions in the customer's words.
@@ -206,7 +207,7 @@ def done(action: str, result: dict[str, Any], c360: Customer360) -> str:
 
 def refused(reason: str | None, alternative: str | None) -> str:
     """A refusal with the policy's reason, and an allowed alternative when there is one."""
-    text = f"I'm sorry, I can't do that: {reason}."
+    text = generic.refused(reason)
     if alternative is not None:
         text += f" I can offer {action_words([alternative])} instead."
     return text
