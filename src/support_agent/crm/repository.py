@@ -95,6 +95,23 @@ async def find_customers_by_name_zip(
     return hits
 
 
+_TOUCH = (
+    "INSERT INTO interactions (tenant_id, id, customer_id, channel, intent)"
+    " VALUES (%s, %s, %s, %s, %s)"
+    " ON CONFLICT (tenant_id, id) DO UPDATE SET last_activity_at = now(),"
+    " customer_id = COALESCE(interactions.customer_id, EXCLUDED.customer_id),"
+    " intent = COALESCE(EXCLUDED.intent, interactions.intent)"
+)
+_APPEND = (
+    "INSERT INTO messages (tenant_id, interaction_id, seq, role, content, intent)"
+    " SELECT %(t)s, %(s)s, last.seq + m.n, m.role, m.content, m.intent"
+    " FROM (SELECT COALESCE(max(seq), -1) AS seq FROM messages"
+    "       WHERE tenant_id = %(t)s AND interaction_id = %(s)s) AS last,"
+    " unnest(%(roles)s::text[], %(contents)s::text[], %(intents)s::text[])"
+    "   WITH ORDINALITY AS m(role, content, intent, n)"
+)
+
+
 async def touch_interaction(
     services: Services,
     tenant_id: str,
@@ -105,14 +122,7 @@ async def touch_interaction(
 ) -> None:
     """Create the session's interaction row or bump its last activity, customer and intent."""
     async with services.pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO interactions (tenant_id, id, customer_id, channel, intent)"
-            " VALUES (%s, %s, %s, %s, %s)"
-            " ON CONFLICT (tenant_id, id) DO UPDATE SET last_activity_at = now(),"
-            " customer_id = COALESCE(interactions.customer_id, EXCLUDED.customer_id),"
-            " intent = COALESCE(EXCLUDED.intent, interactions.intent)",
-            (tenant_id, session_id, customer_id, channel, intent),
-        )
+        await conn.execute(_TOUCH, (tenant_id, session_id, customer_id, channel, intent))
 
 
 async def append_messages(
@@ -127,16 +137,29 @@ async def append_messages(
     """
     roles, contents, intents = (list(col) for col in zip(*messages, strict=True))
     async with services.pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO messages (tenant_id, interaction_id, seq, role, content, intent)"
-            " SELECT %(t)s, %(s)s, last.seq + m.n, m.role, m.content, m.intent"
-            " FROM (SELECT COALESCE(max(seq), -1) AS seq FROM messages"
-            "       WHERE tenant_id = %(t)s AND interaction_id = %(s)s) AS last,"
-            " unnest(%(roles)s::text[], %(contents)s::text[], %(intents)s::text[])"
-            "   WITH ORDINALITY AS m(role, content, intent, n)",
-            {"t": tenant_id, "s": session_id, "roles": roles, "contents": contents,
-             "intents": intents},
-        )  # fmt: skip
+        await conn.execute(_APPEND, {"t": tenant_id, "s": session_id, "roles": roles,
+                                     "contents": contents, "intents": intents})  # fmt: skip
+
+
+async def record_turn(
+    services: Services,
+    tenant_id: str,
+    session_id: str,
+    channel: str,
+    customer_id: str | None,
+    intent: str | None,
+    messages: list[tuple[str, str, str | None]],
+) -> None:
+    """Record one turn in the CRM, in one round trip.
+
+    The interaction is touched (:func:`touch_interaction`) and the turn's ``(role, content,
+    intent)`` messages appended (:func:`append_messages`), both sent in one pipeline.
+    """
+    roles, contents, intents = (list(col) for col in zip(*messages, strict=True))
+    async with services.pool.connection() as conn, conn.pipeline():
+        await conn.execute(_TOUCH, (tenant_id, session_id, customer_id, channel, intent))
+        await conn.execute(_APPEND, {"t": tenant_id, "s": session_id, "roles": roles,
+                                     "contents": contents, "intents": intents})  # fmt: skip
 
 
 async def get_interaction(

@@ -1,11 +1,13 @@
 """Memory at every turn: everything the agent knows about a customer, in one call.
 
 :func:`load_customer_memory` returns the Customer 360 and L1/L2/L4 from the Redis hot tier (one
-round trip; PostgreSQL on a miss, re-warming Redis), the L3 episodes most relevant to the message,
-and always the latest episode that still has an open issue or a pending promise, trimmed to the
-tenant's per-turn context budget (``MemoryConfig.context_budget_chars`` of episode summaries;
-relevant episodes are dropped lowest-score first, the open-issue episode is kept), and the online
-features (CLV, churn propensity, intent features) from the same Redis round trip.
+round trip; PostgreSQL on a miss, re-warming Redis), the L3 episodes most relevant to the message
+(ranked by similarity when the customer has more than the tenant's ``episodes_top_k``; otherwise
+all of them, newest first, with no vector search), and always the latest episode that still has
+an open issue or a pending promise, trimmed to the tenant's per-turn context budget
+(``MemoryConfig.context_budget_chars`` of episode summaries; relevant episodes are dropped
+lowest-score first, the open-issue episode is kept), and the online features (CLV, churn
+propensity, intent features) from the same Redis round trip.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from support_agent.memory_store.hot import read_through
 from support_agent.memory_store.layers import present_layers
 from support_agent.services import Services
 from support_agent.state import Customer360, Episode, Memory
+
+#: Most recent episodes read per turn (the open-issue episode is the latest of them with one).
+LATEST = 10
 
 
 def _has_open_items(episode: Episode) -> bool:
@@ -48,22 +53,20 @@ async def load_customer_memory(
     """
     config = services.tenants.config(tenant_id).memory
     hot = read_through(services, tenant_id, customer_id)
-    relevant: list[Episode]
-    latest: list[Episode]
-    if store is not None and message.strip():
-        read, relevant, latest = await asyncio.gather(
-            hot,
-            search_episodes(store, tenant_id, customer_id, message, limit=config.episodes_top_k),
-            latest_episodes(store, tenant_id, customer_id, limit=10),
-        )
-    elif store is not None:
+    relevant: list[Episode] = []
+    latest: list[Episode] = []
+    if store is None:
+        read = await hot
+    else:
         read, latest = await asyncio.gather(
-            hot, latest_episodes(store, tenant_id, customer_id, limit=10)
+            hot, latest_episodes(store, tenant_id, customer_id, limit=LATEST)
         )
         relevant = latest[: config.episodes_top_k]
-    else:
-        read = await hot
-        relevant, latest = [], []
+        if message.strip() and len(latest) > config.episodes_top_k:
+            # more episodes than the turn loads: rank them by relevance to the message
+            relevant = await search_episodes(
+                store, tenant_id, customer_id, message, limit=config.episodes_top_k
+            )
     open_episode = next((e for e in latest if _has_open_items(e)), None)
     budget = config.context_budget_chars - (len(open_episode["summary"]) if open_episode else 0)
     kept, dropped = [], 0

@@ -20,12 +20,11 @@ from langgraph.runtime import Runtime
 
 from support_agent.context import Context, turn_of
 from support_agent.crm.repository import (
-    append_messages,
     count_issue_contact,
     end_interaction,
     executed_actions,
     get_interaction,
-    touch_interaction,
+    record_turn,
     upsert_issue,
 )
 from support_agent.handoff import record_handoff
@@ -135,9 +134,8 @@ async def write_memory(state: State, runtime: Runtime[Context]) -> dict[str, Any
     services, tenant_id, session_id = this.deps.services, this.tenant_id, this.session_id
     customer_id = state.get("customer_id") if state.get("authenticated") else None
     intent = state.get("intent")
-    await touch_interaction(services, tenant_id, session_id, this.channel, customer_id, intent)
     lines = [("customer", this.text, intent), ("agent", state.get("reply", ""), None)]
-    await append_messages(services, tenant_id, session_id, lines)
+    await record_turn(services, tenant_id, session_id, this.channel, customer_id, intent, lines)
     issue = state.get("issue")
     update: dict[str, Any] = {"session_status": "open"}
     if state.get("decision") == "escalate" and state.get("handoff"):

@@ -109,53 +109,52 @@ async def hybrid_search(
         Up to ``limit`` hits, best first.
     """
     vec = vector_literal(query_vector)
-    fused: dict[tuple[str, str], Hit] = {}
+    # Rank on ids only, then fetch the returned columns of the few kept rows: computing them (e.g.
+    # a document's text) for every candidate before the sort costs more than the ranking itself.
+    # Every list's query goes out in one pipeline: one round trip for all sources and modes.
+    planned: list[tuple[Source, str, str, tuple[Any, ...]]] = []
+    for source in sources:
+        table, columns, extra = _TABLES[source]
+        if mode in ("hybrid", "semantic"):
+            planned.append((source, "semantic",
+                f"SELECT {columns}, 1 - k.d AS similarity FROM ("
+                f" SELECT id AS k_id, embedding <=> %s::vector AS d FROM {table}"
+                f" WHERE tenant_id = %s AND embedding IS NOT NULL{extra}"
+                " ORDER BY d LIMIT %s) k"
+                f" JOIN {table} ON {table}.tenant_id = %s AND {table}.id = k.k_id"
+                " ORDER BY k.d, k.k_id",
+                (vec, tenant_id, candidates, tenant_id)))  # fmt: skip
+        if mode in ("hybrid", "keyword"):
+            planned.append((source, "keyword",
+                "WITH q AS (SELECT NULLIF(replace(plainto_tsquery('english', %s)::text,"
+                " ' & ', ' | '), '')::tsquery AS tsq)"
+                f" SELECT {columns}, NULL::float AS similarity FROM ("
+                f" SELECT id AS k_id, ts_rank(tsv, q.tsq) AS r FROM {table}, q"
+                f" WHERE tenant_id = %s AND q.tsq IS NOT NULL AND tsv @@ q.tsq{extra}"
+                " ORDER BY r DESC, id LIMIT %s) k"
+                f" JOIN {table} ON {table}.tenant_id = %s AND {table}.id = k.k_id"
+                " ORDER BY k.r DESC, k.k_id",
+                (query, tenant_id, candidates, tenant_id)))  # fmt: skip
     async with services.pool.connection() as conn:
-        for source in sources:
-            table, columns, extra = _TABLES[source]
-            lists: list[tuple[str, list[dict[str, Any]]]] = []
-            # Rank on ids only, then fetch the returned columns of the few kept rows: computing
-            # them (e.g. a document's text) for every candidate before the sort costs more than
-            # the ranking itself.
-            if mode in ("hybrid", "semantic"):
-                rows = await (
-                    await conn.execute(
-                        f"SELECT {columns}, 1 - k.d AS similarity FROM ("
-                        f" SELECT id AS k_id, embedding <=> %s::vector AS d FROM {table}"
-                        f" WHERE tenant_id = %s AND embedding IS NOT NULL{extra}"
-                        " ORDER BY d LIMIT %s) k"
-                        f" JOIN {table} ON {table}.tenant_id = %s AND {table}.id = k.k_id"
-                        " ORDER BY k.d, k.k_id",
-                        (vec, tenant_id, candidates, tenant_id),
-                    )
-                ).fetchall()
-                lists.append(("semantic", rows))
-            if mode in ("hybrid", "keyword"):
-                rows = await (
-                    await conn.execute(
-                        "WITH q AS (SELECT NULLIF(replace(plainto_tsquery('english', %s)::text,"
-                        " ' & ', ' | '), '')::tsquery AS tsq)"
-                        f" SELECT {columns}, NULL::float AS similarity FROM ("
-                        f" SELECT id AS k_id, ts_rank(tsv, q.tsq) AS r FROM {table}, q"
-                        f" WHERE tenant_id = %s AND q.tsq IS NOT NULL AND tsv @@ q.tsq{extra}"
-                        " ORDER BY r DESC, id LIMIT %s) k"
-                        f" JOIN {table} ON {table}.tenant_id = %s AND {table}.id = k.k_id"
-                        " ORDER BY k.r DESC, k.k_id",
-                        (query, tenant_id, candidates, tenant_id),
-                    )
-                ).fetchall()
-                lists.append(("keyword", rows))
-            for name, rows in lists:
-                for rank, row in enumerate(rows, start=1):
-                    key = (source, row["id"])
-                    hit = fused.get(key)
-                    if hit is None:
-                        data = {k: v for k, v in row.items() if k not in ("id", "similarity")}
-                        hit = fused[key] = Hit(kind=source, id=row["id"], score=0.0, row=data)
-                    hit.score += 1.0 / (RRF_K + rank)
-                    hit.ranks[name] = rank
-                    if row["similarity"] is not None:
-                        hit.similarity = round(float(row["similarity"]), 4)
+        async with conn.pipeline():
+            cursors = []
+            for _source, _name, sql, params in planned:
+                cur = conn.cursor()
+                await cur.execute(sql.encode(), params)
+                cursors.append(cur)
+        results = [await cur.fetchall() for cur in cursors]
+    fused: dict[tuple[str, str], Hit] = {}
+    for (source, name, _sql, _params), rows in zip(planned, results, strict=True):
+        for rank, row in enumerate(rows, start=1):
+            key = (source, row["id"])
+            hit = fused.get(key)
+            if hit is None:
+                data = {k: v for k, v in row.items() if k not in ("id", "similarity")}
+                hit = fused[key] = Hit(kind=source, id=row["id"], score=0.0, row=data)
+            hit.score += 1.0 / (RRF_K + rank)
+            hit.ranks[name] = rank
+            if row["similarity"] is not None:
+                hit.similarity = round(float(row["similarity"]), 4)
     for hit in fused.values():
         if hit.kind == "resolution":
             hit.row["success_rate"] = float(hit.row["success_rate"])
