@@ -15,11 +15,17 @@ Reciprocal rank fusion (Cormack, Clarke and Büttcher 2009) merges every list::
 
 Resolution records then carry their effectiveness: their fused score is multiplied by
 ``0.5 + 0.5 · success_rate`` so that, between equally relevant records, the one that resolved more
-cases ranks first. The fused list is cut to ``limit``.
+cases ranks first. The fused list is cut to ``limit`` (or to per-kind quotas).
+
+Cost: the ranked lists carry ids and scores only; the returned columns (a document's text, an
+offer's terms) are read afterwards for the few hits kept. The semantic lists of every source go
+out in one pipeline on one connection and the keyword lists on another, so PostgreSQL computes the
+two in parallel.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,22 +35,26 @@ Source = Literal["resolution", "document", "offer"]
 Mode = Literal["hybrid", "semantic", "keyword"]
 RRF_K = 60
 
-_TABLES: dict[str, tuple[str, str, str]] = {
-    # source: (table, columns returned, extra filter)
+_TABLES: dict[str, tuple[str, str, str, str]] = {
+    # source: (table, columns returned, extra filter, weight used by the fusion)
     "resolution": (
         "resolution_records",
         "id, title, resolution AS text, intent, actions, success_rate, helpful_votes",
         "",
+        "success_rate",
     ),
-    "document": ("knowledge_documents", "id, title, left(content, 600) AS text", ""),
+    "document": ("knowledge_documents", "id, title, left(content, 600) AS text", "", "NULL"),
     # expired offers are never retrieved
     "offer": (
         "offers",
         "id, kind AS offer_kind, title, description AS text, terms,"
         " valid_until::text AS valid_until",
         " AND (valid_until IS NULL OR valid_until > now())",
+        "NULL",
     ),
 }
+
+Query = tuple[str, tuple[Any, ...]]
 
 
 @dataclass
@@ -78,6 +88,58 @@ def vector_literal(vec: list[float]) -> str:
     return "[" + ",".join(f"{x:.7f}" for x in vec) + "]"
 
 
+async def _pipeline(services: Services, queries: list[Query]) -> list[list[dict[str, Any]]]:
+    """Run queries in one pipeline on one connection (one round trip); their rows, in order."""
+    async with services.pool.connection() as conn:
+        async with conn.pipeline():
+            cursors = []
+            for sql, params in queries:
+                cur = conn.cursor()
+                await cur.execute(sql.encode(), params)
+                cursors.append(cur)
+        return [await cur.fetchall() for cur in cursors]
+
+
+def _ranking(source: Source, name: str, tenant_id: str, query: str, vec: str, n: int) -> Query:
+    """The query of one ranked list: ``id``, ``similarity`` (semantic) and the fusion weight."""
+    table, _columns, extra, weight = _TABLES[source]
+    if name == "semantic":
+        return (
+            f"SELECT id, 1 - d AS similarity, {weight} AS weight FROM ("
+            f" SELECT id, embedding <=> %s::vector AS d, {weight} FROM {table}"
+            f" WHERE tenant_id = %s AND embedding IS NOT NULL{extra}) k"
+            " ORDER BY d, id LIMIT %s",
+            (vec, tenant_id, n),
+        )
+    return (
+        "WITH q AS (SELECT NULLIF(replace(plainto_tsquery('english', %s)::text,"
+        " ' & ', ' | '), '')::tsquery AS tsq)"
+        f" SELECT id, NULL::float AS similarity, {weight} AS weight FROM {table}, q"
+        f" WHERE tenant_id = %s AND q.tsq IS NOT NULL AND tsv @@ q.tsq{extra}"
+        " ORDER BY ts_rank(tsv, q.tsq) DESC, id LIMIT %s",
+        (query, tenant_id, n),
+    )
+
+
+def _fuse(lists: list[tuple[Source, str, list[dict[str, Any]]]]) -> list[Hit]:
+    """Reciprocal rank fusion of the ranked lists, resolutions weighted by effectiveness."""
+    fused: dict[tuple[Source, str], Hit] = {}
+    weights: dict[tuple[Source, str], float] = {}
+    for source, name, rows in lists:
+        for rank, row in enumerate(rows, start=1):
+            key = (source, row["id"])
+            hit = fused.setdefault(key, Hit(kind=source, id=row["id"], score=0.0))
+            hit.score += 1.0 / (RRF_K + rank)
+            hit.ranks[name] = rank
+            if row["similarity"] is not None:
+                hit.similarity = round(float(row["similarity"]), 4)
+            if row["weight"] is not None:
+                weights[key] = float(row["weight"])
+    for weighted, success_rate in weights.items():
+        fused[weighted].score *= 0.5 + 0.5 * success_rate
+    return sorted(fused.values(), key=lambda h: (-h.score, h.kind, h.id))
+
+
 async def hybrid_search(
     services: Services,
     tenant_id: str,
@@ -106,66 +168,49 @@ async def hybrid_search(
             ``limit`` is not applied.
 
     Returns:
-        Up to ``limit`` hits, best first.
+        Up to ``limit`` hits, best first, with their columns (``title``, ``text``...).
     """
     vec = vector_literal(query_vector)
-    # Rank on ids only, then fetch the returned columns of the few kept rows: computing them (e.g.
-    # a document's text) for every candidate before the sort costs more than the ranking itself.
-    # Every list's query goes out in one pipeline: one round trip for all sources and modes.
-    planned: list[tuple[Source, str, str, tuple[Any, ...]]] = []
-    for source in sources:
-        table, columns, extra = _TABLES[source]
-        if mode in ("hybrid", "semantic"):
-            planned.append((source, "semantic",
-                f"SELECT {columns}, 1 - k.d AS similarity FROM ("
-                f" SELECT id AS k_id, embedding <=> %s::vector AS d FROM {table}"
-                f" WHERE tenant_id = %s AND embedding IS NOT NULL{extra}"
-                " ORDER BY d LIMIT %s) k"
-                f" JOIN {table} ON {table}.tenant_id = %s AND {table}.id = k.k_id"
-                " ORDER BY k.d, k.k_id",
-                (vec, tenant_id, candidates, tenant_id)))  # fmt: skip
-        if mode in ("hybrid", "keyword"):
-            planned.append((source, "keyword",
-                "WITH q AS (SELECT NULLIF(replace(plainto_tsquery('english', %s)::text,"
-                " ' & ', ' | '), '')::tsquery AS tsq)"
-                f" SELECT {columns}, NULL::float AS similarity FROM ("
-                f" SELECT id AS k_id, ts_rank(tsv, q.tsq) AS r FROM {table}, q"
-                f" WHERE tenant_id = %s AND q.tsq IS NOT NULL AND tsv @@ q.tsq{extra}"
-                " ORDER BY r DESC, id LIMIT %s) k"
-                f" JOIN {table} ON {table}.tenant_id = %s AND {table}.id = k.k_id"
-                " ORDER BY k.r DESC, k.k_id",
-                (query, tenant_id, candidates, tenant_id)))  # fmt: skip
-    async with services.pool.connection() as conn:
-        async with conn.pipeline():
-            cursors = []
-            for _source, _name, sql, params in planned:
-                cur = conn.cursor()
-                await cur.execute(sql.encode(), params)
-                cursors.append(cur)
-        results = [await cur.fetchall() for cur in cursors]
-    fused: dict[tuple[str, str], Hit] = {}
-    for (source, name, _sql, _params), rows in zip(planned, results, strict=True):
-        for rank, row in enumerate(rows, start=1):
-            key = (source, row["id"])
-            hit = fused.get(key)
-            if hit is None:
-                data = {k: v for k, v in row.items() if k not in ("id", "similarity")}
-                hit = fused[key] = Hit(kind=source, id=row["id"], score=0.0, row=data)
-            hit.score += 1.0 / (RRF_K + rank)
-            hit.ranks[name] = rank
-            if row["similarity"] is not None:
-                hit.similarity = round(float(row["similarity"]), 4)
-    for hit in fused.values():
-        if hit.kind == "resolution":
-            hit.row["success_rate"] = float(hit.row["success_rate"])
-            hit.score *= 0.5 + 0.5 * hit.row["success_rate"]
-    ranked = sorted(fused.values(), key=lambda h: (-h.score, h.kind, h.id))
+    names = {"hybrid": ("semantic", "keyword"), "semantic": ("semantic",),
+             "keyword": ("keyword",)}[mode]  # fmt: skip
+    plans = [[(src, name) for src in sources] for name in names]
+    ran = await asyncio.gather(*(
+        _pipeline(services, [_ranking(src, name, tenant_id, query, vec, candidates)
+                             for src, name in plan])
+        for plan in plans
+    ))  # fmt: skip
+    lists = [(src, name, rows) for plan, results in zip(plans, ran, strict=True)
+             for (src, name), rows in zip(plan, results, strict=True)]  # fmt: skip
+    ranked = _fuse(lists)
     if per_kind is None:
-        return ranked[:limit]
-    taken: dict[str, int] = {}
-    kept = []
-    for hit in ranked:
-        if taken.get(hit.kind, 0) < per_kind.get(hit.kind, 0):
-            taken[hit.kind] = taken.get(hit.kind, 0) + 1
-            kept.append(hit)
+        kept = ranked[:limit]
+    else:
+        taken: dict[str, int] = {}
+        kept = []
+        for hit in ranked:
+            if taken.get(hit.kind, 0) < per_kind.get(hit.kind, 0):
+                taken[hit.kind] = taken.get(hit.kind, 0) + 1
+                kept.append(hit)
+    await _fill(services, tenant_id, kept)
     return kept
+
+
+async def _fill(services: Services, tenant_id: str, hits: list[Hit]) -> None:
+    """Read the returned columns of the kept hits (one pipeline, one query per source)."""
+    by_source: dict[str, list[Hit]] = {}
+    for hit in hits:
+        by_source.setdefault(hit.kind, []).append(hit)
+    if not by_source:
+        return
+    queries: list[Query] = []
+    for source, kept in by_source.items():
+        table, columns, _extra, _weight = _TABLES[source]
+        queries.append((f"SELECT {columns} FROM {table} WHERE tenant_id = %s AND id = ANY(%s)",
+                        (tenant_id, [h.id for h in kept])))  # fmt: skip
+    for (_source, kept), rows in zip(by_source.items(), await _pipeline(services, queries),
+                                     strict=True):  # fmt: skip
+        found = {r["id"]: r for r in rows}
+        for hit in kept:
+            hit.row = {k: v for k, v in found[hit.id].items() if k != "id"}
+            if "success_rate" in hit.row:
+                hit.row["success_rate"] = float(hit.row["success_rate"])
