@@ -95,6 +95,7 @@ async def find_customers_by_name_zip(
     return hits
 
 
+#: Create the session's interaction row or bump its last activity, customer and intent.
 _TOUCH = (
     "INSERT INTO interactions (tenant_id, id, customer_id, channel, intent)"
     " VALUES (%s, %s, %s, %s, %s)"
@@ -102,6 +103,7 @@ _TOUCH = (
     " customer_id = COALESCE(interactions.customer_id, EXCLUDED.customer_id),"
     " intent = COALESCE(EXCLUDED.intent, interactions.intent)"
 )
+#: Append messages to a session's transcript, numbering them after the last one.
 _APPEND = (
     "INSERT INTO messages (tenant_id, interaction_id, seq, role, content, intent)"
     " SELECT %(t)s, %(s)s, last.seq + m.n, m.role, m.content, m.intent"
@@ -110,35 +112,6 @@ _APPEND = (
     " unnest(%(roles)s::text[], %(contents)s::text[], %(intents)s::text[])"
     "   WITH ORDINALITY AS m(role, content, intent, n)"
 )
-
-
-async def touch_interaction(
-    services: Services,
-    tenant_id: str,
-    session_id: str,
-    channel: str,
-    customer_id: str | None,
-    intent: str | None,
-) -> None:
-    """Create the session's interaction row or bump its last activity, customer and intent."""
-    async with services.pool.connection() as conn:
-        await conn.execute(_TOUCH, (tenant_id, session_id, customer_id, channel, intent))
-
-
-async def append_messages(
-    services: Services,
-    tenant_id: str,
-    session_id: str,
-    messages: list[tuple[str, str, str | None]],
-) -> None:
-    """Append ``(role, content, intent)`` messages to a session's transcript, in order.
-
-    One statement (one round trip): the next sequence numbers are computed by the insert itself.
-    """
-    roles, contents, intents = (list(col) for col in zip(*messages, strict=True))
-    async with services.pool.connection() as conn:
-        await conn.execute(_APPEND, {"t": tenant_id, "s": session_id, "roles": roles,
-                                     "contents": contents, "intents": intents})  # fmt: skip
 
 
 async def record_turn(
@@ -150,10 +123,11 @@ async def record_turn(
     intent: str | None,
     messages: list[tuple[str, str, str | None]],
 ) -> None:
-    """Record one turn in the CRM, in one round trip.
+    """Record one turn in the CRM, in one round trip (both statements in one pipeline).
 
-    The interaction is touched (:func:`touch_interaction`) and the turn's ``(role, content,
-    intent)`` messages appended (:func:`append_messages`), both sent in one pipeline.
+    The session's interaction row is created, or its last activity, customer and intent bumped;
+    the turn's ``(role, content, intent)`` messages are appended to its transcript in order (the
+    insert computes their sequence numbers itself).
     """
     roles, contents, intents = (list(col) for col in zip(*messages, strict=True))
     async with services.pool.connection() as conn, conn.pipeline():
