@@ -214,6 +214,16 @@ def _intents(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_consent(args: argparse.Namespace) -> int:
+    """``support-agent eval consent``: the consent reader on labelled replies (no database)."""
+    from pathlib import Path
+
+    from support_agent.consent import evaluate, read_labelled
+
+    print(json.dumps(evaluate(read_labelled(Path(args.data)))))
+    return 0
+
+
 async def _retrieval_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -333,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["resolution", "document", "offer"])  # fmt: skip
     re_.set_defaults(func=_retrieval_eval)
 
+    p = sub.add_parser("eval", help="offline evaluations")
+    esub = p.add_subparsers(dest="eval_command", required=True)
+    ec = esub.add_parser("consent", help="the consent reader's approve precision and recall")
+    ec.add_argument("--data", default="evals/consent.csv", help="CSV reply,label,action")
+    ec.set_defaults(func=_eval_consent)
+
     p = sub.add_parser("worker", help="run a memory pipeline worker (Redis Streams consumer)")
     p.add_argument("--name", default=None, help="consumer name (default: host + random)")
     p.add_argument("--drain", action="store_true", help="process what is queued, then exit")
@@ -358,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "tenant", "x") is None:
         args.tenant = settings.default_tenant
     try:
-        if func in (_serve, _intents):
+        if func in (_serve, _intents, _eval_consent):
             return int(func(args))  # synchronous commands
         return int(asyncio.run(func(args)))
     except SupportAgentError as exc:
