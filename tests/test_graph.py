@@ -29,12 +29,15 @@ def test_context_schema_never_exposes_the_dependencies() -> None:
     assert set(schema["properties"]) == {"tenant_id", "channel", "session_id"}
 
 
-def test_the_eight_nodes_in_order() -> None:
-    assert list(builder.nodes) == NODES
+def test_the_eight_nodes_in_order_then_consent() -> None:
+    assert list(builder.nodes) == [*NODES, "await_consent"]
     drawn = graph.get_graph()
     edges = {(e.source, e.target) for e in drawn.edges}
     assert all((a, b) in edges for a, b in zip(NODES, NODES[1:], strict=False))
     assert ("__start__", "write_memory") in edges  # a session-end event
+    # a proposed write pauses for consent; the answer goes round as a turn of its own
+    assert {("write_memory", "await_consent"), ("write_memory", "__end__")} <= edges
+    assert ("await_consent", "identify") in edges
 
 
 async def test_a_run_without_dependencies_fails_clearly() -> None:

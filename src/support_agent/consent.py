@@ -15,8 +15,8 @@ A write runs only after an unambiguous "yes" to exactly the action proposed (the
 
 It is built for precision on ``approve``: an unknown word, a question mark, a negation, a
 condition, a hedge or a delay anywhere in the reply is enough to withhold approval; the agent then
-asks once more, plainly. Measured on ``evals/consent.csv`` (474 replies written for this project)
-by ``support-agent eval consent``.
+asks once more, plainly. Measured on ``evals/consent.csv`` (595 labelled replies written for
+this project) by ``support-agent eval consent``.
 """
 
 from __future__ import annotations
@@ -189,8 +189,6 @@ def read_consent(reply: str, action: str, target_id: str | None = None) -> Conse
     )
     if affirmed and not unknown:
         return ConsentReading("approve", "an unambiguous yes to the proposed action")
-    if len(words) >= 5 and not affirmed:
-        return ConsentReading("new_request", "something else is said")
     return ConsentReading("unclear", f"not a plain yes ({', '.join(unknown[:3]) or 'no yes'})")
 
 

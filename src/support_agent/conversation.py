@@ -26,6 +26,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
 
 from support_agent.context import Context
 from support_agent.crm.migrations import migrate
@@ -159,22 +160,26 @@ def _config(tenant_id: str, session_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id(tenant_id, session_id)}}
 
 
-async def _open_session(agent: Agent, tenant_id: str, session_id: str, channel: str) -> str:
-    """The session's channel; ends an idle session.
+async def _open_session(
+    agent: Agent, tenant_id: str, session_id: str, channel: str
+) -> tuple[str, bool]:
+    """The session's channel, and whether it awaits consent to a proposed write.
+
+    An idle session is ended.
 
     Raises:
         SessionEndedError: the session has ended (explicitly or after inactivity).
     """
     interaction = await get_interaction(agent.services, tenant_id, session_id)
     if interaction is None:
-        return channel
+        return channel, False
     if interaction["status"] == "ended":
         raise SessionEndedError("this session has ended; start a new session")
     idle = timedelta(seconds=agent.services.settings.session_idle_timeout_s)
     if interaction["last_activity_at"] < datetime.now(UTC) - idle:
         await end_session(agent, tenant_id=tenant_id, session_id=session_id, reason="idle_timeout")
         raise SessionEndedError("this session ended after inactivity; start a new session")
-    return str(interaction["channel"])
+    return str(interaction["channel"]), bool(interaction["awaiting_consent"])
 
 
 async def run_turn(
@@ -214,14 +219,17 @@ async def run_turn(
     if identity and not set(identity) <= IDENTITY_KEYS:
         raise InvalidRequestError(f"identity keys must be among {sorted(IDENTITY_KEYS)}")
     session_id = validate_session_id(session_id or uuid.uuid4().hex)
-    channel = await _open_session(agent, tenant_id, session_id, channel)
+    channel, awaiting = await _open_session(agent, tenant_id, session_id, channel)
     context = Context(tenant_id=tenant_id, channel=channel, session_id=session_id, deps=deps)
     config = _config(tenant_id, session_id)
-    graph_input: dict[str, Any] = {
+    graph_input: Any = {
         "messages": [HumanMessage(message)],
         "identity": {k: v for k, v in (identity or {}).items() if v},
         "event": "message",
+        "consent": None,
     }
+    if awaiting and (await agent.graph.aget_state(config)).interrupts:
+        graph_input = Command(resume={"message": message})  # the answer to the proposed write
     nodes: list[str] = []
     state: dict[str, Any] = {}
     mode: str

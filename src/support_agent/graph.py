@@ -2,7 +2,9 @@
 
 ``identify → load_360 → classify_intent → retrieve_resolutions → rank_actions → policy_check →
 respond_or_escalate → write_memory``; an ``end_session`` event goes straight to ``write_memory``,
-which closes the session and queues its memory job.
+which closes the session and queues its memory job. A turn that proposes a write then waits in
+``await_consent`` (a LangGraph interrupt); the answer goes round from ``identify`` as a turn of
+its own.
 
 :func:`make_graph` compiles it; the composition roots call it with the Postgres checkpointer and
 store (``conversation.Agent``) or with a context schema that carries the dependencies
@@ -16,12 +18,13 @@ from typing import Any, Literal
 
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
 from langgraph.types import RetryPolicy
 
 from support_agent.context import Context
+from support_agent.nodes.await_consent import await_consent
 from support_agent.nodes.classify_intent import classify_intent
 from support_agent.nodes.identify import identify
 from support_agent.nodes.load_360 import load_360
@@ -42,6 +45,13 @@ def route_event(state: State) -> Literal["identify", "write_memory"]:
     return "write_memory" if state.get("event") == "end_session" else "identify"
 
 
+def route_after_turn(state: State) -> Literal["await_consent", "__end__"]:
+    """A turn that proposed a write waits for consent; every other turn ends here."""
+    if state.get("awaiting_consent") and state.get("session_status") == "open":
+        return "await_consent"
+    return "__end__"
+
+
 def make_builder(context_schema: type[Context] = Context) -> StateGraph[Any, Any, Any, Any]:
     """The support graph's builder (nodes, edges, retry policies).
 
@@ -59,6 +69,7 @@ def make_builder(context_schema: type[Context] = Context) -> StateGraph[Any, Any
     builder.add_node(policy_check)
     builder.add_node(respond_or_escalate)
     builder.add_node(write_memory)
+    builder.add_node(await_consent)
     builder.add_conditional_edges(START, route_event)
     builder.add_edge("identify", "load_360")
     builder.add_edge("load_360", "classify_intent")
@@ -67,7 +78,7 @@ def make_builder(context_schema: type[Context] = Context) -> StateGraph[Any, Any
     builder.add_edge("rank_actions", "policy_check")
     builder.add_edge("policy_check", "respond_or_escalate")
     builder.add_edge("respond_or_escalate", "write_memory")
-    builder.add_edge("write_memory", END)
+    builder.add_conditional_edges("write_memory", route_after_turn)
     return builder
 
 

@@ -144,7 +144,7 @@ def build_panel(this: Turn, reason: str, issue: Issue | None) -> dict[str, Any]:
         },
         "summary": summary,
         "current_issue": issue,
-        "pending_action": state.get("pending_action"),
+        "pending_action": state.get("pending_action") or state.get("superseded"),
         "tried": _tried(history, policy),
         "timeline": _timeline(this, len(history)),
         "suggested_resolutions": [

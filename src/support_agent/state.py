@@ -36,6 +36,9 @@ Decision = Literal[
     "end",  # the session was ended and its episode written
 ]
 
+#: How the consent reader (or a reviewer's decision) read the answer to a proposed write.
+ConsentVerdict = Literal["approve", "reject", "unclear", "new_request"]
+
 #: Outcome of the policy engine for one candidate action (``policy.engine``).
 Outcome = Literal[
     "respond", "ask_identification", "deny", "clarify", "confirm", "execute", "escalate"
@@ -283,7 +286,8 @@ class Signals(TypedDict, total=False):
     """Sub-signals of the latest message (``intents.signals``).
 
     ``frustration``, ``urgency``, ``vulnerability`` in [0, 1]; ``sentiment`` in [−1, 1];
-    ``confirmation`` is ``yes`` / ``no`` / ``None``; ``ranking`` the classifier's top three
+    ``confirmation`` is ``yes`` / ``no`` / ``None`` (``yes`` only for an approval read by
+    ``await_consent``, whose verdict is ``consent``); ``ranking`` the classifier's top three
     ``(intent, probability)``; ``unclear`` an out-of-scope or low-confidence message;
     ``answers_pending`` the message supplies the detail a pending proposal asked for.
     """
@@ -296,6 +300,7 @@ class Signals(TypedDict, total=False):
     human_request: bool
     churn_threat: bool
     confirmation: str | None
+    consent: ConsentVerdict | None
     cues: list[str]
     ranking: list[tuple[str, float]]
     unclear: bool
@@ -338,12 +343,14 @@ class PendingAction(TypedDict, total=False):
 
     ``awaiting`` names the detail still missing (``new_address``, ``new_item``...; ``None``
     when only a "yes" is awaited). A question still open is never a proposal to accept.
+    ``asked_again`` is set once the agent has asked a second, plainer time.
     """
 
     action: str
     intent: str
     target: Target
     awaiting: str | None
+    asked_again: bool
 
 
 class RuleVerdict(TypedDict):
@@ -484,12 +491,17 @@ class State(InputState, OutputState, total=False):
         candidates: next-best-action candidates, best first.
         policy: the policy outcome of this turn.
         pending_action: a proposal waiting for the customer's answer.
+        awaiting_consent: this turn's reply asks for a yes to ``pending_action`` (a write); the
+            run then pauses in ``await_consent``.
         issue: the issue under discussion in this session (persisted as an open CRM issue).
         turn: number of customer turns so far.
         history: one entry per turn (appended).
         memory_job: status of the memory job queued when the session ended.
         contact_counted: the open issue whose contact count this session already increased.
         offer: the retention offer made in this session, which a confirmed "yes" applies.
+        consent: the answer to the write proposed last turn, read by ``await_consent`` (only on
+            the turn that answers it).
+        superseded: a proposal the customer's answer replaced with another request.
     """
 
     customer_id: str
@@ -506,8 +518,11 @@ class State(InputState, OutputState, total=False):
     candidates: list[Candidate]
     policy: PolicyOutcome
     pending_action: PendingAction | None
+    awaiting_consent: bool
     issue: Issue | None
     turn: int
     history: Annotated[list[TurnRecord], operator.add]
     memory_job: str | None
     contact_counted: str | None
+    consent: ConsentVerdict | None
+    superseded: PendingAction | None

@@ -90,6 +90,27 @@ def declined() -> str:
     return "No problem, I won't make that change. Is there anything else I can help with?"
 
 
+def ask_plainly(what: str) -> str:
+    """The second, plain question about a proposed write the answer left unclear."""
+    return (
+        f"I need a clear yes or no before I change anything: shall I go ahead with {what}? "
+        "Please answer yes or no."
+    )
+
+
+def left_as_is(what: str) -> str:
+    """The proposal is dropped after a second unclear answer: nothing was changed."""
+    return (
+        f"I'll leave {what} for now; nothing has been changed. Just tell me if you want to go "
+        "ahead later."
+    )
+
+
+def superseded(what: str) -> str:
+    """A new request replaced a proposal: what will not happen, before the new answer."""
+    return f"OK, I won't go ahead with {what}. "
+
+
 def one_customer_only() -> str:
     """A second customer presented in one session."""
     return (

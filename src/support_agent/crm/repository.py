@@ -97,11 +97,12 @@ async def find_customers_by_name_zip(
 
 #: Create the session's interaction row or bump its last activity, customer and intent.
 _TOUCH = (
-    "INSERT INTO interactions (tenant_id, id, customer_id, channel, intent)"
-    " VALUES (%s, %s, %s, %s, %s)"
+    "INSERT INTO interactions (tenant_id, id, customer_id, channel, intent, awaiting_consent)"
+    " VALUES (%s, %s, %s, %s, %s, %s)"
     " ON CONFLICT (tenant_id, id) DO UPDATE SET last_activity_at = now(),"
     " customer_id = COALESCE(interactions.customer_id, EXCLUDED.customer_id),"
-    " intent = COALESCE(EXCLUDED.intent, interactions.intent)"
+    " intent = COALESCE(EXCLUDED.intent, interactions.intent),"
+    " awaiting_consent = EXCLUDED.awaiting_consent"
 )
 #: Append messages to a session's transcript, numbering them after the last one.
 _APPEND = (
@@ -122,16 +123,21 @@ async def record_turn(
     customer_id: str | None,
     intent: str | None,
     messages: list[tuple[str, str, str | None]],
+    *,
+    awaiting_consent: bool = False,
 ) -> None:
     """Record one turn in the CRM, in one round trip (both statements in one pipeline).
 
     The session's interaction row is created, or its last activity, customer and intent bumped;
     the turn's ``(role, content, intent)`` messages are appended to its transcript in order (the
-    insert computes their sequence numbers itself).
+    insert computes their sequence numbers itself). ``awaiting_consent`` marks a session whose
+    turn proposed a write: its next message answers the proposal.
     """
     roles, contents, intents = (list(col) for col in zip(*messages, strict=True))
     async with services.pool.connection() as conn, conn.pipeline():
-        await conn.execute(_TOUCH, (tenant_id, session_id, customer_id, channel, intent))
+        await conn.execute(
+            _TOUCH, (tenant_id, session_id, customer_id, channel, intent, awaiting_consent)
+        )
         await conn.execute(_APPEND, {"t": tenant_id, "s": session_id, "roles": roles,
                                      "contents": contents, "intents": intents})  # fmt: skip
 

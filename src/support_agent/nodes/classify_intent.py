@@ -1,11 +1,14 @@
 """classify_intent: the intent of the latest message, its sub-signals and the entities it names.
 
 The intent comes from the tenant's embedding classifier (``intents.classifier``); below the
-tenant's minimum confidence it is ``other``. A short "yes"/"no" answering a pending proposal, or
-the detail a pending proposal asked for (the vertical decides: a new address, an option), keeps
-the pending action's intent: it is an answer, not a new request. Sub-signals (frustration, human
-request, churn threat, confirmation) come from ``intents.signals``; entities from the tenant's
-vertical.
+tenant's minimum confidence it is ``other``. The answer to a proposed write, as
+``await_consent`` read it, keeps the proposal's intent: ``confirmation`` is ``yes`` only for an
+approval and ``no`` for a refusal; an unclear answer is neither; a new request replaces the
+proposal (``superseded``) and is classified as any message. A "yes" typed as a fresh message is
+never a confirmation. The detail a pending question asked for (the vertical decides: a new
+address, an option) is an answer too; so is a reply to that question that makes no new request
+(the vertical then asks once more or hands over), and a refusal of it. Sub-signals (frustration,
+human request, churn threat) come from ``intents.signals``; entities from the tenant's vertical.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from support_agent.consent import read_consent
 from support_agent.context import Context, turn_of
 from support_agent.intents.classifier import OUT_OF_SCOPE
 from support_agent.intents.signals import detect_signals, extract_identifiers
-from support_agent.state import Signals, State
+from support_agent.state import PendingAction, Signals, State
 
 
 async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -32,19 +36,17 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
     this = turn_of(state, runtime)
     config, text = this.deps.config, this.text
     found = detect_signals(text)
-    signals: Signals = {**found.__dict__}  # type: ignore[typeddict-item]
+    signals: Signals = {**found.__dict__, "confirmation": None}  # type: ignore[typeddict-item]
     entities = this.deps.vertical.entities(text, this.c360)
-    pending = this.pending
-    supplies = bool(
-        pending and pending.get("awaiting") and this.deps.vertical.answers_pending(this, entities)
-    )
-    if pending and (found.confirmation is not None or supplies):
-        return {
-            "intent": pending["intent"],
-            "intent_confidence": 1.0,
-            "signals": {**signals, "ranking": [], "unclear": False, "answers_pending": supplies},
-            "entities": entities,
-        }
+    pending, consent = this.pending, state.get("consent")
+    if pending and consent in ("approve", "reject", "unclear"):
+        return _consent(pending, str(consent), signals, entities)
+    asked = pending if pending and pending.get("awaiting") else None
+    if asked is not None:  # the agent asked for a detail (a new address, an option)
+        supplies = this.deps.vertical.answers_pending(this, entities)
+        refused = not supplies and read_consent(text, asked["action"]).verdict == "reject"
+        if supplies or refused:
+            return _answer(asked, signals, entities, supplies=supplies, refused=refused)
     if not text.strip():
         predicted, confidence, ranking = "other", 1.0, []
     else:
@@ -59,6 +61,16 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
     intent = predicted if confidence >= config.intent_min_confidence else "other"
     if found.human_request:
         intent = "human_agent"
+    no_request = intent in ("other", OUT_OF_SCOPE)
+    if pending and consent == "new_request" and no_request:
+        # said something else but asked for nothing new: the proposal still waits for a yes
+        return _consent(pending, "unclear", signals, entities)
+    if asked is not None and (no_request or intent == asked["intent"]):
+        # no new request: an answer to the question that does not give what it asked for
+        return _answer(asked, signals, entities, supplies=False, refused=False)
+    superseded: dict[str, Any] = {}
+    if pending and consent == "new_request":
+        superseded = {"superseded": pending, "pending_action": None}
     identifying = bool((state.get("identification") or {}).get("new")) or bool(
         extract_identifiers(text)
     )
@@ -72,4 +84,36 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         "intent_confidence": confidence,
         "signals": {**signals, "ranking": ranking, "unclear": unclear},
         "entities": entities,
+        **superseded,
     }
+
+
+def _answer(
+    pending: PendingAction,
+    signals: Signals,
+    entities: dict[str, Any],
+    *,
+    supplies: bool,
+    refused: bool,
+) -> dict[str, Any]:
+    """An answer to the question a pending proposal asked (it keeps the proposal's intent)."""
+    return {
+        "intent": pending["intent"],
+        "intent_confidence": 1.0,
+        "signals": {**signals, "confirmation": "no" if refused else None, "ranking": [],
+                    "unclear": False, "answers_pending": supplies},
+        "entities": entities,
+    }  # fmt: skip
+
+
+def _consent(
+    pending: PendingAction, consent: str, signals: Signals, entities: dict[str, Any]
+) -> dict[str, Any]:
+    """The answer to a proposed write: ``confirmation`` yes only for an approval."""
+    return {
+        "intent": pending["intent"],
+        "intent_confidence": 1.0,
+        "signals": {**signals, "confirmation": {"approve": "yes", "reject": "no"}.get(consent),
+                    "consent": consent, "ranking": [], "unclear": False},
+        "entities": entities,
+    }  # fmt: skip

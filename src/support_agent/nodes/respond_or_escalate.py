@@ -54,6 +54,7 @@ class Draft:
     offer: Offer | None
     actions: list[ActionRecord] = field(default_factory=list)
     handoff: dict[str, Any] | None = None
+    asks_consent: bool = False
 
 
 def _draft(this: Turn, reply: str, decision: Decision = "respond", **changes: Any) -> Draft:
@@ -179,6 +180,22 @@ async def _inform(this: Turn, policy: PolicyOutcome) -> Draft:
     return _draft(this, templates.hello(config.help_topics) + " " + ask, "ask_identification")
 
 
+def _proposal_words(this: Turn, pending: PendingAction) -> str:
+    """A proposal in the customer's words: ``"a cancellation for order #W1234567"``."""
+    label = (pending.get("target") or {}).get("label")
+    words = this.deps.vertical.action_words([pending["action"]])
+    return f"{words} for {label}" if label else words
+
+
+def _unclear(this: Turn, pending: PendingAction) -> Draft:
+    """An unclear answer: ask once more, plainly; after a second one, change nothing."""
+    what = _proposal_words(this, pending)
+    if pending.get("asked_again"):
+        return _draft(this, templates.left_as_is(what), pending=None)
+    again: PendingAction = {**pending, "asked_again": True}
+    return _draft(this, templates.ask_plainly(what), "confirm", pending=again)
+
+
 _HANDLERS = {
     "ask_identification": _ask_identification,
     "clarify": _clarify,
@@ -198,6 +215,8 @@ async def _dispatch(this: Turn) -> Draft:
         return _escalate(this, policy, reason)
     if this.pending and this.signals.get("confirmation") == "no":
         return _draft(this, templates.declined(), pending=None)
+    if this.pending and this.signals.get("consent") == "unclear":
+        return _unclear(this, this.pending)
     if (this.state.get("identification") or {}).get("status") == "conflict":
         return _draft(this, templates.one_customer_only(), "deny")
     handler = _HANDLERS.get(str(policy.get("outcome", "respond")), _inform)
@@ -242,7 +261,7 @@ async def _with_retention_offer(this: Turn, draft: Draft) -> Draft:
                             "terms": offer.get("terms") or {}}  # fmt: skip
     reply = draft.reply + " " + this.deps.vertical.word_offer(offer)
     return replace(draft, reply=reply, pending=pending, offer=offer,
-                   actions=[*draft.actions, record])  # fmt: skip
+                   actions=[*draft.actions, record], asks_consent=True)  # fmt: skip
 
 
 async def _polished(this: Turn, draft: Draft) -> Draft:
@@ -273,8 +292,18 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
     draft = await _dispatch(this)
     if draft.decision in ("respond", "confirm"):
         draft = replace(draft, reply=_greeting(this) + draft.reply)
+    if (replaced := state.get("superseded")) is not None:
+        draft = replace(
+            draft, reply=templates.superseded(_proposal_words(this, replaced)) + draft.reply
+        )
     draft = await _polished(this, await _with_retention_offer(this, draft))
     reply = draft.reply
+    pending = draft.pending
+    asks_consent = (
+        (draft.asks_consent or draft.decision == "confirm")
+        and pending is not None
+        and not pending.get("awaiting")
+    )
     if this.deps.policy.compliance.mask_personal_data_in_replies:
         reply = mask_personal_data(reply)
     policy, signals = state.get("policy") or {}, this.signals
@@ -288,6 +317,7 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         "actions": draft.actions,
         "handoff": draft.handoff,
         "pending_action": draft.pending,
+        "awaiting_consent": asks_consent,
         "issue": draft.issue,
         "messages": [AIMessage(reply)],
         "history": [{"turn": state.get("turn", 0), "intent": state.get("intent"),

@@ -98,7 +98,8 @@ async def _end_session(this: Turn) -> dict[str, Any]:
     services, state = this.deps.services, this.state
     interaction = await get_interaction(services, this.tenant_id, this.session_id)
     if interaction is None or interaction["status"] == "ended":
-        return {"session_status": "ended", "decision": "end", "reply": "", "actions": []}
+        return {"session_status": "ended", "decision": "end", "reply": "", "actions": [],
+                "awaiting_consent": False}  # fmt: skip
     customer_id = state.get("customer_id") if state.get("authenticated") else None
     history = state.get("history") or []
     issue = state.get("issue")
@@ -117,6 +118,7 @@ async def _end_session(this: Turn) -> dict[str, Any]:
         job = await enqueue_session(services, this.tenant_id, this.session_id, customer_id, payload)
         await invalidate_360(services, this.tenant_id, customer_id)
     return {"session_status": "ended", "decision": "end", "reply": "", "actions": [],
+            "awaiting_consent": False,
             "memory_job": job}  # fmt: skip
 
 
@@ -135,9 +137,11 @@ async def write_memory(state: State, runtime: Runtime[Context]) -> dict[str, Any
     customer_id = state.get("customer_id") if state.get("authenticated") else None
     intent = state.get("intent")
     lines = [("customer", this.text, intent), ("agent", state.get("reply", ""), None)]
-    await record_turn(services, tenant_id, session_id, this.channel, customer_id, intent, lines)
+    awaiting = bool(state.get("awaiting_consent"))
+    await record_turn(services, tenant_id, session_id, this.channel, customer_id, intent, lines,
+                      awaiting_consent=awaiting)  # fmt: skip
     issue = state.get("issue")
-    update: dict[str, Any] = {"session_status": "open"}
+    update: dict[str, Any] = {"session_status": "open", "consent": None, "superseded": None}
     if state.get("decision") == "escalate" and state.get("handoff"):
         await record_handoff(services, state["handoff"])  # type: ignore[arg-type]
     if (customer_id and issue and issue.get("opened_in") != session_id
