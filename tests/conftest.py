@@ -13,13 +13,16 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from support_agent.api.app import create_app
 from support_agent.conversation import Agent, TurnResult, end_session, run_turn
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 from support_agent.settings import Settings
+from support_agent.tenancy import create_api_key
 from support_agent.tenants import PACKS_DIR, TenantPacks
 from support_agent.verticals.retail.loader import load_retail
 
@@ -175,3 +178,18 @@ async def add_acme_twin(services: Services, customer_id: str) -> None:
             " ON CONFLICT DO NOTHING",
             (customer_id,),
         )
+
+
+@pytest.fixture
+async def client(services: Services, agent: Agent) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the API (in process, ASGI) with a retail API key."""
+    key = await create_api_key(services, "retail")
+    app = create_app(agent=agent)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://test",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as c:
+            yield c

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 
-from support_agent.api.app import create_app
-from support_agent.conversation import Agent
 from support_agent.services import Services
-from support_agent.tenancy import create_api_key
 from tests.conftest import customer_with
-
-
-@pytest.fixture
-async def client(services: Services, agent: Agent) -> AsyncIterator[httpx.AsyncClient]:
-    key = await create_api_key(services, "retail")
-    app = create_app(agent=agent)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport,
-            base_url="http://test",
-            headers={"Authorization": f"Bearer {key}"},
-        ) as c:
-            yield c
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:

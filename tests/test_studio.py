@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -135,3 +136,61 @@ async def test_a_bad_api_key_is_refused_and_a_good_one_picks_its_tenant(
             )  # fmt: skip
         ).fetchone()
     assert row is not None and row["tenant_id"] == "acme"
+
+
+async def _ledger(services: Services, order_id: object) -> tuple[str, int]:
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT o.status, (SELECT count(*) FROM account_actions a WHERE a.tenant_id ="
+                " o.tenant_id AND a.params->>'order_id' = o.id) AS n FROM orders o"
+                " WHERE o.tenant_id = 'retail' AND o.id = %s",
+                (order_id,),
+            )
+        ).fetchone()
+    assert row is not None
+    return str(row["status"]), int(row["n"])
+
+
+async def _to_the_interrupt(client: Any, services: Services) -> tuple[str, dict[str, Any]]:
+    """A thread whose run stopped at the consent interrupt for cancelling a pending order."""
+    cust = await customer_with(services, "pending")
+    thread = (await client.threads.create())["thread_id"]
+    for text in (f"my email is {cust['email']}",
+                 f"cancel order {cust['order_id']}, I no longer need it"):  # fmt: skip
+        await client.runs.wait(
+            thread, "support_agent", input={"messages": [{"role": "user", "content": text}]}
+        )
+    state = await client.threads.get_state(thread)
+    assert state["next"] == ["await_consent"], state["next"]
+    (pending,) = state["interrupts"]
+    (request,) = pending["value"]["action_requests"]
+    assert request["name"] == "cancel_order" and request["args"]["target_id"] == cust["order_id"]
+    assert pending["value"]["review_configs"][0]["allowed_decisions"] == ["approve", "reject"]
+    return thread, cust
+
+
+async def test_sdk_sees_the_interrupt_and_approve_executes_once(
+    studio: str, services: Services
+) -> None:
+    client = get_client(url=studio)
+    thread, cust = await _to_the_interrupt(client, services)
+    assert await _ledger(services, cust["order_id"]) == ("pending", 0)
+    approve = {"resume": {"decisions": [{"type": "approve"}]}}
+    out = await client.runs.wait(thread, "support_agent", command=approve)
+    assert isinstance(out, dict) and out["decision"] == "execute", out
+    assert await _ledger(services, cust["order_id"]) == ("cancelled", 1)
+    assert (await client.threads.get_state(thread))["interrupts"] == []
+    # approving again: nothing waits for a decision, nothing runs a second time
+    await client.runs.wait(thread, "support_agent", command=approve)
+    assert await _ledger(services, cust["order_id"]) == ("cancelled", 1)
+
+
+async def test_sdk_reject_executes_nothing(studio: str, services: Services) -> None:
+    client = get_client(url=studio)
+    thread, cust = await _to_the_interrupt(client, services)
+    reject = {"resume": {"decisions": [{"type": "reject", "message": "keep it"}]}}
+    out = await client.runs.wait(thread, "support_agent", command=reject)
+    assert isinstance(out, dict) and out["decision"] == "respond", out
+    assert "won't" in out["reply"]
+    assert await _ledger(services, cust["order_id"]) == ("pending", 0)

@@ -418,7 +418,9 @@ class TurnRecord(TypedDict, total=False):
 class ActionRecord(TypedDict, total=False):
     """An action proposed or done this turn, for the API response.
 
-    ``status`` is ``proposed``, ``offered`` or ``done``; a done action carries its ``result``.
+    ``status`` is ``proposed``, ``offered``, ``done`` (it changed the systems of record in this
+    turn; it carries its ``result``) or ``already_done`` (the same change ran earlier in the
+    session; nothing changed now).
     """
 
     action: str

@@ -141,6 +141,22 @@ def cannot_do(reason: str) -> str:
     return f"I'm sorry, I couldn't do that: {reason}."
 
 
+def already_done(what: str) -> str:
+    """The same change was confirmed again: it ran earlier in this conversation, not now."""
+    return (
+        f"That was already done earlier in this conversation ({what}); I haven't changed "
+        "anything again. Is there anything else I can help with?"
+    )
+
+
+def nothing_to_confirm() -> str:
+    """A "yes" when no proposal is waiting for one: nothing is done."""
+    return (
+        "There's nothing waiting for your go-ahead right now, so I haven't changed anything. "
+        "What would you like me to do?"
+    )
+
+
 def colleague_can_do() -> str:
     """A confirmed action only a human can complete."""
     return (

@@ -4,7 +4,10 @@ Every write the agent makes on the systems of record (retail and bank, and any v
 own) is one PostgreSQL transaction shaped by :func:`idempotent`:
 
 1. look the action's idempotency key up in ``account_actions``: if it ran, return its first
-   result and write nothing (a repeated "yes" or a retried turn never acts twice);
+   result marked ``"replayed": True`` and write nothing (a retried turn, or the same change
+   confirmed twice, never acts twice). The key names the change itself (:func:`change_key`:
+   session, action, record and the change's arguments), so two different changes to one record
+   both run;
 2. run the action's body: lock the record it changes (:func:`lock_one`), re-check the rule the
    policy engine applied on a 360 that may be seconds old (:func:`require`), write;
 3. record the parameters (with the record the action is about and its label) and the result
@@ -15,6 +18,7 @@ A failing check raises and rolls everything back: nothing is recorded, nothing i
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,7 +44,7 @@ class ActionCall:
         customer_id: the authenticated customer.
         session_id: the session that confirmed it.
         action: the action's name (as declared in ``policy.yaml``).
-        key: ``{tenant}:{session}:{action}:{target id or "customer"}``.
+        key: the change's idempotency key (:func:`change_key`).
         subject_id: the record the action is about (recorded with its parameters).
         label: how the customer calls that record (recorded with its parameters).
     """
@@ -54,11 +58,26 @@ class ActionCall:
     label: str | None = None
 
 
+def change_key(
+    tenant_id: str, session_id: str, action: str, subject_id: str | None, args: dict[str, Any]
+) -> str:
+    """The idempotency key of one change: ``{tenant}:{session}:{action}:{subject}:{digest}``.
+
+    ``digest`` is the first 16 hex digits of the SHA-256 of ``args`` as canonical JSON (sorted
+    keys): the same change confirmed twice has one key; another address, other items or another
+    payment method on the same record has another.
+    """
+    canonical = json.dumps(args, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return f"{tenant_id}:{session_id}:{action}:{subject_id or 'customer'}:{digest}"
+
+
 async def idempotent(services: Services, call: ActionCall, body: ActionBody) -> dict[str, Any]:
     """Run an account action once per idempotency key (see the module docstring).
 
     Returns:
-        The action's result: this run's, or the first run's when the key was seen before.
+        The action's result: this run's, or the first run's with ``"replayed": True`` when the
+        key was seen before (nothing changed in this call).
 
     Raises:
         NotFoundError, InvalidRequestError: raised by ``body`` (the transaction rolls back).
@@ -71,7 +90,7 @@ async def idempotent(services: Services, call: ActionCall, body: ActionBody) -> 
             )
         ).fetchone()
         if row is not None:
-            return dict(row["result"])
+            return {**row["result"], "replayed": True}
         params, result = await body(conn)
         params = {**params, "subject_id": call.subject_id, "label": call.label}
         await conn.execute(

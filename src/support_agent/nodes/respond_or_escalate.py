@@ -19,8 +19,9 @@ from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
 from support_agent import templates
-from support_agent.actions.ledger import ActionCall
+from support_agent.actions.ledger import ActionCall, change_key
 from support_agent.actions.offers import record_offer_made
+from support_agent.consent import read_consent
 from support_agent.context import Context, turn_of
 from support_agent.errors import InvalidRequestError, NeedsHumanError, NotFoundError
 from support_agent.handoff import build_panel, escalation_reason
@@ -103,7 +104,8 @@ async def _confirm(this: Turn, policy: PolicyOutcome) -> Draft:
 
 async def _execute(this: Turn, policy: PolicyOutcome) -> Draft:
     action, target = policy["action"], policy.get("target") or {}
-    key = f"{this.tenant_id}:{this.session_id}:{action}:{target.get('id') or 'customer'}"
+    key = change_key(this.tenant_id, this.session_id, action, target.get("id"),
+                     target.get("args") or {})  # fmt: skip
     call = ActionCall(this.tenant_id, str(this.state.get("customer_id")), this.session_id,
                       action, key, target.get("id"), target.get("label"))  # fmt: skip
     try:
@@ -113,6 +115,10 @@ async def _execute(this: Turn, policy: PolicyOutcome) -> Draft:
         return _draft(this, templates.colleague_can_do(), "escalate", handoff=panel)
     except (InvalidRequestError, NotFoundError) as exc:
         return _draft(this, templates.cannot_do(exc.message), "deny", pending=None)
+    if result.get("replayed"):  # this very change ran earlier in the session: nothing changed now
+        again: ActionRecord = {"action": action, "status": "already_done", "target": target}
+        words = _proposal_words(this, {"action": action, "intent": this.intent, "target": target})
+        return _draft(this, templates.already_done(words), pending=None, actions=[again])
     offer = this.state.get("offer")
     if action == this.deps.policy.retention.apply_action and offer:
         offer = {**offer, "status": "applied"}
@@ -219,8 +225,15 @@ async def _dispatch(this: Turn) -> Draft:
         return _unclear(this, this.pending)
     if (this.state.get("identification") or {}).get("status") == "conflict":
         return _draft(this, templates.one_customer_only(), "deny")
+    if not this.pending and this.state.get("consent") is None and _bare_yes(this.text):
+        return _draft(this, templates.nothing_to_confirm())
     handler = _HANDLERS.get(str(policy.get("outcome", "respond")), _inform)
     return await handler(this, policy)
+
+
+def _bare_yes(text: str) -> bool:
+    """A plain "yes" (the consent reader's approve) while no proposal waits for one."""
+    return read_consent(text, "").verdict == "approve"
 
 
 def _greeting(this: Turn) -> str:

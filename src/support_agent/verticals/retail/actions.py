@@ -199,6 +199,16 @@ async def modify_order(
             f"only pending orders can be modified (status {order['status']})",
         )
         if change.get("address"):
+            current = await (
+                await conn.execute(
+                    "SELECT address FROM orders WHERE tenant_id = %s AND id = %s",
+                    (call.tenant_id, order_id),
+                )
+            ).fetchone()
+            require(
+                not current or _address_key(current["address"]) != _address_key(change["address"]),
+                "the order already ships to that address, so nothing needed changing",
+            )
             await conn.execute(
                 "UPDATE orders SET address = %s, updated_at = now()"
                 " WHERE tenant_id = %s AND id = %s",
@@ -212,6 +222,17 @@ async def modify_order(
                 " AND customer_id = %s",
                 (call.tenant_id, change["payment_method_id"], call.customer_id),
                 missing="payment method not found for this customer",
+            )
+            paid_with = await (
+                await conn.execute(
+                    "SELECT DISTINCT payment_method_id FROM payments WHERE tenant_id = %s"
+                    " AND order_id = %s AND kind = 'payment'",
+                    (call.tenant_id, order_id),
+                )
+            ).fetchall()
+            require(
+                [r["payment_method_id"] for r in paid_with] != [change["payment_method_id"]],
+                "the order is already paid with that payment method, so nothing needed changing",
             )
             await conn.execute(
                 "UPDATE payments SET payment_method_id = %s WHERE tenant_id = %s"
@@ -245,15 +266,29 @@ async def update_default_address(
     )
 
     async def body(conn: Conn) -> tuple[dict[str, Any], dict[str, Any]]:
-        cur = await conn.execute(
+        customer = await lock_one(
+            conn,
+            "SELECT address FROM customers WHERE tenant_id = %s AND id = %s FOR UPDATE",
+            (call.tenant_id, call.customer_id),
+            missing="customer not found",
+        )
+        require(
+            _address_key(customer["address"]) != _address_key(address),
+            "that is already your default address, so nothing needed changing",
+        )
+        await conn.execute(
             "UPDATE customers SET address = %s, zip = %s WHERE tenant_id = %s AND id = %s",
             (json.dumps(address), address["zip"], call.tenant_id, call.customer_id),
         )
-        if cur.rowcount == 0:
-            raise NotFoundError("customer not found")
         return {"address": address}, {"customer_id": call.customer_id, "address": address}
 
     return await idempotent(services, call, body)
+
+
+def _address_key(address: dict[str, Any] | None) -> tuple[str, ...]:
+    """An address compared field by field (street, unit, city, state, zip), ignoring case."""
+    fields = ("address1", "address2", "city", "state", "zip")
+    return tuple(str((address or {}).get(f) or "").strip().lower() for f in fields)
 
 
 async def available_variants(
