@@ -27,8 +27,12 @@ async def test_chat_two_sessions_over_http(client: httpx.AsyncClient, services: 
     )
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"session_id", "reply", "decision", "intent", "actions", "handoff"}
+    assert set(body) == {
+        "session_id", "reply", "decision", "intent", "actions", "handoff", "approval"
+    }  # fmt: skip
     assert body["decision"] == "confirm" and cust["order_id"] in body["reply"]
+    (request,) = body["approval"]["action_requests"]  # the write waiting for a yes
+    assert request["args"]["target_id"] == cust["order_id"]
     end = await client.post(f"/v1/sessions/{body['session_id']}/end")
     assert end.status_code == 200 and end.json()["memory_job"] in ("enqueued", "done")
     r2 = await client.post(

@@ -84,6 +84,7 @@ async def _propose_cancel(
     )
     assert proposal["decision"] == "confirm", proposal["reply"]
     assert f"cancel order {order_id}" in proposal["reply"] and "yes" in proposal["reply"]
+    assert proposal["approval"]["action_requests"][0]["name"] == "cancel_order"
     return cust, str(hello["session_id"]), await _order(services, order_id)
 
 

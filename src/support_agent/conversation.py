@@ -140,6 +140,9 @@ class TurnResult:
         policy: the policy decision with its rules.
         customer_id: the identified customer (only when authenticated).
         signals: the message's sub-signals.
+        approval: the proposed write the run stopped for (``await_consent``'s interrupt payload:
+            ``{"action_requests": [{"name", "args", "description"}], "review_configs": [...]}``),
+            or ``None``.
     """
 
     session_id: str
@@ -154,6 +157,7 @@ class TurnResult:
     policy: dict[str, Any]
     customer_id: str | None
     signals: dict[str, Any] = field(default_factory=dict)
+    approval: dict[str, Any] | None = None
 
 
 def _config(tenant_id: str, session_id: str) -> RunnableConfig:
@@ -231,6 +235,7 @@ async def run_turn(
     if awaiting and (await agent.graph.aget_state(config)).interrupts:
         graph_input = Command(resume={"message": message})  # the answer to the proposed write
     nodes: list[str] = []
+    approval: dict[str, Any] | None = None
     state: dict[str, Any] = {}
     mode: str
     chunk: Any
@@ -240,12 +245,16 @@ async def run_turn(
     ):  # fmt: skip
         if mode == "updates":
             nodes.extend(k for k in chunk if not k.startswith("__"))
+            if chunk.get("__interrupt__"):  # the run stopped for consent to a proposed write
+                approval = dict(chunk["__interrupt__"][0].value)
         else:  # the whole state after each step; the last one is the turn's result
             state = chunk
-    return _result(session_id, nodes, state)
+    return _result(session_id, nodes, state, approval)
 
 
-def _result(session_id: str, nodes: list[str], state: dict[str, Any]) -> TurnResult:
+def _result(
+    session_id: str, nodes: list[str], state: dict[str, Any], approval: dict[str, Any] | None
+) -> TurnResult:
     memory = state.get("memory") or {}
     return TurnResult(
         session_id=session_id,
@@ -271,6 +280,7 @@ def _result(session_id: str, nodes: list[str], state: dict[str, Any]) -> TurnRes
         policy=state.get("policy") or {},
         customer_id=state.get("customer_id") if state.get("authenticated") else None,
         signals=state.get("signals") or {},
+        approval=approval,
     )
 
 

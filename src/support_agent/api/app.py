@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             "intent": result.intent,
             "actions": result.actions,
             "handoff": result.handoff,
+            "approval": result.approval,
         }
 
     @app.post("/v1/sessions/{session_id}/end", response_model=EndSessionResponse)

@@ -49,6 +49,12 @@ class ChatResponse(BaseModel):
     intent: str | None
     actions: list[dict[str, Any]]
     handoff: dict[str, Any] | None
+    approval: dict[str, Any] | None = Field(
+        default=None,
+        description="the proposed write waiting for a yes (LangChain human-in-the-loop shape: "
+        "action_requests with name, args, description; review_configs); the next message "
+        "answers it",
+    )
 
 
 class EndSessionResponse(BaseModel):
