@@ -124,7 +124,7 @@ async def test_unclear_answer_is_asked_once_more_then_yes_cancels_once(
         (p["amount"], p["payment_method_id"]) for p in paid
     )  # every payment refunded to its method, once
     refund = sum(float(p["amount"]) for p in paid)
-    assert f"{refund:.2f}" in done["reply"]  # the amount said is the amount refunded
+    assert f"${refund:,.2f}" in done["reply"]  # the amount said is the amount refunded
     # the same "yes" resent: nothing waits for it, nothing runs again
     resent = await _chat(client, session_id=session, message="yes")
     assert resent["decision"] != "execute" and "Done" not in resent["reply"]

@@ -88,17 +88,28 @@ async def test_frustration_escalates(services: Services, agent: Agent) -> None:
 def test_grounded_check() -> None:
     draft = "Order #W1234567 is delivered; 12.50 will be refunded."
     assert grounded(draft, "Good news: #W1234567 was delivered and you'll get 12.50 back.")
+    assert grounded("A refund of $1,006.19.", "You'll get 1006.19 back.")  # same amount
+    assert not grounded("A refund of $1,006.19.", "You'll get $6.19 back.")
     assert not grounded(draft, "Your order was delivered and you'll get a refund.")
 
 
 async def test_llm_rewrite_is_used_when_grounded(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT price FROM order_items WHERE tenant_id = 'retail' AND order_id = %s"
+                " AND name = %s",
+                (cust["order_id"], cust["item"]),
+            )
+        ).fetchone()
+    assert row is not None
     model = ScriptedChatModel(
         replies=[
             "Lovely to hear from you! What can I do for you today?",
             f"So sorry! Your {cust['item']} in order {cust['order_id']}: return or exchange? "
-            "Just say yes to go ahead.",
+            f"A return refunds ${float(row['price']):,.2f}. Just say yes to go ahead.",
         ]
     )
     swap = _swap_model(services, model)

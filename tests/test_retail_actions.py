@@ -136,7 +136,8 @@ async def test_exchange_picks_the_named_variant_and_runs_once(
     await say(agent, sid, f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}")
     asked = await say(agent, sid, f"can I exchange the {cust['item']} for the {value} one instead")
     assert asked.decision == "confirm" and asked.policy["action"] == "exchange_items", asked.reply
-    assert asked.policy["target"]["args"]["swaps"] == {cust["item_id"]: new_item}
+    args = asked.policy["target"]["args"]
+    assert (args["item_ids"], args["new_item_ids"]) == ([cust["item_id"]], [new_item])
     assert value in asked.reply
     done = await say(agent, sid, "yes")
     assert done.decision == "execute", done.reply
@@ -164,7 +165,8 @@ async def test_pending_item_change_asks_for_the_option_then_changes_the_order(
     assert "Which option" in asked.reply, asked.reply
     proposed = await say(agent, sid, f"the {value} one please")
     assert proposed.decision == "confirm", proposed.reply
-    assert proposed.policy["target"]["args"]["swaps"] == {cust["item_id"]: new_item}
+    args = proposed.policy["target"]["args"]
+    assert (args["item_ids"], args["new_item_ids"]) == ([cust["item_id"]], [new_item])
     await say(agent, sid, "yes")
     line = await _row(
         services,
@@ -173,4 +175,4 @@ async def test_pending_item_change_asks_for_the_option_then_changes_the_order(
         cust["order_id"],
         cust["item"],
     )
-    assert line == {"status": "pending (items modified)", "item_id": new_item}
+    assert line == {"status": "pending (item modified)", "item_id": new_item}

@@ -22,7 +22,7 @@ from support_agent.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_FACT_RE = re.compile(r"#W\d{7}|\d+\.\d{2}")
+_FACT_RE = re.compile(r"#W\d{7}|\d{1,3}(?:,\d{3})+\.\d{2}|\d+\.\d{2}")
 
 SYSTEM_PROMPT = (
     "You are a customer-support agent. Rewrite the DRAFT reply so it sounds natural and warm, "
@@ -49,7 +49,10 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
 
 def grounded(draft: str, rewrite: str) -> bool:
     """True when the rewrite keeps every order id and amount of the draft."""
-    return set(_FACT_RE.findall(draft)) <= set(_FACT_RE.findall(rewrite))
+    def facts(text: str) -> set[str]:
+        return {f.replace(",", "") for f in _FACT_RE.findall(text)}
+
+    return facts(draft) <= facts(rewrite)
 
 
 async def polish_reply(

@@ -49,7 +49,7 @@ def facts_for(candidate: Candidate, rule: ActionRule, this: Turn) -> PolicyFacts
         authenticated=bool(this.state.get("authenticated")),
         identity_conflict=(this.state.get("identification") or {}).get("status") == "conflict",
         has_target=target.get("id") is not None,
-        has_items=bool((target.get("args") or {}).get("item_ids")),
+        has_items=bool((target.get("args") or {}).get("item_ids")) and not target.get("candidates"),
         target_status=target.get("status") if rule.target is not None else None,
         confirmed=confirmed,
     )

@@ -223,8 +223,10 @@ class RetailVertical(Vertical):
                 "exchange" if call.action == "exchange_items" else "modify"
             )
             method = str(args.get("payment_method_id") or "")
-            swaps = dict(args.get("swaps") or {})
-            return await actions.swap_items(services, call, order_id, swaps, method, kind)
+            return await actions.swap_items(
+                services, call, order_id, list(args.get("item_ids") or []),
+                list(args.get("new_item_ids") or []), method, kind,
+            )  # fmt: skip
         if call.action == "modify_order":
             change = ({"address": args.get("new_address")} if args.get("change") == "address"
                       else {"payment_method_id": args.get("new_payment_method_id")})  # fmt: skip
@@ -240,11 +242,13 @@ class RetailVertical(Vertical):
         return templates.done(action, result, turn.c360)
 
     def clarify(self, decision: PolicyDecision, turn: Turn) -> str:
-        """Which item of the order, or which order, is meant."""
-        order_id = (decision.get("target") or {}).get("id")
+        """Which item of the order (only the real choices, each once), or which order."""
+        target = decision.get("target") or {}
         orders = turn.c360.get("orders", [])
-        order = next((o for o in orders if o["order_id"] == order_id), None)
-        return templates.which_item(order) if order is not None else templates.which_order(orders)
+        order = next((o for o in orders if o["order_id"] == target.get("id")), None)
+        if order is None:
+            return templates.which_order(orders)
+        return templates.which_item(order, list(target.get("candidates") or []))
 
     def refuse(self, decision: PolicyDecision, turn: Turn) -> Refusal:
         """The policy's reason, and an allowed return, exchange or status check instead."""

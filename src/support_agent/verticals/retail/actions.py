@@ -6,16 +6,17 @@ a repeated idempotency key, re-reads the order under a row lock, re-checks the s
 
 - :func:`cancel_order`: a pending order → ``cancelled``, every payment refunded to its method.
 - :func:`request_return`: items of a delivered order → ``return requested``.
-- :func:`swap_items`: items of a delivered order exchanged (``exchange requested``), or of a pending
-  order changed (``pending (items modified)``), the price difference charged or refunded.
-- :func:`modify_order`: a pending order's shipping address or payment method.
+- :func:`swap_items`: items of a delivered order exchanged (``exchange requested``; the price
+  difference is recorded and settled when the returned items arrive), or of a pending order
+  changed (``pending (item modified)``; the difference is charged or refunded now).
+- :func:`modify_order`: a pending order's shipping address, or its payment method (the payment is
+  taken from the new method and refunded to the old one).
 - :func:`update_default_address`: the customer's default address.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Literal
 
 from support_agent.actions.ledger import ActionCall, Conn, idempotent, lock_one, require
@@ -24,7 +25,7 @@ from support_agent.services import Services
 
 #: Order status after each swap kind, and the status it requires.
 SWAP_STATUS = {"exchange": ("delivered", "exchange requested"),
-               "modify": ("pending", "pending (items modified)")}  # fmt: skip
+               "modify": ("pending", "pending (item modified)")}  # fmt: skip
 
 
 async def _next_payment_seq(conn: Conn, tenant_id: str, order_id: str) -> int:
@@ -108,9 +109,9 @@ async def cancel_order(
                     (pay["amount"], call.tenant_id, pay["payment_method_id"]),
                 )
         await conn.execute(
-            "UPDATE orders SET status = 'cancelled', updated_at = now()"
+            "UPDATE orders SET status = 'cancelled', cancel_reason = %s, updated_at = now()"
             " WHERE tenant_id = %s AND id = %s",
-            (call.tenant_id, order_id),
+            (reason, call.tenant_id, order_id),
         )
         gift = all(p["kind"] == "gift_card" for p in pays)
         result = {
@@ -130,13 +131,19 @@ async def request_return(
 ) -> dict[str, Any]:
     """Request the return of items of a delivered order (status → ``return requested``).
 
+    ``item_ids`` may repeat an item the order holds several times. The refund goes to
+    ``payment_method_id``: the order's original payment method or one of the customer's gift
+    cards (retail policy, tau2-bench ``policy.md``); it is paid when the items arrive.
+
     Returns:
         ``{"order_id", "status": "return requested", "item_ids", "refund", "payment_method_id"}``
-        (refund in currency units: the items' prices).
+        (refund in currency units: the returned items' prices).
 
     Raises:
-        NotFoundError: the order is not this customer's, or an item is not in it.
-        InvalidRequestError: the order is not delivered.
+        NotFoundError: the order or payment method is not this customer's, or an item is not in
+            the order (as many times as asked).
+        InvalidRequestError: the order is not delivered, or the refund method is neither the
+            original one nor a gift card.
     """
 
     async def body(conn: Conn) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -145,34 +152,88 @@ async def request_return(
             order["status"] == "delivered",
             f"only delivered orders can be returned (status {order['status']})",
         )
-        rows = await (
-            await conn.execute(
-                "SELECT item_id, price FROM order_items WHERE tenant_id = %s AND order_id = %s",
-                (call.tenant_id, order_id),
-            )
-        ).fetchall()
-        prices = {r["item_id"]: float(r["price"]) for r in rows}
-        if not item_ids or any(i not in prices for i in item_ids):
-            raise NotFoundError("item not found in this order")
-        await conn.execute(
-            "UPDATE orders SET status = 'return requested', updated_at = now()"
-            " WHERE tenant_id = %s AND id = %s",
-            (call.tenant_id, order_id),
+        lines = await _order_lines(conn, call.tenant_id, order_id)
+        taken = _take_lines(lines, item_ids)
+        method = await _payment_method(conn, call, payment_method_id)
+        original = await _original_method(conn, call.tenant_id, order_id)
+        require(
+            method["kind"] == "gift_card" or payment_method_id == original,
+            "a refund can only go to the original payment method or a gift card",
         )
-        params = {
-            "order_id": order_id,
-            "item_ids": item_ids,
-            "payment_method_id": payment_method_id,
-        }
+        await conn.execute(
+            "UPDATE orders SET status = 'return requested', return_items = %s,"
+            " return_payment_method_id = %s, updated_at = now() WHERE tenant_id = %s AND id = %s",
+            (sorted(item_ids), payment_method_id, call.tenant_id, order_id),
+        )
+        params = {"order_id": order_id, "item_ids": item_ids,
+                  "payment_method_id": payment_method_id}  # fmt: skip
         return params, {
             "order_id": order_id,
             "status": "return requested",
             "item_ids": item_ids,
-            "refund": round(sum(prices[i] for i in item_ids), 2),
+            "refund": round(sum(float(line["price"]) for line in taken), 2),
             "payment_method_id": payment_method_id,
         }
 
     return await idempotent(services, call, body)
+
+
+async def _order_lines(conn: Conn, tenant_id: str, order_id: str) -> list[dict[str, Any]]:
+    """The order's lines (``line_no``, ``item_id``, ``product_id``, ``price``), in order."""
+    rows = await (
+        await conn.execute(
+            "SELECT line_no, item_id, product_id, price FROM order_items"
+            " WHERE tenant_id = %s AND order_id = %s ORDER BY line_no",
+            (tenant_id, order_id),
+        )
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def _take_lines(lines: list[dict[str, Any]], item_ids: list[str]) -> list[dict[str, Any]]:
+    """One distinct order line per requested item id (an item listed twice takes two lines).
+
+    Raises:
+        NotFoundError: no item ids, or an item is not in the order as many times as listed.
+    """
+    free = list(lines)
+    taken: list[dict[str, Any]] = []
+    for item_id in item_ids:
+        line = next((x for x in free if x["item_id"] == item_id), None)
+        if line is None:
+            raise NotFoundError("item not found in this order")
+        free.remove(line)
+        taken.append(line)
+    if not taken:
+        raise NotFoundError("item not found in this order")
+    return taken
+
+
+async def _payment_method(conn: Conn, call: ActionCall, method_id: str) -> dict[str, Any]:
+    """The customer's payment method (``id``, ``kind``, ``balance``), locked.
+
+    Raises:
+        NotFoundError: not one of this customer's payment methods.
+    """
+    return await lock_one(
+        conn,
+        "SELECT id, kind, balance FROM payment_methods WHERE tenant_id = %s AND id = %s"
+        " AND customer_id = %s FOR UPDATE",
+        (call.tenant_id, method_id, call.customer_id),
+        missing="payment method not found for this customer",
+    )
+
+
+async def _original_method(conn: Conn, tenant_id: str, order_id: str) -> str | None:
+    """The payment method of the order's first payment."""
+    row = await (
+        await conn.execute(
+            "SELECT payment_method_id FROM payments WHERE tenant_id = %s AND order_id = %s"
+            " AND kind = 'payment' ORDER BY seq LIMIT 1",
+            (tenant_id, order_id),
+        )
+    ).fetchone()
+    return str(row["payment_method_id"]) if row else None
 
 
 async def modify_order(
@@ -216,36 +277,64 @@ async def modify_order(
             )
             result: dict[str, Any] = {"changed": "address", "address": change["address"]}
         elif change.get("payment_method_id"):
-            await lock_one(
-                conn,
-                "SELECT id FROM payment_methods WHERE tenant_id = %s AND id = %s"
-                " AND customer_id = %s",
-                (call.tenant_id, change["payment_method_id"], call.customer_id),
-                missing="payment method not found for this customer",
-            )
-            paid_with = await (
-                await conn.execute(
-                    "SELECT DISTINCT payment_method_id FROM payments WHERE tenant_id = %s"
-                    " AND order_id = %s AND kind = 'payment'",
-                    (call.tenant_id, order_id),
-                )
-            ).fetchall()
-            require(
-                [r["payment_method_id"] for r in paid_with] != [change["payment_method_id"]],
-                "the order is already paid with that payment method, so nothing needed changing",
-            )
-            await conn.execute(
-                "UPDATE payments SET payment_method_id = %s WHERE tenant_id = %s"
-                " AND order_id = %s AND kind = 'payment'",
-                (change["payment_method_id"], call.tenant_id, order_id),
-            )
-            result = {"changed": "payment", "payment_method_id": change["payment_method_id"]}
+            result = await _switch_payment(conn, call, order_id, str(change["payment_method_id"]))
         else:
             raise InvalidRequestError("a new address or payment method is needed")
         return {"order_id": order_id, **change}, {"order_id": order_id, "status": "pending",
                                                   **result}  # fmt: skip
 
     return await idempotent(services, call, body)
+
+
+async def _switch_payment(
+    conn: Conn, call: ActionCall, order_id: str, method_id: str
+) -> dict[str, Any]:
+    """Pay a pending order with another method.
+
+    The amount is paid with the new method and refunded to the old one (a gift card's balance
+    moves at once), as the retail policy says.
+
+    Raises:
+        NotFoundError: the method is not this customer's.
+        InvalidRequestError: the order has more than its one payment, the method is the same, or
+            a gift card cannot cover the amount.
+    """
+    payments = await (
+        await conn.execute(
+            "SELECT kind, amount, payment_method_id FROM payments WHERE tenant_id = %s"
+            " AND order_id = %s ORDER BY seq",
+            (call.tenant_id, order_id),
+        )
+    ).fetchall()
+    require(
+        len(payments) == 1 and payments[0]["kind"] == "payment",
+        "only an order paid in one payment can change its payment method",
+    )
+    old, amount = str(payments[0]["payment_method_id"]), float(payments[0]["amount"])
+    require(old != method_id, "the order is already paid with that payment method, so nothing "
+            "needed changing")  # fmt: skip
+    new = await _payment_method(conn, call, method_id)
+    require(
+        not (new["kind"] == "gift_card" and float(new["balance"] or 0) < amount),
+        "the gift card balance does not cover the order",
+    )
+    previous = await _payment_method(conn, call, old)
+    seq = await _next_payment_seq(conn, call.tenant_id, order_id)
+    for n, (kind, method) in enumerate((("payment", method_id), ("refund", old))):
+        await conn.execute(
+            "INSERT INTO payments (tenant_id, order_id, seq, kind, amount, payment_method_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (call.tenant_id, order_id, seq + n, kind, amount, method),
+        )
+    for row, delta in ((new, -amount), (previous, amount)):
+        if row["kind"] == "gift_card":
+            await conn.execute(
+                "UPDATE payment_methods SET balance = balance + %s WHERE tenant_id = %s"
+                " AND id = %s",
+                (delta, call.tenant_id, row["id"]),
+            )
+    return {"changed": "payment", "payment_method_id": method_id, "amount": amount,
+            "refunded_to": old}  # fmt: skip
 
 
 async def update_default_address(
@@ -313,60 +402,37 @@ async def available_variants(
     return out
 
 
-def choose_variant(
-    item: dict[str, Any], variants: list[dict[str, Any]], text: str
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The variant of ``item``'s product the message asks for.
-
-    Each available variant other than the item itself scores one point per option value the
-    message names (whole words, case-insensitive) that differs from the item's current value; the
-    single best variant with at least one point is chosen.
-
-    Returns:
-        ``(variant or None, the other available variants)``.
-    """
-    lowered = text.lower()
-    others = [v for v in variants if v["item_id"] != item["item_id"]]
-
-    def score(variant: dict[str, Any]) -> int:
-        return sum(
-            1
-            for key, value in variant["options"].items()
-            if str(value).lower() != str(item.get("options", {}).get(key, "")).lower()
-            and re.search(rf"\b{re.escape(str(value).lower())}\b", lowered)
-        )
-
-    scored = sorted(((score(v), v["item_id"], v) for v in others), key=lambda t: (-t[0], t[1]))
-    if scored and scored[0][0] > 0 and (len(scored) == 1 or scored[1][0] < scored[0][0]):
-        return scored[0][2], others
-    return None, others
-
-
 async def swap_items(
     services: Services,
     call: ActionCall,
     order_id: str,
-    swaps: dict[str, str],
+    item_ids: list[str],
+    new_item_ids: list[str],
     payment_method_id: str,
     kind: Literal["exchange", "modify"],
 ) -> dict[str, Any]:
     """Exchange items of a delivered order, or modify items of a pending one.
 
-    ``swaps`` maps each current item id to an available variant of the same product; ``kind`` is
-    ``exchange`` (delivered → ``exchange requested``; the customer gets return instructions) or
-    ``modify`` (pending → ``pending (items modified)``; the order's items change now). The price
-    difference is charged to (positive) or refunded to (negative) ``payment_method_id``; a gift
+    ``item_ids[i]`` (an item of the order; an item the order holds twice may be listed twice)
+    becomes ``new_item_ids[i]``, an available variant of the same product. ``kind`` is
+    ``exchange`` (delivered → ``exchange requested``: the request is recorded on the order with
+    the price difference, settled with ``payment_method_id`` when the returned items arrive) or
+    ``modify`` (pending → ``pending (item modified)``: the order's items change now and the
+    difference is charged to (positive) or refunded to (negative) ``payment_method_id``). A gift
     card must cover a charge (retail policy, tau2-bench ``policy.md``).
 
     Returns:
-        ``{"order_id", "status", "swaps", "price_difference", "payment_method_id"}``.
+        ``{"order_id", "status", "item_ids", "new_item_ids", "price_difference",
+        "payment_method_id"}`` (price difference in currency units, new minus old).
 
     Raises:
         NotFoundError: the order, an item or the payment method is not this customer's.
-        InvalidRequestError: wrong order status, a variant of another product or unavailable,
-            or a gift card without enough balance.
+        InvalidRequestError: wrong order status, a variant of another product, unavailable or
+            the same item, lists of different lengths, or a gift card without enough balance.
     """
     required, new_status = SWAP_STATUS[kind]
+    require(bool(item_ids) and len(item_ids) == len(new_item_ids),
+            "every item to change needs exactly one new option")  # fmt: skip
 
     async def body(conn: Conn) -> tuple[dict[str, Any], dict[str, Any]]:
         order = await _lock_order(conn, call, order_id)
@@ -374,83 +440,74 @@ async def swap_items(
             order["status"] == required,
             f"only {required} orders allow this (status {order['status']})",
         )
-        lines, new = await _swap_rows(conn, call.tenant_id, order_id, swaps)
-        diff = round(sum(float(new[n]["price"]) - float(lines[o]["price"])
-                         for o, n in swaps.items()), 2)  # fmt: skip
-        method = await lock_one(
-            conn,
-            "SELECT kind, balance FROM payment_methods WHERE tenant_id = %s AND id = %s"
-            " AND customer_id = %s",
-            (call.tenant_id, payment_method_id, call.customer_id),
-            missing="payment method not found for this customer",
-        )
+        lines = _take_lines(await _order_lines(conn, call.tenant_id, order_id), item_ids)
+        new = await _new_variants(conn, call.tenant_id, lines, new_item_ids)
+        diff = round(sum(float(new[n]["price"]) - float(line["price"])
+                         for line, n in zip(lines, new_item_ids, strict=True)), 2)  # fmt: skip
+        method = await _payment_method(conn, call, payment_method_id)
         require(
             not (method["kind"] == "gift_card" and diff > float(method["balance"] or 0)),
             "the gift card balance does not cover the difference",
         )
         if kind == "modify":
-            for old, replacement in swaps.items():
+            for line, replacement in zip(lines, new_item_ids, strict=True):
                 await conn.execute(
                     "UPDATE order_items SET item_id = %s, price = %s, options = %s"
                     " WHERE tenant_id = %s AND order_id = %s AND line_no = %s",
                     (replacement, new[replacement]["price"],
                      json.dumps(new[replacement]["options"]), call.tenant_id, order_id,
-                     lines[old]["line_no"]),
+                     line["line_no"]),
                 )  # fmt: skip
-        if diff:
-            await _settle(conn, call.tenant_id, order_id, diff, payment_method_id, method["kind"])
-        await conn.execute(
-            "UPDATE orders SET status = %s, updated_at = now() WHERE tenant_id = %s AND id = %s",
-            (new_status, call.tenant_id, order_id),
-        )
-        params = {"order_id": order_id, "swaps": swaps, "payment_method_id": payment_method_id}
-        result = {"order_id": order_id, "status": new_status, "swaps": swaps,
-                  "price_difference": diff, "payment_method_id": payment_method_id}  # fmt: skip
-        return params, result
+            if diff:
+                await _settle(conn, call.tenant_id, order_id, diff, payment_method_id,
+                              method["kind"])  # fmt: skip
+            await conn.execute(
+                "UPDATE orders SET status = %s, updated_at = now() WHERE tenant_id = %s"
+                " AND id = %s",
+                (new_status, call.tenant_id, order_id),
+            )
+        else:
+            await conn.execute(
+                "UPDATE orders SET status = %s, exchange_items = %s, exchange_new_items = %s,"
+                " exchange_payment_method_id = %s, exchange_price_difference = %s,"
+                " updated_at = now() WHERE tenant_id = %s AND id = %s",
+                (new_status, sorted(item_ids), sorted(new_item_ids), payment_method_id, diff,
+                 call.tenant_id, order_id),
+            )  # fmt: skip
+        params = {"order_id": order_id, "item_ids": item_ids, "new_item_ids": new_item_ids,
+                  "payment_method_id": payment_method_id}  # fmt: skip
+        return params, {**params, "status": new_status, "price_difference": diff}
 
     return await idempotent(services, call, body)
 
 
-async def _swap_rows(
-    conn: Conn, tenant_id: str, order_id: str, swaps: dict[str, str]
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The order's lines by item id and the new variants by item id, checked.
+async def _new_variants(
+    conn: Conn, tenant_id: str, lines: list[dict[str, Any]], new_item_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The new variants by item id, each checked against the line it replaces.
 
     Raises:
-        NotFoundError: an item is not in the order.
         InvalidRequestError: a new variant is of another product, unavailable or the same item.
     """
-    lines = {
-        r["item_id"]: r
-        for r in await (
-            await conn.execute(
-                "SELECT line_no, item_id, product_id, price FROM order_items"
-                " WHERE tenant_id = %s AND order_id = %s",
-                (tenant_id, order_id),
-            )
-        ).fetchall()
-    }
     new = {
         r["item_id"]: r
         for r in await (
             await conn.execute(
                 "SELECT item_id, product_id, options, price, available FROM product_variants"
                 " WHERE tenant_id = %s AND item_id = ANY(%s)",
-                (tenant_id, list(swaps.values())),
+                (tenant_id, list(new_item_ids)),
             )
         ).fetchall()
     }
-    if not swaps or any(old not in lines for old in swaps):
-        raise NotFoundError("item not found in this order")
-    for old, replacement in swaps.items():
+    for line, replacement in zip(lines, new_item_ids, strict=True):
         variant = new.get(replacement)
         require(
-            variant is not None and variant["product_id"] == lines[old]["product_id"],
+            variant is not None and variant["product_id"] == line["product_id"],
             "an item can only change to a variant of its product",
         )
-        require(bool(variant and variant["available"]) and replacement != old,
+        require(bool(variant and variant["available"]) and replacement != line["item_id"],
                 "that option is not available")  # fmt: skip
-    return lines, new
+    return new
 
 
 async def _settle(

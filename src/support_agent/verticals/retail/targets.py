@@ -18,9 +18,15 @@ from typing import Any
 
 from support_agent.intents.signals import cancel_reason, extract_order_ids, parse_address
 from support_agent.policy.config import ActionRule
-from support_agent.state import Customer360, Order, PendingAction, Target
+from support_agent.state import (
+    Customer360,
+    Order,
+    OrderItem,
+    PaymentMethod,
+    PendingAction,
+    Target,
+)
 from support_agent.verticals.protocol import Turn
-from support_agent.verticals.retail.actions import choose_variant
 
 #: What a modify_order changes, from the intent that asked for it.
 CHANGE_BY_INTENT = {"modify_address": "address", "modify_payment": "payment",
@@ -31,27 +37,32 @@ _DEFAULT_ADDRESS_RE = re.compile(
 
 
 def mentioned_products(text: str, c360: Customer360) -> list[str]:
-    """Product names from the customer's orders that the message mentions (case-insensitive)."""
-    names = {item["name"] for order in c360.get("orders", []) for item in order["items"]}
-    lowered = text.lower()
-    return sorted(n for n in names if re.search(rf"\b{re.escape(n.lower())}s?\b", lowered))
+    """Products of the customer's orders the message mentions.
+
+    By full name or, when only one of them ends so, by the name's last word ("the keyboard");
+    case-insensitive, plural allowed.
+    """
+    names = sorted({item["name"] for order in c360.get("orders", []) for item in order["items"]})
+    norm = _normalise(text)
+    return [n for n in names if re.search(_name_pattern(n, names), norm)]
 
 
 def entities(text: str, c360: Customer360) -> dict[str, Any]:
-    """``{"order_ids", "products", "reason", "address"}`` named in a retail message."""
+    """``{"order_ids", "products", "reason", "address", "payment_method_id"}`` of a message."""
     return {
         "order_ids": extract_order_ids(text),
         "products": mentioned_products(text, c360),
         "reason": cancel_reason(text),
         "address": parse_address(text),
+        "payment_method_id": payment_method_named(text, c360.get("payment_methods", [])),
     }
 
 
 def names_option(text: str, pending: PendingAction) -> bool:
     """The message names an option value a pending exchange or item change asked about."""
-    lowered = text.lower()
+    norm = _normalise(text)
     values = ((pending.get("target") or {}).get("args") or {}).get("variant_values") or []
-    return any(re.search(rf"\b{re.escape(v)}\b", lowered) for v in values)
+    return any(names_value(norm, v) for v in values)
 
 
 def wants_default_address(text: str) -> bool:
@@ -101,21 +112,108 @@ def _order_id(action: str, rule: ActionRule, turn: Turn) -> tuple[str | None, st
     return None, "none"
 
 
-def _items(rule: ActionRule, order: Order, source: str, turn: Turn) -> list[dict[str, Any]]:
-    """The order's items the action is about."""
+def _normalise(text: str) -> str:
+    """Lower case, hyphens and underscores as spaces, single spaces: how values are compared."""
+    return re.sub(r"\s+", " ", re.sub(r"[-_]", " ", text.lower())).strip()
+
+
+def names_value(text: str, value: Any) -> bool:
+    """``text`` (normalised) names the option value as whole words (``"8 hours"``, ``"IPX4"``)."""
+    wanted = _normalise(str(value))
+    return bool(wanted) and re.search(rf"(?<![\w.]){re.escape(wanted)}(?![\w])", text) is not None
+
+
+def _name_pattern(name: str, names: list[str]) -> str:
+    """A product's full name or, when no other of ``names`` ends so, its last word."""
+    full = _normalise(name)
+    word = full.split()[-1]
+    unique = [_normalise(n).split()[-1] for n in names].count(word) == 1
+    alternatives = [re.escape(full)] + ([re.escape(word)] if unique and word != full else [])
+    return rf"\b(?:{'|'.join(alternatives)})(?:e?s)?\b"
+
+
+def segments(text: str, names: list[str]) -> dict[str, list[str]]:
+    """The parts of the message about each product, one per mention.
+
+    A part runs from up to two words before a mention of the product ("both tea kettles") to
+    the next mention of any of ``names``; a product named twice ("the skateboard (length 28
+    inch) and the skateboard (length 34 inch)") gets two parts.
+
+    Returns:
+        ``{product name: [normalised text of each mention]}`` for the products the message names.
+    """
+    norm = _normalise(text)
+    marks: list[tuple[int, int, str]] = []
+    for name in names:
+        marks += [(m.start(), m.end(), name)
+                  for m in re.finditer(_name_pattern(name, names), norm)]  # fmt: skip
+    marks.sort()
+    out: dict[str, list[str]] = {}
+    previous_end = 0
+    for n, (start, _, name) in enumerate(marks):
+        lead = norm[previous_end:start].split()[-2:]
+        stop = marks[n + 1][0] if n + 1 < len(marks) else len(norm)
+        out.setdefault(name, []).append((" ".join(lead) + " " + norm[start:stop]).strip())
+        previous_end = marks[n][1]
+    return out
+
+
+_ALL_OF_THEM = re.compile(r"\b(both|all|two|three|each|every)\b")
+
+
+def pick_lines(order: Order, names: list[str], text: str) -> tuple[list[OrderItem], list[str]]:
+    """The order's lines the message names, by product name plus the options it names.
+
+    For each product named: its only line; every line of it when the message says "both" or
+    "all"; else, for each mention, the line whose current options that mention names most
+    (several lines of one item are one choice). Lines of different items that tie are a real
+    choice for the customer.
+
+    Returns:
+        ``(lines, ambiguous)``: the chosen lines (an item held twice and meant twice appears
+        twice) and, for a tie, the choices in the customer's words (each once).
+    """
+    parts = segments(text, sorted({i["name"] for i in order["items"]}))
+    chosen: list[OrderItem] = []
+    ambiguous: list[str] = []
+    for name in names:
+        lines = [i for i in order["items"] if i["name"] == name]
+        mentions = parts.get(name) or [""]
+        if len(lines) <= 1 or any(_ALL_OF_THEM.search(part) for part in mentions):
+            chosen += lines
+            continue
+        for part in mentions:
+            scores = [sum(names_value(part, v) for v in ln["options"].values()) for ln in lines]
+            best = [ln for ln, score in zip(lines, scores, strict=True) if score == max(scores)]
+            if len({line["item_id"] for line in best}) == 1:
+                free = [ln for ln in best if not any(ln is c for c in chosen)]
+                chosen += free[:1]
+            else:
+                ambiguous += [f"{line['name']} ({options_text(line['options'])})"
+                              for line in best]  # fmt: skip
+    return chosen, list(dict.fromkeys(ambiguous))
+
+
+def _items(
+    rule: ActionRule, order: Order, source: str, turn: Turn
+) -> tuple[list[OrderItem], list[str]]:
+    """The order's lines the action is about, and the real choices when the message is ambiguous."""
     products: list[str] = turn.entities.get("products") or []
-    chosen = [dict(i) for i in order["items"] if i["name"] in products] if products else []
-    if not chosen and source in ("session_issue", "memory", "pending_action"):
-        keep = set(
+    chosen, ambiguous = pick_lines(order, products, turn.text) if products else ([], [])
+    if not chosen and not ambiguous and source in ("session_issue", "memory", "pending_action"):
+        keep = list(
             pending_args(turn).get("item_ids")
             or (turn.state.get("issue") or {}).get("item_ids")
             or (turn.open_issue or {}).get("item_ids")
             or []
         )
-        chosen = [dict(i) for i in order["items"] if i["item_id"] in keep]
-    if not chosen and rule.target == "order" and len(order["items"]) == 1:
-        chosen = [dict(order["items"][0])]
-    return chosen
+        for item_id in keep:
+            line = next((i for i in order["items"] if i["item_id"] == item_id), None)
+            if line is not None:
+                chosen.append(line)
+    if not chosen and not ambiguous and rule.target == "order" and len(order["items"]) == 1:
+        chosen = [order["items"][0]]
+    return [OrderItem(**i) for i in chosen], ambiguous
 
 
 def resolve(
@@ -131,25 +229,30 @@ def resolve(
 
     Returns:
         A target of kind ``order`` (``id`` the order id or ``None``; ``status`` the order's
-        status, ``None`` if it is not the customer's) with ``args``: ``item_ids``,
-        ``item_names``, ``payment_method_id`` (the order's), ``reason``, and per action
-        ``swaps`` / ``new_options`` / ``variant_options`` / ``variant_values`` or ``change`` /
-        ``new_address`` / ``new_payment_method_id``.
+        status, ``None`` if it is not the customer's; ``candidates`` the real choices when the
+        items named are ambiguous) with ``args``: ``item_ids`` (one per line; an item meant
+        twice is listed twice), ``item_names``, ``payment_method_id`` (where a refund or a price
+        difference goes: the one the customer names, else the order's original method),
+        ``reason``, and per action ``new_item_ids`` / ``new_options`` / ``variant_options`` /
+        ``variant_values`` or ``change`` / ``new_address`` / ``new_payment_method_id``.
     """
     order_id, source = _order_id(action, rule, turn)
     if action == "update_default_address":
         order_id = None
     orders = {o["order_id"]: o for o in turn.c360.get("orders", [])}
     order = orders.get(order_id or "")
-    items = _items(rule, order, source, turn) if order is not None else []
+    items, ambiguous = _items(rule, order, source, turn) if order is not None else ([], [])
+    original = next(iter((order or {}).get("payment_method_ids") or []), None)
     args: dict[str, Any] = {
         "item_ids": [i["item_id"] for i in items],
         "item_names": [i["name"] for i in items],
-        "payment_method_id": next(iter((order or {}).get("payment_method_ids") or []), None),
+        "payment_method_id": turn.entities.get("payment_method_id")
+        or pending_args(turn).get("payment_method_id")
+        or original,
         "reason": turn.entities.get("reason") or pending_args(turn).get("reason"),
     }
     if action == "exchange_items" or (action == "modify_order" and change_of(turn) == "items"):
-        args.update(swap_args(action, turn, order, args["item_ids"], variants))
+        args.update(swap_args(action, turn, items, variants))
     if action in ("modify_order", "update_default_address"):
         args.update(detail_args(action, turn, order))
     return {
@@ -158,48 +261,101 @@ def resolve(
         "label": f"order {order_id}" if order_id else None,
         "status": order["status"] if order is not None else None,
         "source": source,
-        "candidates": [],
+        "candidates": ambiguous,
         "args": args,
     }
+
+
+def choose_variant(
+    item: OrderItem, variants: list[dict[str, Any]], text: str
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The variant of ``item``'s product the message asks for, or the real choices.
+
+    A variant fits exactly when each of its option values is either named in the message or the
+    item's current value (an option the customer does not mention stays as it is) and at least
+    one differs from the item; of those, the one with the most values named wins. When none
+    fits exactly, the variant naming the most changed values wins ("the silver one" when silver
+    comes only at another brightness). A tie chooses nothing: the agent asks, listing the tied
+    variants only.
+
+    Args:
+        item: the order line (its ``item_id`` and current ``options``).
+        variants: the product's available variants ``{"item_id", "options", "price"}``.
+        text: the part of the message about this item.
+
+    Returns:
+        ``(variant, [])`` when one is chosen, else ``(None, choices)``: the tied variants, or
+        every other available variant when the message names none.
+    """
+    norm = _normalise(text)
+    current = {k: _normalise(str(v)) for k, v in item.get("options", {}).items()}
+    others = [v for v in variants if v["item_id"] != item["item_id"]]
+    exact: list[tuple[int, dict[str, Any]]] = []
+    loose: list[tuple[int, dict[str, Any]]] = []
+    for variant in others:
+        values = {k: _normalise(str(v)) for k, v in variant["options"].items()}
+        named = {k for k, v in values.items() if names_value(norm, v)}
+        changed = {k for k, v in values.items() if current.get(k) != v}
+        if changed and all(k in named or k not in changed for k in values):
+            exact.append((len(named), variant))
+        if changed & named:
+            loose.append((len(changed & named), variant))
+    for fits in (exact, loose):
+        if not fits:
+            continue
+        fits.sort(key=lambda t: (-t[0], t[1]["item_id"]))
+        tied = [v for score, v in fits if score == fits[0][0]]
+        return (tied[0], []) if len(tied) == 1 else (None, tied)
+    return None, others
 
 
 def swap_args(
     action: str,
     turn: Turn,
-    order: Order | None,
-    item_ids: list[str],
+    items: list[OrderItem],
     variants: dict[str, list[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """The new variant of each item to exchange or change (``actions.choose_variant``).
+    """The new variant of each line to exchange or change (:func:`choose_variant`).
 
     Returns:
-        ``{"swaps": {old item id: new item id}, "new_options": [str], "variant_options": [str],
-        "variant_values": [str]}``; ``swaps`` is empty unless every item's new variant is known
-        (from the pending proposal or this message); ``variant_options`` lists what is available
-        to ask about, ``variant_values`` the option values an answer may name.
+        ``{"new_item_ids": [str], "new_options": [str], "price_difference": float | None,
+        "variant_options": [str], "variant_values": [str]}`` (the difference in currency units,
+        new prices minus old); ``new_item_ids`` (parallel to ``item_ids``) is empty unless
+        every line's new variant is known (from the pending proposal or this message);
+        ``variant_options`` lists what is available to ask about (each once),
+        ``variant_values`` the option values an answer may name.
     """
     pending = pending_args(turn, action)
-    if pending.get("swaps"):
-        keep = ("swaps", "new_options", "variant_options", "variant_values")
+    if pending.get("new_item_ids"):
+        keep = ("new_item_ids", "new_options", "price_difference", "variant_options",
+                "variant_values")  # fmt: skip
         return {k: pending[k] for k in keep if k in pending}
-    swaps: dict[str, str] = {}
+    parts = segments(turn.text, sorted({i["name"] for i in items}))
+    new_ids: list[str] = []
     new_options: list[str] = []
     available: list[str] = []
     values: set[str] = set()
-    for item in (order or {}).get("items", []):
-        if item["item_id"] not in item_ids:
-            continue
-        chosen, others = choose_variant(dict(item), variants.get(item["product_id"], []), turn.text)
-        available += [options_text(v["options"]) for v in others[:5]]
-        values |= {str(v).lower() for o in others for v in o["options"].values()}
+    seen: dict[str, int] = {}
+    for item in items:  # the n-th line of a product reads the n-th mention of it
+        mentions = parts.get(item["name"]) or [turn.text]
+        nth = seen[item["name"]] = seen.get(item["name"], -1) + 1
+        text = mentions[nth] if nth < len(mentions) else " ".join(mentions)
+        everything = [v for v in variants.get(item["product_id"], [])
+                      if v["item_id"] != item["item_id"]]  # fmt: skip
+        chosen, choices = choose_variant(item, variants.get(item["product_id"], []), text)
+        available += [options_text(v["options"]) for v in choices[:8]]
+        values |= {_normalise(str(v)) for o in everything for v in o["options"].values()}
         if chosen is not None:
-            swaps[item["item_id"]] = chosen["item_id"]
+            new_ids.append(chosen["item_id"])
             new_options.append(f"{item['name']} ({options_text(chosen['options'])})")
-    complete = bool(item_ids) and len(swaps) == len(item_ids)
+    complete = bool(items) and len(new_ids) == len(items)
+    prices = {v["item_id"]: float(v["price"]) for vs in variants.values() for v in vs}
+    diff = sum(prices.get(n, 0.0) - float(i["price"]) for i, n in zip(items, new_ids, strict=False))
     return {
-        "swaps": swaps if complete else {},
+        "new_item_ids": new_ids if complete else [],
         "new_options": new_options if complete else [],
-        "variant_options": available,
+        "price_difference": round(diff, 2) if complete else None,
+        "variant_options": list(dict.fromkeys(available)),
         "variant_values": sorted(values),
     }
 
@@ -220,21 +376,41 @@ def detail_args(action: str, turn: Turn, order: Order | None) -> dict[str, Any]:
     return {
         "change": change_of(turn),
         "new_address": turn.entities.get("address") or pending.get("new_address"),
-        "new_payment_method_id": named_payment_method(turn, current)
+        "new_payment_method_id": payment_method_named(
+            turn.text, turn.c360.get("payment_methods", []), tuple(current)
+        )
         or pending.get("new_payment_method_id"),
     }
 
 
-def named_payment_method(turn: Turn, current: list[str]) -> str | None:
-    """A payment method on file, other than the order's, that the message names by kind."""
-    text = turn.text.lower()
-    for method in turn.c360.get("payment_methods", []):
-        if method["id"] in current:
-            continue
-        kind = method["kind"].replace("_", " ")
-        four = method.get("last_four")
-        if kind in text or (four and four in text):
-            return str(method["id"])
+_BRANDS = ("visa", "mastercard", "amex", "american express", "discover")
+
+
+def payment_method_named(
+    text: str, methods: list[PaymentMethod], exclude: tuple[str, ...] = ()
+) -> str | None:
+    """The payment method on file the message names, or ``None`` (none, or not just one).
+
+    A method is named by its last four digits, its brand ("the Visa"), its kind ("PayPal",
+    "gift card", "credit card"), in that order of precedence; ``exclude`` drops methods (an
+    order's current one, for a change of payment method).
+    """
+    norm = _normalise(text)
+    pool = [m for m in methods if m["id"] not in exclude]
+    tests = (
+        lambda m: bool(m.get("last_four")) and re.search(rf"\b{m['last_four']}\b", norm),
+        lambda m: bool(m.get("brand")) and str(m["brand"]).lower() in norm,
+        lambda m: (m["kind"] == "paypal" and "paypal" in norm.replace(" ", ""))
+        or (m["kind"] == "gift_card" and re.search(r"\bgift ?card", norm) is not None)
+        or (m["kind"] == "credit_card" and re.search(r"\bcredit card", norm) is not None
+            and not any(b in norm for b in _BRANDS)),
+    )  # fmt: skip
+    for test in tests:
+        found = [m["id"] for m in pool if test(m)]
+        if len(found) == 1:
+            return str(found[0])
+        if found:
+            return None
     return None
 
 
@@ -244,14 +420,14 @@ def needs_variant(action: str, target: Target) -> bool:
     changes_items = action == "exchange_items" or (
         action == "modify_order" and args.get("change") == "items"
     )
-    return changes_items and not args.get("swaps")
+    return changes_items and not args.get("new_item_ids")
 
 
 def detail_given(target: Target) -> bool:
     """A modify/update-address action has the new address (or payment method) it needs."""
     args = target.get("args") or {}
     if args.get("change") == "items":
-        return bool(args.get("swaps"))
+        return bool(args.get("new_item_ids"))
     if args.get("change") == "payment":
         return bool(args.get("new_payment_method_id"))
     return bool(args.get("new_address"))

@@ -41,15 +41,32 @@ def describe_subject(issue: Issue) -> str:
     return f"the {issue.get('subject_label') or 'item'}"
 
 
+#: Card brands as customers write them.
+_BRANDS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express",
+           "discover": "Discover"}  # fmt: skip
+
+
+def money(amount: float) -> str:
+    """``1234.5`` → ``"$1,234.50"``."""
+    return f"${amount:,.2f}"
+
+
 def payment_phrase(c360: Customer360, method_id: str | None) -> str:
-    """A payment method without personal data: ``"your mastercard ending 9212"``."""
+    """A payment method as a customer calls it (never a full card number).
+
+    ``"your Mastercard ending in 9212"``, ``"your PayPal account"``, ``"your gift card"``.
+    """
     for method in c360.get("payment_methods", []):
         if method["id"] == method_id:
             if method["kind"] == "credit_card":
-                return f"your {method['brand']} card ending {method['last_four']}"
+                brand = str(method.get("brand") or "card")
+                name = _BRANDS.get(brand.lower(), brand.title())
+                return f"your {name} ending in {method['last_four']}"
             if method["kind"] == "gift_card":
                 return "your gift card"
-            return f"your {method['kind']} account"
+            if method["kind"] == "paypal":
+                return "your PayPal account"
+            return f"your {method['kind'].replace('_', ' ')}"
     return "the original payment method"
 
 
@@ -133,6 +150,55 @@ def ask_new_detail(change: str, order_id: str | None) -> str:
     )
 
 
+def _order(c360: Customer360, order_id: str | None) -> Order | None:
+    return next((o for o in c360.get("orders", []) if o["order_id"] == order_id), None)
+
+
+def lines_phrase(c360: Customer360, order_id: str | None, item_ids: list[str]) -> str:
+    """The order lines meant, by name and options.
+
+    ``"the Water Bottle (capacity 1000ml, color blue)"``; an item meant twice is counted
+    (``"2 × Tea Kettle (...)"``).
+    """
+    order = _order(c360, order_id)
+    if order is None or not item_ids:
+        return "the items"
+    by_id = {i["item_id"]: i for i in order["items"]}
+    named = []
+    for item_id in dict.fromkeys(item_ids):
+        item = by_id.get(item_id)
+        if item is None:
+            continue
+        count = item_ids.count(item_id)
+        options = ", ".join(f"{k} {v}" for k, v in item.get("options", {}).items())
+        named.append((f"{count} × " if count > 1 else "the ") + f"{item['name']} ({options})")
+    return " and ".join(named) or "the items"
+
+
+def _refund_of(c360: Customer360, order_id: str | None, item_ids: list[str]) -> float:
+    """What returning the lines refunds: their prices."""
+    order = _order(c360, order_id)
+    prices = [i["price"] for i in (order or {}).get("items", [])]
+    ids = [i["item_id"] for i in (order or {}).get("items", [])]
+    total, left = 0.0, list(zip(ids, prices, strict=True))
+    for item_id in item_ids:
+        hit = next((p for p in left if p[0] == item_id), None)
+        if hit is not None:
+            total += hit[1]
+            left.remove(hit)
+    return round(total, 2)
+
+
+def _difference(diff: float, method: str, *, now: bool) -> str:
+    """The price difference and where it goes."""
+    if not diff:
+        return "there is no price difference"
+    when = "" if now else " when we receive the returned items"
+    if diff > 0:
+        return f"the price difference of {money(diff)} will be charged to {method}{when}"
+    return f"the price difference of {money(-diff)} will be refunded to {method}{when}"
+
+
 def confirm(
     action: str,
     args: dict[str, Any],
@@ -140,31 +206,40 @@ def confirm(
     c360: Customer360,
     reasons: tuple[str, ...],
 ) -> str:
-    """The confirmation question for a retail write: exactly what will happen.
+    """The confirmation question for a retail write: exactly what will happen, with amounts.
 
     ``reasons`` are the cancellation reasons the tenant accepts (asked for when missing).
     """
-    items = items_phrase(args.get("item_names") or [])
+    item_ids = list(args.get("item_ids") or [])
+    items = lines_phrase(c360, order_id, item_ids)
     method = payment_phrase(c360, args.get("payment_method_id"))
-    settle = f"any price difference is settled with {method}"
+    diff = float(args.get("price_difference") or 0.0)
     if action == "return_items":
-        refund = payment_phrase(c360, args.get("payment_method_id"))
-        text = f"To confirm: return {items} from order {order_id}, refund to {refund}."
+        refund = _refund_of(c360, order_id, item_ids)
+        text = (f"To confirm: return {items} from order {order_id}; {money(refund)} will be "
+                f"refunded to {method}.")  # fmt: skip
     elif action == "cancel_order":
         why = args.get("reason")
-        text = f"To confirm: cancel order {order_id}" + (f" (reason: {why})" if why else "") + "."
+        order = _order(c360, order_id)
+        paid = float((order or {}).get("paid") or 0.0)
+        text = (f"To confirm: cancel order {order_id}" + (f" (reason: {why})" if why else "")
+                + (f"; {money(paid)} will be refunded to the original payment method" if paid
+                   else "") + ".")  # fmt: skip
     elif action == "exchange_items":
         new = " and ".join(args.get("new_options") or ["another option"])
-        text = f"To confirm: exchange {items} from order {order_id} for {new}; {settle}."
+        text = (f"To confirm: exchange {items} from order {order_id} for {new}; "
+                f"{_difference(diff, method, now=False)}. Is that every item you want to "
+                "exchange?")  # fmt: skip
     elif action == "update_default_address":
         text = f"To confirm: make {address_line(args.get('new_address'))} your default address."
     elif args.get("change") == "items":
         new = " and ".join(args.get("new_options") or [])
-        text = (f"To confirm: change order {order_id} to {new}; {settle}. Items can be changed "
-                "only once, so please check every item is listed.")  # fmt: skip
+        text = (f"To confirm: change {items} in order {order_id} to {new}; "
+                f"{_difference(diff, method, now=True)}. Items can be changed only once, so "
+                "please check every item you want to change is listed.")  # fmt: skip
     elif args.get("change") == "payment":
-        method = payment_phrase(c360, args.get("new_payment_method_id"))
-        text = f"To confirm: pay order {order_id} with {method} instead."
+        new_method = payment_phrase(c360, args.get("new_payment_method_id"))
+        text = f"To confirm: pay order {order_id} with {new_method} instead."
     elif action == "modify_order":
         text = f"To confirm: ship order {order_id} to {address_line(args.get('new_address'))}."
     else:
@@ -176,31 +251,36 @@ def confirm(
 
 
 def done(action: str, result: dict[str, Any], c360: Customer360) -> str:
-    """What the customer hears after a retail write succeeded (facts from its result)."""
-    if "swaps" in result:
+    """What the customer hears after a retail write changed the systems of record.
+
+    Every fact comes from the write's result.
+    """
+    order_id = result.get("order_id")
+    if "new_item_ids" in result:
         diff = float(result["price_difference"])
         method = payment_phrase(c360, result["payment_method_id"])
-        settle = (f" {abs(diff):.2f} will be {'charged to' if diff > 0 else 'refunded to'} "
-                  f"{method}." if diff else "")  # fmt: skip
-        instructions = (" You'll get an email with return instructions."
-                        if action == "exchange_items" else "")  # fmt: skip
-        return (
-            f"Done: order {result['order_id']} is now {result['status']}." + instructions + settle
-        )
+        if action == "exchange_items":
+            settle = _difference(diff, method, now=False)
+            return (f"Done: order {order_id} is now {result['status']}. You'll get an email "
+                    f"with return instructions; {settle}.")  # fmt: skip
+        settled = _difference(diff, method, now=True).replace("will be", "has been", 1)
+        return f"Done: order {order_id} is now {result['status']}; {settled}."
     if action == "update_default_address":
         return f"Done: your default address is now {address_line(result['address'])}."
     if action == "modify_order":
-        return f"Done: order {result['order_id']} now " + (
-            f"ships to {address_line(result['address'])}."
-            if result["changed"] == "address"
-            else f"is paid with {payment_phrase(c360, result['payment_method_id'])}."
-        )
+        if result["changed"] == "address":
+            return f"Done: order {order_id} now ships to {address_line(result['address'])}."
+        return (f"Done: order {order_id} is now paid with "
+                f"{payment_phrase(c360, result['payment_method_id'])}; {money(result['amount'])} "
+                f"will be refunded to {payment_phrase(c360, result['refunded_to'])}.")  # fmt: skip
     if action == "cancel_order":
-        return (f"Done: order {result['order_id']} is cancelled. {result['refund']:.2f} will be "
-                f"refunded {result['refund_timing']}.")  # fmt: skip
+        methods = (_order(c360, order_id) or {}).get("payment_method_ids") or []
+        to = payment_phrase(c360, methods[0]) if len(set(methods)) == 1 else "the original methods"
+        return (f"Done: order {order_id} is cancelled. {money(result['refund'])} will be "
+                f"refunded to {to} {result['refund_timing']}.")  # fmt: skip
     return (
-        f"Done: the return for order {result['order_id']} is requested. You'll get an email with "
-        f"return instructions; {result['refund']:.2f} will be refunded to "
+        f"Done: the return for order {order_id} is requested. You'll get an email with "
+        f"return instructions; {money(result['refund'])} will be refunded to "
         f"{payment_phrase(c360, result['payment_method_id'])}."
     )
 
@@ -213,10 +293,20 @@ def refused(reason: str | None, alternative: str | None) -> str:
     return text
 
 
-def which_item(order: Order) -> str:
-    """Ask which item of an order is meant."""
-    names = ", ".join(sorted({i["name"] for i in order["items"]}))
-    return f"Which item of order {order['order_id']} do you mean: {names}?"
+def which_item(order: Order, choices: list[str]) -> str:
+    """Ask which item of an order is meant.
+
+    Lists the tied choices, else the order's items (each named once, with its options when two
+    lines share a name).
+    """
+    if not choices:
+        names = [i["name"] for i in order["items"]]
+        choices = sorted({
+            i["name"] + (f" ({', '.join(f'{k} {v}' for k, v in i['options'].items())})"
+                         if names.count(i["name"]) > 1 else "")
+            for i in order["items"]
+        })  # fmt: skip
+    return f"Which item of order {order['order_id']} do you mean: {'; or '.join(choices)}?"
 
 
 def which_order(orders: list[Order]) -> str:
