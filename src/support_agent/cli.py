@@ -224,6 +224,25 @@ def _eval_consent(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _eval_conversations(args: argparse.Namespace) -> int:
+    """``support-agent eval conversations``: τ²-bench retail tasks with a scripted customer."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from support_agent.evaluation.conversations import evaluate_conversations
+
+    out = Path(args.out or f"evals/runs/conversations-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+
+    async def run(agent: Any) -> int:
+        await agent.deps(args.tenant).vertical.load(agent.services, args.tenant)
+        only = set(args.only.split(",")) if args.only else None
+        summary = await evaluate_conversations(agent, args.tenant, Path(args.tasks), out, only)
+        print(json.dumps({**summary, "transcripts": str(out)}))
+        return 0
+
+    return await _with_agent(run)
+
+
 async def _retrieval_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -348,6 +367,15 @@ def build_parser() -> argparse.ArgumentParser:
     ec = esub.add_parser("consent", help="the consent reader's approve precision and recall")
     ec.add_argument("--data", default="evals/consent.csv", help="CSV reply,label,action")
     ec.set_defaults(func=_eval_consent)
+    ev = esub.add_parser(
+        "conversations",
+        help="τ²-bench retail tasks with a scripted customer (resets the tasks' customers)",
+    )
+    ev.add_argument("--tenant", default="retail")
+    ev.add_argument("--tasks", required=True, help="τ² tasks JSON (e.g. tasks_train.json)")
+    ev.add_argument("--out", default=None, help="transcripts dir (default evals/runs/...)")
+    ev.add_argument("--only", default=None, help="comma-separated task ids")
+    ev.set_defaults(func=_eval_conversations)
 
     p = sub.add_parser("worker", help="run a memory pipeline worker (Redis Streams consumer)")
     p.add_argument("--name", default=None, help="consumer name (default: host + random)")

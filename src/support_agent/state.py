@@ -481,7 +481,8 @@ class State(InputState, OutputState, total=False):
     Attributes:
         customer_id: the identified customer (one per session), or absent.
         authenticated: True once identified by a method the tenant accepts as authentication.
-        auth_method: ``email`` | ``phone`` | ``name_zip`` (how authentication happened).
+        auth_method: ``email`` | ``phone`` | ``name_zip`` | ``customer_id_zip`` (how
+            authentication happened).
         identification: outcome of this turn's identification.
         c360: the Customer 360 loaded this turn.
         memory: long-term memory loaded this turn.

@@ -37,6 +37,8 @@ def ask_identification(status: str, auth_methods: tuple[str, ...]) -> str:
         ways.append("your phone number")
     if "name_zip" in auth_methods:
         ways.append("your full name and zip code")
+    if "customer_id_zip" in auth_methods:
+        ways.append("your user id and zip code")
     how = " or ".join(ways)
     if status == "unknown":
         return f"I couldn't find an account with those details. Could you share {how}?"

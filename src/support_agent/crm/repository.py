@@ -62,6 +62,18 @@ async def find_customer_by_identity(
     return None if row is None else str(row["customer_id"])
 
 
+async def customer_zip(services: Services, tenant_id: str, customer_id: str) -> str | None:
+    """The zip code on file for a customer (``None``: no such customer or no zip)."""
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT zip FROM customers WHERE tenant_id = %s AND id = %s",
+                (tenant_id, customer_id),
+            )
+        ).fetchone()
+    return None if row is None else row["zip"]
+
+
 async def find_customers_by_name_zip(
     services: Services,
     tenant_id: str,

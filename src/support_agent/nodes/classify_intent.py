@@ -59,6 +59,10 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
             prediction.intent, prediction.confidence, prediction.ranking
         )  # fmt: skip
     intent = predicted if confidence >= config.intent_min_confidence else "other"
+    cued = config.cued_intent(text)
+    if cued is not None:  # an explicit request verb ("return the kettle") names the intent
+        intent = predicted = cued
+        confidence = max(confidence, config.intent_min_confidence)
     if found.human_request:
         intent = "human_agent"
     no_request = intent in ("other", OUT_OF_SCOPE)

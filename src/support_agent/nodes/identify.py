@@ -16,7 +16,11 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from support_agent.context import Context, turn_of
-from support_agent.crm.repository import find_customer_by_identity, find_customers_by_name_zip
+from support_agent.crm.repository import (
+    customer_zip,
+    find_customer_by_identity,
+    find_customers_by_name_zip,
+)
 from support_agent.intents.signals import extract_identifiers
 from support_agent.state import State
 from support_agent.verticals.protocol import Turn
@@ -29,7 +33,7 @@ async def resolve_identifiers(this: Turn) -> tuple[dict[str, str | None], bool]:
 
     Returns:
         ``({method: customer id or None}, any identifier given)``; methods are ``email``,
-        ``phone``, ``customer_id`` and ``name_zip``.
+        ``phone``, ``customer_id``, ``name_zip`` and ``customer_id_zip``.
     """
     services, tenant_id, text = this.deps.services, this.tenant_id, this.text
     given = {k: v for k, v in (this.state.get("identity") or {}).items() if v}
@@ -47,6 +51,11 @@ async def resolve_identifiers(this: Turn) -> tuple[dict[str, str | None], bool]:
         )
         if matches or first is not None:
             resolved["name_zip"] = matches[0] if len(matches) == 1 else None
+        if resolved.get("customer_id") is not None:  # the account id with the zip on file
+            on_file = await customer_zip(services, tenant_id, resolved["customer_id"])
+            resolved["customer_id_zip"] = (
+                resolved["customer_id"] if on_file == hints["zip"].strip() else None
+            )
     return resolved, bool(hints)
 
 

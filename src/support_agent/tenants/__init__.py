@@ -18,20 +18,28 @@ rule. The built-in packs live in this package; operators add packs of their own 
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from support_agent.errors import InvalidRequestError, NotFoundError
 from support_agent.policy.config import Policy, read_policy
 
 PACKS_DIR = Path(__file__).resolve().parent
 
-AuthMethod = Literal["email", "phone", "name_zip"]
+AuthMethod = Literal["email", "phone", "name_zip", "customer_id_zip"]
 
 
 class _Strict(BaseModel):
@@ -167,6 +175,27 @@ class VerticalRef(_Strict):
     settings: dict[str, Any] = {}
 
 
+_NEGATED = re.compile(r"\b(not|never|no)\b|n't\b", re.I)
+
+
+class IntentCue(_Strict):
+    """An explicit request verb that names the intent (``intent_cues:``).
+
+    Attributes:
+        intent: the intent the cue stands for.
+        pattern: a case-insensitive regular expression (e.g. ``\\bcancel\\b``).
+    """
+
+    intent: str
+    pattern: str
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        re.compile(value)
+        return value
+
+
 class TenantConfig(_Strict):
     """Configuration of one tenant, from ``tenants/<id>/tenant.yaml``.
 
@@ -175,13 +204,16 @@ class TenantConfig(_Strict):
         name: display name.
         vertical: the vertical serving the tenant and its settings.
         auth_methods: identification methods that authenticate; a ``customer_id`` alone only
-            identifies.
+            identifies (``customer_id_zip``: the account id with the zip code on file).
         tier_basis: the 360 value the tiers are computed from: ``net_spend`` (payments minus
             refunds) or ``balances`` (deposits held).
         tier_thresholds: ``{tier: minimum of the tier basis in currency units}``, checked from
             the highest threshold down; below every threshold the tier is ``standard``.
         frustration_escalation: frustration score (0..1) at or above which the agent hands off.
         intent_min_confidence: below this classifier probability the intent is ``other``.
+        intent_cues: explicit request verbs; the one that comes first in a message decides its
+            intent over the classifier (a long message stating one request in plain words is
+            what classifiers trained on short utterances get wrong); ties go to the earlier cue.
         help_topics: what the agent can help with, in the customer's words.
         intents_file: the labelled utterances the intent model trains on: a path in the pack,
             ``shared:<path>`` inside ``SHARED_DATA_DIR``, or a list of them.
@@ -197,6 +229,7 @@ class TenantConfig(_Strict):
     tier_thresholds: dict[str, float]
     frustration_escalation: float = Field(ge=0, le=1)
     intent_min_confidence: float = Field(ge=0, le=1)
+    intent_cues: tuple[IntentCue, ...] = ()
     help_topics: str = "your account"
     intents_file: str | tuple[str, ...] = "intents.csv"
     memory: MemoryConfig = MemoryConfig()
@@ -224,6 +257,21 @@ class TenantConfig(_Strict):
                 )
             paths.append(path)
         return paths
+
+    def cued_intent(self, text: str) -> str | None:
+        """The intent of the first request verb in ``text`` (``intent_cues``), or ``None``.
+
+        A verb negated just before it ("I don't want to cancel") is no request.
+        """
+        best: tuple[int, int, str] | None = None
+        for rank, cue in enumerate(self.intent_cues):
+            for m in re.finditer(cue.pattern, text, re.I):
+                if _NEGATED.search(text[max(0, m.start() - 25) : m.start()]):
+                    continue
+                if best is None or (m.start(), rank) < best[:2]:
+                    best = (m.start(), rank, cue.intent)
+                break
+        return None if best is None else best[2]
 
     def tier_for(self, basis: float) -> str:
         """The relationship tier for a value of the tier basis (currency units)."""

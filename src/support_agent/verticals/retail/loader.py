@@ -11,6 +11,7 @@ import gzip
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from support_agent.crm.loader import (
     LoadReport,
@@ -26,8 +27,24 @@ from support_agent.services import Services
 logger = logging.getLogger(__name__)
 
 
+def read_db(source: Path) -> dict[str, Any]:
+    """The tau2-bench retail database: ``{"users", "orders", "products"}`` keyed by id.
+
+    Raises:
+        NotFoundError: the data file does not exist.
+    """
+    if not source.is_file():
+        raise NotFoundError(f"retail data not found at {source}")
+    db: dict[str, Any] = json.loads(gzip.decompress(source.read_bytes()))
+    return db
+
+
 async def load_retail(
-    services: Services, tenant_id: str = "retail", source: Path | None = None
+    services: Services,
+    tenant_id: str = "retail",
+    source: Path | None = None,
+    *,
+    users: set[str] | None = None,
 ) -> LoadReport:
     """Import the tau2-bench retail database as ``tenant_id``'s systems of record.
 
@@ -35,6 +52,8 @@ async def load_retail(
         services: open services.
         tenant_id: the tenant to load into (its pack's name becomes the tenant's name).
         source: path of ``db.json.gz``; default ``SHARED_DATA_DIR/tau2-retail/db.json.gz``.
+        users: only these users (their profile, payment methods and orders), e.g. to restore
+            a customer after an evaluation task; resolutions are then not seeded again.
 
     Returns:
         Rows inserted per table.
@@ -43,14 +62,14 @@ async def load_retail(
         NotFoundError: the data file does not exist.
     """
     source = source or services.settings.shared_data_dir / "tau2-retail" / "db.json.gz"
-    if not source.is_file():
-        raise NotFoundError(f"retail data not found at {source}")
-    db = json.loads(gzip.decompress(source.read_bytes()))
+    db = read_db(source)
     tenant = tenant_id
     await ensure_tenant(services, tenant, services.tenants.config(tenant).name)
 
     customers, identities, methods = [], [], []
     for user in db["users"].values():
+        if users is not None and user["user_id"] not in users:
+            continue
         uid, addr = user["user_id"], user["address"]
         customers.append(
             (
@@ -96,6 +115,8 @@ async def load_retail(
             )
     orders, items, fulfillments, payments = [], [], [], []
     for order in db["orders"].values():
+        if users is not None and order["user_id"] not in users:
+            continue
         oid = order["order_id"]
         orders.append(
             (tenant, oid, order["user_id"], order["status"], json.dumps(order["address"]))
@@ -188,6 +209,8 @@ async def load_retail(
             payments,
         ),
     }
+    if users is not None:
+        return LoadReport(inserted=inserted)
     inserted["resolution_records"] = await seed_resolutions(services, tenant)
     await analyze(services, inserted)
     report = LoadReport(inserted=inserted)

@@ -182,8 +182,11 @@ def pick_lines(order: Order, names: list[str], text: str) -> tuple[list[OrderIte
         if len(lines) <= 1 or any(_ALL_OF_THEM.search(part) for part in mentions):
             chosen += lines
             continue
-        for part in mentions:
-            scores = [sum(names_value(part, v) for v in ln["options"].values()) for ln in lines]
+        scored = [(part, [sum(names_value(part, v) for v in ln["options"].values())
+                          for ln in lines]) for part in mentions]  # fmt: skip
+        if any(max(scores) for _, scores in scored):  # a bare mention adds no choice
+            scored = [(part, scores) for part, scores in scored if max(scores)]
+        for _, scores in scored:
             best = [ln for ln, score in zip(lines, scores, strict=True) if score == max(scores)]
             if len({line["item_id"] for line in best}) == 1:
                 free = [ln for ln in best if not any(ln is c for c in chosen)]
@@ -336,10 +339,11 @@ def swap_args(
     available: list[str] = []
     values: set[str] = set()
     seen: dict[str, int] = {}
-    for item in items:  # the n-th line of a product reads the n-th mention of it
+    for item in items:  # the n-th line of a product held twice reads the n-th mention of it
         mentions = parts.get(item["name"]) or [turn.text]
         nth = seen[item["name"]] = seen.get(item["name"], -1) + 1
-        text = mentions[nth] if nth < len(mentions) else " ".join(mentions)
+        twice = sum(i["name"] == item["name"] for i in items) > 1
+        text = mentions[nth] if twice and nth < len(mentions) else " ".join(mentions)
         everything = [v for v in variants.get(item["product_id"], [])
                       if v["item_id"] != item["item_id"]]  # fmt: skip
         chosen, choices = choose_variant(item, variants.get(item["product_id"], []), text)

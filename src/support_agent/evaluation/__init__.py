@@ -1,0 +1,1 @@
+"""Offline evaluation runs that need the whole agent (conversations on τ²-bench retail tasks)."""
