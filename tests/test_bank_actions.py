@@ -258,3 +258,29 @@ async def test_high_value_billing_dispute_is_a_warm_handoff(bank: Agent) -> None
 async def test_bank_demo_scenario_holds_on_repeated_runs(bank: Agent) -> None:
     assert await run_bank_demo(bank) == 0
     assert await run_bank_demo(bank) == 0  # a repeat picks the next fee, or replays a disputed one
+
+
+@pytest.mark.parametrize("answer", ["wait, not yet", "no", "do it later"])
+async def test_bank_write_waits_for_a_clear_yes(bank: Agent, answer: str) -> None:
+    """The same consent rule as retail: the proposal is an interrupt naming the exact card; a
+    hedge or a no changes nothing and says no "Done"; a later stray yes confirms nothing."""
+    card = await _one(
+        bank.services,
+        "SELECT id, customer_id, details->>'last_four' AS four FROM holdings"
+        " WHERE tenant_id='bank' AND kind='debit_card' AND status='ACTIVE' ORDER BY id DESC LIMIT 1",
+    )
+    assert card is not None
+    sid = new_session()
+    await bank_say(bank, sid, f"my email is {await _email(bank.services, card['customer_id'])}")
+    asked = await bank_say(bank, sid, f"I lost my debit card ending {card['four']}")
+    assert asked.decision == "confirm" and asked.approval is not None
+    (request,) = asked.approval["action_requests"]
+    assert request["name"] == "freeze_card" and request["args"]["target_id"] == card["id"]
+    status = "SELECT status FROM holdings WHERE tenant_id='bank' AND id=%s"
+    replied = await bank_say(bank, sid, answer)
+    assert "Done" not in replied.reply and replied.decision != "execute"
+    assert (await _one(bank.services, status, card["id"]))["status"] == "ACTIVE"  # type: ignore[index]
+    if replied.approval is None:  # rejected: a stray yes now has nothing to confirm
+        stray = await bank_say(bank, sid, "yes")
+        assert "Done" not in stray.reply
+        assert (await _one(bank.services, status, card["id"]))["status"] == "ACTIVE"  # type: ignore[index]

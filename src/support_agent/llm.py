@@ -49,6 +49,7 @@ def make_chat_model(settings: Settings) -> BaseChatModel:
 
 def grounded(draft: str, rewrite: str) -> bool:
     """True when the rewrite keeps every order id and amount of the draft."""
+
     def facts(text: str) -> set[str]:
         return {f.replace(",", "") for f in _FACT_RE.findall(text)}
 

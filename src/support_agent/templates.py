@@ -39,7 +39,7 @@ def ask_identification(status: str, auth_methods: tuple[str, ...]) -> str:
         ways.append("your full name and zip code")
     if "customer_id_zip" in auth_methods:
         ways.append("your user id and zip code")
-    how = " or ".join(ways)
+    how = " or ".join(ways) if len(ways) < 3 else ", ".join(ways[:-1]) + " or " + ways[-1]
     if status == "unknown":
         return f"I couldn't find an account with those details. Could you share {how}?"
     if status == "identified_unverified":
@@ -57,6 +57,14 @@ def greeting(first_name: str) -> str:
 def hello(topics: str) -> str:
     """The opening when nothing more specific applies."""
     return f"Hello! I can help with {topics}."
+
+
+def rephrase(topics: str) -> str:
+    """Mid-conversation, when nothing more specific applies: no new greeting, ask again."""
+    return (
+        f"I'm sorry, I didn't quite catch what you need. I can help with {topics}; "
+        "could you say it another way?"
+    )
 
 
 def how_can_i_help() -> str:

@@ -56,15 +56,34 @@ def address_phrase(args: dict[str, Any]) -> str:
     return f"{street}, {args['city']}, {args['state']} {args['zip']}, {args['country']}"
 
 
+_FIRST_PERSON = (
+    (r"\b(ask|asks|asked|help|helps|tell|tells|give|gives|send|sends|let|lets|for|to|with|"
+     r"call|calls|provide|provides|show|shows|offer|offers) you\b", r"\1 me"),
+    (r"\byou are\b", "I am"), (r"\byou were\b", "I was"), (r"\byou're\b", "I'm"),
+    (r"\byou've\b", "I've"), (r"\byou'd\b", "I'd"), (r"\byou'll\b", "I'll"),
+    (r"\byourself\b", "myself"), (r"\byours\b", "mine"), (r"\byour\b", "my"),
+    (r"\byou\b", "I"),
+)  # fmt: skip
+_AGENT = re.compile(r"\bthe (?:customer service |support |human )?agent\b(?: (\w+?)s\b)?", re.I)
+#: Sentences that instruct the simulated customer rather than say something to the agent.
+_STAGE_DIRECTIONS = ("be ", "do not", "don't", "make sure", "mention", "if ", "when ",
+                     "your name", "note", "never", "try ", "say ")  # fmt: skip
+
+
 def to_first_person(sentence: str) -> str:
-    """A task's second-person sentence as the customer says it ("You want" → "I want")."""
-    s = re.sub(r"\bAsk the agent\b", "Can you tell me", sentence)
-    s = re.sub(r"\bask the agent\b", "ask you", s)
-    for pattern, repl in ((r"\byou're\b", "I'm"), (r"\byourself\b", "myself"),
-                          (r"\byour\b", "my"), (r"\byou\b", "I")):  # fmt: skip
+    """A task's second-person sentence as the customer says it.
+
+    "You want to know the tracking number, and if the agent asks you to confirm" → "I want to
+    know the tracking number, and if you ask me to confirm"; "Ask the agent how much..." →
+    "Can you tell me how much...".
+    """
+    s = re.sub(r"\bAsk the agent\b", "Can \x00 tell me", sentence)
+    s = re.sub(r"\bask the agent\b", "ask \x00", s)
+    s = _AGENT.sub(lambda m: "\x00" + (f" {m.group(1)}" if m.group(1) else ""), s)
+    for pattern, repl in _FIRST_PERSON:
         s = re.sub(pattern, repl, s)
-        s = re.sub(pattern.replace(r"\by", r"\bY"), repl, s)
-    return s
+        s = re.sub(pattern.replace(r"\byou", r"\bYou", 1), repl, s)
+    return s.replace("\x00", "you")
 
 
 @dataclass
@@ -173,7 +192,7 @@ class ScriptedCustomer:
             return None
         args = call["arguments"]
         if re.search(r"\breason\b", text) and "reason" in args:
-            return _REASONS.get(args["reason"], args["reason"]).capitalize() + "."
+            return str(_REASONS.get(args["reason"], args["reason"])).capitalize() + "."
         if re.search(r"\b(payment method|which card|refund to|pay (for )?the|charge)\b", text):
             if "payment_method_id" in args:
                 return f"Please use {self._method(args['payment_method_id'])}."
@@ -195,8 +214,7 @@ class ScriptedCustomer:
         return [
             to_first_person(s)
             for s in sentences
-            if everything
-            or (_INFO_CUES.search(s) and not s.lower().startswith(("if ", "when ", "make sure")))
+            if not s.lower().startswith(_STAGE_DIRECTIONS) and (everything or _INFO_CUES.search(s))
         ]
 
     def consents_to(self, approval: dict[str, Any], call: dict[str, Any] | None) -> bool:

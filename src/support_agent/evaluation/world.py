@@ -278,7 +278,9 @@ def differences(got: dict[str, Any], want: dict[str, Any], base: dict[str, Any])
     missing, unwanted = [], []
     paths = [("address",), ("balances",)] + [("orders", oid) for oid in want["orders"]]
     for path in paths:
-        g, w, b = got, want, base
+        g: Any = got
+        w: Any = want
+        b: Any = base
         for key in path:
             g, w, b = (g or {}).get(key), (w or {}).get(key), (b or {}).get(key)
         if g == w:

@@ -51,11 +51,9 @@ async def resolve_identifiers(this: Turn) -> tuple[dict[str, str | None], bool]:
         )
         if matches or first is not None:
             resolved["name_zip"] = matches[0] if len(matches) == 1 else None
-        if resolved.get("customer_id") is not None:  # the account id with the zip on file
-            on_file = await customer_zip(services, tenant_id, resolved["customer_id"])
-            resolved["customer_id_zip"] = (
-                resolved["customer_id"] if on_file == hints["zip"].strip() else None
-            )
+        if (account := resolved.get("customer_id")) is not None:  # account id + zip on file
+            on_file = await customer_zip(services, tenant_id, account)
+            resolved["customer_id_zip"] = account if on_file == hints["zip"].strip() else None
     return resolved, bool(hints)
 
 

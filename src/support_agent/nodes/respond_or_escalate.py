@@ -180,10 +180,14 @@ async def _inform(this: Turn, policy: PolicyOutcome) -> Draft:
         return _draft(this, templates.welcome_back(line) if line else templates.how_can_i_help())
     if this.intent == "out_of_scope":
         return _draft(this, templates.out_of_scope(config.help_topics))
+    started = this.state.get("turn", 0) > 1  # no greeting once the conversation has started
     if this.state.get("authenticated"):
-        return _draft(this, templates.hello(config.help_topics))
+        return _draft(
+            this, (templates.rephrase if started else templates.hello)(config.help_topics)
+        )
     ask = templates.ask_identification("missing", config.auth_methods).split(". ", 1)[-1]
-    return _draft(this, templates.hello(config.help_topics) + " " + ask, "ask_identification")
+    opening = (templates.rephrase if started else templates.hello)(config.help_topics)
+    return _draft(this, opening + " " + ask, "ask_identification")
 
 
 def _proposal_words(this: Turn, pending: PendingAction) -> str:
@@ -318,7 +322,10 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         and not pending.get("awaiting")
     )
     if this.deps.policy.compliance.mask_personal_data_in_replies:
-        reply = mask_personal_data(reply)
+        own = frozenset(  # the verified customer's own tracking numbers are theirs to see
+            t for o in this.c360.get("orders", []) for t in o.get("tracking_ids") or []
+        ) if state.get("authenticated") else frozenset()  # fmt: skip
+        reply = mask_personal_data(reply, own)
     policy, signals = state.get("policy") or {}, this.signals
     logger.info("turn_decided", extra={"tenant_id": this.tenant_id, "session_id": this.session_id,
                                        "node": "respond_or_escalate", "decision": draft.decision,

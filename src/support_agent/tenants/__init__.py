@@ -179,11 +179,11 @@ _NEGATED = re.compile(r"\b(not|never|no)\b|n't\b", re.I)
 
 
 class IntentCue(_Strict):
-    """An explicit request verb that names the intent (``intent_cues:``).
+    r"""An explicit request verb that names the intent (``intent_cues:``).
 
     Attributes:
         intent: the intent the cue stands for.
-        pattern: a case-insensitive regular expression (e.g. ``\\bcancel\\b``).
+        pattern: a case-insensitive regular expression (e.g. ``\bcancel\b``).
     """
 
     intent: str

@@ -9,6 +9,7 @@ refund timing, which intents open an issue) come from the tenant's ``vertical.se
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -20,11 +21,12 @@ from support_agent.policy.config import ActionRule
 from support_agent.services import Services
 from support_agent.state import Issue, PolicyDecision, Target
 from support_agent.verticals.protocol import Proposal, Refusal, Turn, Vertical
-from support_agent.verticals.retail import actions, targets, templates
+from support_agent.verticals.retail import actions, facts, targets, templates
 from support_agent.verticals.retail.loader import load_retail
 
 #: Alternatives a refusal may offer, when the policy allows them.
 _ALTERNATIVES = ("return_items", "exchange_items", "order_status")
+_WHOLE_ORDER = re.compile(r"\b(whole|entire|full|complete)\s+order\b|\ball of it\b", re.I)
 #: Writes that need a new address (or payment method) before they can be confirmed.
 _NEEDS_DETAIL = ("modify_order", "update_default_address")
 
@@ -97,7 +99,31 @@ class RetailVertical(Vertical):
             variants = await actions.available_variants(
                 turn.deps.services, turn.tenant_id, products
             )
-        return {name: targets.resolve(name, rule, turn, variants) for name, rule in rules.items()}
+        resolved = {name: targets.resolve(name, rule, turn, variants)
+                    for name, rule in rules.items()}  # fmt: skip
+        if turn.state.get("authenticated") and facts.asks_facts(turn.text):
+            said = await self._facts(turn)
+            for name, rule in rules.items():
+                if rule.kind == "inform" and said:
+                    resolved[name] = {**resolved[name],
+                                      "args": {**(resolved[name].get("args") or {}),
+                                               "facts": said}}  # fmt: skip
+        return resolved
+
+    async def _facts(self, turn: Turn) -> list[str]:
+        """The facts the message asks for (orders, catalog, this conversation's refunds)."""
+        services, tenant_id = turn.deps.services, turn.tenant_id
+        results = await actions.session_results(services, tenant_id, turn.session_id)
+        recent = next((str(r["order_id"]) for r in reversed(results) if r.get("order_id")), None)
+        returned: dict[str, float] = {}
+        for r in results:
+            if r.get("status") == "return requested":
+                returned[str(r["order_id"])] = returned.get(str(r["order_id"]), 0.0) + r["refund"]
+        said = facts.order_facts(turn, turn.c360, recent, returned)
+        said += facts.catalog_facts(turn.text, await actions.catalog(services, tenant_id))
+        if facts.asks_session_money(turn.text):
+            said += facts.session_money(results)
+        return said
 
     def eligible(self, action: str, rule: ActionRule, target: Target) -> bool:
         """An order action's status rule; the goal then ranks its allowed sibling first."""
@@ -127,6 +153,9 @@ class RetailVertical(Vertical):
                     "awaiting": "new_address",
                 },  # fmt: skip
             )
+        partial = self._partial_cancel(action, target, turn)
+        if partial is not None:
+            return partial
         offered = [action] if action in _NEEDS_DETAIL else self._offered(action, target, turn)
         problem = action not in _NEEDS_DETAIL and turn.intent in self.settings.problem_intents
         lead = ""
@@ -143,6 +172,21 @@ class RetailVertical(Vertical):
             issue=self._issue(target, offered, turn) if problem else None,
             proposed=True,
         )
+
+    def _partial_cancel(self, action: str, target: Target, turn: Turn) -> Proposal | None:
+        """'Cancel just the X': explain that an order is cancelled whole, and the alternatives."""
+        if action != "cancel_order" or turn.pending:
+            return None
+        order = next((o for o in turn.c360.get("orders", [])
+                      if o["order_id"] == target.get("id")), None)  # fmt: skip
+        if order is None or _WHOLE_ORDER.search(turn.text):
+            return None
+        held = {i["name"] for i in order["items"]}
+        named = [n for n in turn.entities.get("products") or [] if n in held]
+        if not named or set(named) >= held:
+            return None
+        refund = order.get("paid", 0.0) - order.get("refunded", 0.0)
+        return Proposal(reply=templates.partial_cancel(order, named, refund), decision="respond")
 
     def _ask_variant(self, action: str, target: Target, turn: Turn) -> Proposal:
         args = target.get("args") or {}
@@ -256,12 +300,16 @@ class RetailVertical(Vertical):
             (a["action"] for a in (turn.state.get("policy") or {}).get("alternatives", [])
              if a["action"] in _ALTERNATIVES), None,
         )  # fmt: skip
-        return Refusal(templates.refused(decision.get("reason"), alternative))
+        return Refusal(templates.refused(decision["action"], dict(decision.get("target") or {}),
+                                         decision.get("reason"), alternative))  # fmt: skip
 
     # --- informing ---------------------------------------------------------------------------
 
     def inform(self, action: str, target: Target, turn: Turn) -> str | None:
         """Order status, refunds and complaints, from the 360."""
+        said = (target.get("args") or {}).get("facts")
+        if said:
+            return " ".join(said)
         orders = {o["order_id"]: o for o in turn.c360.get("orders", [])}
         if action in ("order_status", "refund_status") and target.get("id") in orders:
             order = orders[str(target["id"])]

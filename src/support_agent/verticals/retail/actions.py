@@ -402,6 +402,44 @@ async def available_variants(
     return out
 
 
+async def catalog(services: Services, tenant_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The catalog's available variants by product name.
+
+    Returns:
+        ``{product name: [{"item_id", "options", "price"}]}`` (price in currency units).
+    """
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT p.name, v.item_id, v.options, v.price FROM product_variants v"
+                " JOIN products p ON p.tenant_id = v.tenant_id AND p.id = v.product_id"
+                " WHERE v.tenant_id = %s AND v.available ORDER BY v.item_id",
+                (tenant_id,),
+            )
+        ).fetchall()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(row["name"], []).append(
+            {"item_id": row["item_id"], "options": row["options"], "price": float(row["price"])}
+        )
+    return out
+
+
+async def session_results(
+    services: Services, tenant_id: str, session_id: str
+) -> list[dict[str, Any]]:
+    """The results of the actions this session completed, oldest first."""
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT result FROM account_actions WHERE tenant_id = %s AND interaction_id = %s"
+                " ORDER BY created_at",
+                (tenant_id, session_id),
+            )
+        ).fetchall()
+    return [dict(r["result"]) for r in rows]
+
+
 async def swap_items(
     services: Services,
     call: ActionCall,

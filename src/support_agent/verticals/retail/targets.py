@@ -158,6 +158,10 @@ def segments(text: str, names: list[str]) -> dict[str, list[str]]:
     return out
 
 
+_ALL_EXCEPT = re.compile(
+    r"\b(all|every|everything)\b[^.;?!]*?\b(except(?: for)?|but not|other than|apart from)\b",
+    re.I,
+)
 _ALL_OF_THEM = re.compile(r"\b(both|all|two|three|each|every)\b")
 
 
@@ -202,6 +206,11 @@ def _items(
 ) -> tuple[list[OrderItem], list[str]]:
     """The order's lines the action is about, and the real choices when the message is ambiguous."""
     products: list[str] = turn.entities.get("products") or []
+    if (but := _ALL_EXCEPT.search(turn.text)) is not None:  # "all items except the pet bed"
+        names = sorted({i["name"] for i in order["items"]})
+        rest = _normalise(turn.text[but.end() :])
+        kept = [n for n in names if not re.search(_name_pattern(n, names), rest)]
+        return [OrderItem(**i) for i in order["items"] if i["name"] in kept], []
     chosen, ambiguous = pick_lines(order, products, turn.text) if products else ([], [])
     if not chosen and not ambiguous and source in ("session_issue", "memory", "pending_action"):
         keep = list(

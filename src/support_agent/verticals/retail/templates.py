@@ -285,12 +285,49 @@ def done(action: str, result: dict[str, Any], c360: Customer360) -> str:
     )
 
 
-def refused(reason: str | None, alternative: str | None) -> str:
-    """A refusal with the policy's reason, and an allowed alternative when there is one."""
-    text = generic.refused(reason)
+#: What each write needs of an order's status, in the customer's words (tau2 retail policy).
+_STATUS_RULE = {
+    "cancel_order": "only orders that have not shipped yet (pending) can be cancelled",
+    "modify_order": "an order can be changed only while it is pending, before it ships",
+    "return_items": "items can be returned once the order has been delivered",
+    "exchange_items": "items can be exchanged once the order has been delivered",
+}
+
+
+def refused(
+    action: str, target: dict[str, Any], reason: str | None, alternative: str | None
+) -> str:
+    """A refusal in the customer's terms, and an allowed alternative when there is one.
+
+    A status rule becomes "Order #W… is delivered, and only orders that have not shipped yet
+    (pending) can be cancelled"; other reasons are the policy's own words.
+    """
+    status, order_id = target.get("status"), target.get("id")
+    if status and order_id and action in _STATUS_RULE and "requires" in (reason or ""):
+        if status == "pending (item modified)" and action == "modify_order":
+            why = f"the items of order {order_id} have already been changed once (the limit)"
+        else:
+            why = f"order {order_id} is {status}, and {_STATUS_RULE[action]}"
+        text = f"I'm sorry, I can't do that: {why}."
+    else:
+        text = generic.refused(reason)
     if alternative is not None:
         text += f" I can offer {action_words([alternative])} instead."
     return text
+
+
+def partial_cancel(order: Order, names: list[str], refund: float) -> str:
+    """Why single items cannot be cancelled, and what can be done instead.
+
+    tau2 retail policy: a pending order is cancelled whole; its items can be changed, or
+    returned once delivered.
+    """
+    return (
+        f"Single items can't be cancelled from an order: order {order['order_id']} can only be "
+        f"cancelled as a whole ({money(refund)} refunded). Instead, I can change "
+        f"{items_phrase(names)} to another option while the order is pending, or you can return "
+        "it once it's delivered. Would you like to cancel the whole order?"
+    )
 
 
 def which_item(order: Order, choices: list[str]) -> str:
