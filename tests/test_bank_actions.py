@@ -266,8 +266,8 @@ async def test_bank_write_waits_for_a_clear_yes(bank: Agent, answer: str) -> Non
     hedge or a no changes nothing and says no "Done"; a later stray yes confirms nothing."""
     card = await _one(
         bank.services,
-        "SELECT id, customer_id, details->>'last_four' AS four FROM holdings"
-        " WHERE tenant_id='bank' AND kind='debit_card' AND status='ACTIVE' ORDER BY id DESC LIMIT 1",
+        "SELECT id, customer_id, details->>'last_four' AS four FROM holdings WHERE"
+        " tenant_id='bank' AND kind='debit_card' AND status='ACTIVE' ORDER BY id DESC LIMIT 1",
     )
     assert card is not None
     sid = new_session()

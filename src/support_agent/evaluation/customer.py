@@ -37,12 +37,18 @@ _INFO_CUES = re.compile(
 
 
 def payment_phrase(method: dict[str, Any]) -> str:
-    """How a customer names a payment method: "my Visa card ending in 6791", "my PayPal"."""
+    """How a customer names a payment method.
+
+    "my Visa card ending in 6791", "my Mastercard ending in 1037", "my PayPal account",
+    "my gift card".
+    """
     if method["source"] == "gift_card":
         return "my gift card"
     if method["source"] == "paypal":
         return "my PayPal account"
-    return f"my {method.get('brand', 'credit').title()} card ending in {method['last_four']}"
+    brand = str(method.get("brand") or "credit").title()
+    noun = "" if brand.lower() in ("mastercard", "amex") else " card"  # never "Mastercard card"
+    return f"my {brand}{noun} ending in {method['last_four']}"
 
 
 def options_phrase(options: dict[str, Any]) -> str:

@@ -120,7 +120,8 @@ class RetailVertical(Vertical):
             if r.get("status") == "return requested":
                 returned[str(r["order_id"])] = returned.get(str(r["order_id"]), 0.0) + r["refund"]
         said = facts.order_facts(turn, turn.c360, recent, returned)
-        said += facts.catalog_facts(turn.text, await actions.catalog(services, tenant_id))
+        catalog = await actions.available_variants(services, tenant_id, key="name")
+        said += facts.catalog_facts(turn.text, catalog)
         if facts.asks_session_money(turn.text):
             said += facts.session_money(results)
         return said

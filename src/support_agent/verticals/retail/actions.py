@@ -381,45 +381,37 @@ def _address_key(address: dict[str, Any] | None) -> tuple[str, ...]:
 
 
 async def available_variants(
-    services: Services, tenant_id: str, product_ids: list[str]
+    services: Services,
+    tenant_id: str,
+    product_ids: list[str] | None = None,
+    key: Literal["product_id", "name"] = "product_id",
 ) -> dict[str, list[dict[str, Any]]]:
-    """Available variants of the products: ``{product_id: [{"item_id", "options", "price"}]}``."""
-    if not product_ids:
+    """Available variants of the catalog's products (price in currency units).
+
+    Args:
+        services: open services.
+        tenant_id: the tenant.
+        product_ids: only these products (``None``: the whole catalog).
+        key: group by ``product_id`` or by the product's ``name``.
+
+    Returns:
+        ``{product id or name: [{"item_id", "options", "price"}]}``.
+    """
+    if product_ids is not None and not product_ids:
         return {}
     async with services.pool.connection() as conn:
         rows = await (
             await conn.execute(
-                "SELECT product_id, item_id, options, price FROM product_variants"
-                " WHERE tenant_id = %s AND product_id = ANY(%s) AND available ORDER BY item_id",
-                (tenant_id, product_ids),
-            )
-        ).fetchall()
-    out: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        out.setdefault(row["product_id"], []).append(
-            {"item_id": row["item_id"], "options": row["options"], "price": float(row["price"])}
-        )
-    return out
-
-
-async def catalog(services: Services, tenant_id: str) -> dict[str, list[dict[str, Any]]]:
-    """The catalog's available variants by product name.
-
-    Returns:
-        ``{product name: [{"item_id", "options", "price"}]}`` (price in currency units).
-    """
-    async with services.pool.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT p.name, v.item_id, v.options, v.price FROM product_variants v"
+                "SELECT v.product_id, p.name, v.item_id, v.options, v.price FROM product_variants v"
                 " JOIN products p ON p.tenant_id = v.tenant_id AND p.id = v.product_id"
-                " WHERE v.tenant_id = %s AND v.available ORDER BY v.item_id",
-                (tenant_id,),
+                " WHERE v.tenant_id = %s AND v.available"
+                " AND (%s::text[] IS NULL OR v.product_id = ANY(%s)) ORDER BY v.item_id",
+                (tenant_id, product_ids, product_ids),
             )
         ).fetchall()
     out: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        out.setdefault(row["name"], []).append(
+        out.setdefault(row[key], []).append(
             {"item_id": row["item_id"], "options": row["options"], "price": float(row["price"])}
         )
     return out
