@@ -12,6 +12,7 @@ from support_agent.conversation import Agent
 from support_agent.evaluation.conversations import evaluate_conversations, fact_said, task_user
 from support_agent.evaluation.customer import ScriptedCustomer, to_first_person
 from support_agent.evaluation.world import actual_view, differences, expected_view, replay
+from support_agent.memory_store.hot import features_key
 from support_agent.settings import Settings
 
 TASKS = "tau2-retail/tasks_train.json"
@@ -127,3 +128,4 @@ async def test_eval_run_on_train_tasks(agent: Agent, settings: Settings, tmp_pat
     for task_id in ("54", "105"):
         user = task_user(_tasks(settings)[task_id], db)
         assert await actual_view(agent.services, "retail", user) == expected_view(db, user)
+        assert await agent.services.redis.exists(features_key("retail", user))

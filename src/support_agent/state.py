@@ -195,6 +195,30 @@ class Issue(TypedDict, total=False):
     promises: list[str]
 
 
+class Thread(TypedDict, total=False):
+    """Something the customer may come back about, in one shape for every vertical.
+
+    ``kind``: ``issue``, ``dispute``, ``handoff``, ``promise``, ``return``, ``exchange``,
+    ``card_order``, ``retention_offer``; ``status``: ``open``, ``in_progress`` or ``resolved``
+    (a resolved thread is reported as an outcome, never as open); ``state`` the record's own
+    status; ``subject_*`` what it concerns; ``what`` what was raised or done; ``outcome`` how it
+    ended; ``channel``, ``opened_at``, ``updated_at`` (ISO-8601). Built by ``crm.threads``.
+    """
+
+    id: str
+    kind: str
+    status: Literal["open", "in_progress", "resolved"]
+    state: str | None
+    subject_kind: str | None
+    subject_id: str | None
+    subject_label: str
+    what: str
+    outcome: str | None
+    channel: str | None
+    opened_at: str | None
+    updated_at: str | None
+
+
 class Customer360(TypedDict, total=False):
     """One customer's whole picture, built from the systems of record (``crm.customer360``).
 
@@ -216,6 +240,7 @@ class Customer360(TypedDict, total=False):
     retention_offers: list[RetentionOfferRecord]
     interactions: list[InteractionSummary]
     open_issues: list[Issue]
+    threads: list[Thread]
 
 
 # --- memory ---------------------------------------------------------------------------------------

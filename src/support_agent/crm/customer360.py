@@ -25,7 +25,8 @@ JSON-serialisable data, the shape served from the Redis hot tier::
                         "summary"}],   # latest 5, newest first
       "open_issues": [{"id", "order_id", "item_ids", "item_names", "kind", "description",
                        "proposed_actions", "opened_in", "contacts", "created_at",
-                       "subject_kind", "subject_id", "subject_label"}]  # what it is about
+                       "subject_kind", "subject_id", "subject_label"}],  # what it is about
+      "threads": [Thread]   # open and recently resolved threads (crm.threads), open first
     }
 """
 
@@ -35,6 +36,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
+from support_agent.crm.threads import load_threads
 from support_agent.services import Services
 from support_agent.state import Customer360, OrderItem
 
@@ -98,6 +100,7 @@ async def build_360s(
                 "retention_offers": [],
                 "interactions": [],
                 "open_issues": [],
+                "threads": [],
             }
         if not out:
             return out
@@ -340,6 +343,7 @@ async def build_360s(
                     "expires_at": iso(row["expires_at"]),
                 }
             )
+        await load_threads(conn, out, ids_filter, params)
     for c360 in out.values():
         names = {i["item_id"]: i["name"] for o in c360["orders"] for i in o["items"]}
         for issue in c360["open_issues"]:

@@ -32,6 +32,7 @@ from support_agent.evaluation.world import (
     replay,
 )
 from support_agent.memory_store.erasure import erase_customer
+from support_agent.memory_store.hot import refresh_features
 from support_agent.verticals.retail.loader import load_retail, read_db
 
 logger = logging.getLogger(__name__)
@@ -70,12 +71,17 @@ def task_user(task: dict[str, Any], db: dict[str, Any]) -> str:
 
 
 async def reset_customer(agent: Agent, tenant_id: str, user_id: str, source: Path) -> None:
-    """Erase one customer everywhere and reload their records from ``db.json``."""
+    """Erase one customer everywhere; reload their records and online features.
+
+    Leaves the customer as ``support-agent load`` does: records from ``db.json``, features in the
+    online feature store (the hot 360 is rebuilt on the next read).
+    """
     try:
         await erase_customer(agent.services, tenant_id, user_id)
     except NotFoundError:
         pass  # not loaded yet: nothing to erase
     await load_retail(agent.services, tenant_id, source, users={user_id})
+    await refresh_features(agent.services, tenant_id, [user_id])
 
 
 def _norm(text: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any, cast
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
-from support_agent import templates
+from support_agent import recall, templates
 from support_agent.actions.ledger import ActionCall, change_key
 from support_agent.actions.offers import record_offer_made
 from support_agent.consent import read_consent
@@ -36,6 +36,7 @@ from support_agent.state import (
     PolicyOutcome,
     State,
     Target,
+    Thread,
 )
 from support_agent.verticals.protocol import Turn
 
@@ -231,8 +232,20 @@ async def _dispatch(this: Turn) -> Draft:
         return _draft(this, templates.one_customer_only(), "deny")
     if not this.pending and this.state.get("consent") is None and _bare_yes(this.text):
         return _draft(this, templates.nothing_to_confirm())
+    if not this.pending and (recalled := recall.answer(this.text, this.c360.get("threads", []))):
+        return _recalled(this, *recalled)  # a follow-up: answered from the threads first
     handler = _HANDLERS.get(str(policy.get("outcome", "respond")), _inform)
     return await handler(this, policy)
+
+
+def _recalled(this: Turn, reply: str, threads: list[Thread]) -> Draft:
+    """A follow-up answered from the threads; one about the open issue continues it (a contact)."""
+    open_issue = this.open_issue
+    if open_issue and any(t["id"] == f"issue:{open_issue.get('id')}" for t in threads):
+        issue: Issue = {**_without_episode(open_issue),
+                        "customer_id": this.state.get("customer_id"), "status": "open"}  # fmt: skip
+        return _draft(this, reply, issue=issue)
+    return _draft(this, reply)
 
 
 def _bare_yes(text: str) -> bool:

@@ -1,0 +1,168 @@
+"""Memory that carries every open thread across sessions and channels (issue #10), through the
+public chat API, with the customer identifying differently in each session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from support_agent.api.app import create_app
+from support_agent.conversation import Agent
+from support_agent.demo import pick_bank_customer
+from support_agent.memory_store.hot import sync_hot_tier
+from support_agent.services import Services
+from support_agent.tenancy import create_api_key
+from support_agent.verticals.bank.loader import load_bank
+
+
+async def _chat(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    r = await client.post("/v1/chat", json=body)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def _end(client: httpx.AsyncClient, session_id: str) -> None:
+    r = await client.post(f"/v1/sessions/{session_id}/end")
+    assert r.status_code == 200, r.text
+
+
+async def _rows(services: Services, sql: str, *args: object) -> list[dict[str, Any]]:
+    async with services.pool.connection() as conn:
+        return [dict(r) for r in await (await conn.execute(sql, args)).fetchall()]
+
+
+@pytest.fixture
+async def bank_client(services: Services, agent: Agent) -> AsyncIterator[httpx.AsyncClient]:
+    await load_bank(services)
+    await sync_hot_tier(services, "bank")
+    key = await create_api_key(services, "bank")
+    app = create_app(agent=agent)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {key}"}
+        ) as c:
+            yield c
+
+
+async def test_two_open_issues_are_both_carried_to_the_next_session(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    (cust,) = await _rows(
+        services,
+        """
+        SELECT c.id, c.email, c.first_name, c.last_name, c.zip,
+               min(o.id) AS first_order, max(o.id) AS second_order
+        FROM customers c JOIN orders o ON o.tenant_id = c.tenant_id AND o.customer_id = c.id
+        WHERE c.tenant_id = 'retail' AND o.status = 'delivered'
+          AND NOT EXISTS (SELECT 1 FROM issues i WHERE i.tenant_id = 'retail'
+                          AND i.customer_id = c.id)
+          AND (SELECT count(*) FROM customers c2 WHERE c2.tenant_id = 'retail'
+               AND c2.first_name = c.first_name AND c2.last_name = c.last_name
+               AND c2.zip = c.zip) = 1
+        GROUP BY c.tenant_id, c.id HAVING count(*) >= 2 ORDER BY c.id DESC LIMIT 1""",
+    )
+    items = {}
+    for key in ("first_order", "second_order"):
+        (row,) = await _rows(
+            services,
+            "SELECT min(name) AS name FROM order_items WHERE"
+            " tenant_id = 'retail' AND order_id = %s",
+            cust[key],
+        )
+        items[key] = row["name"]
+    first = await _chat(client, channel="chat", message=f"hi, my email is {cust['email']}")
+    session = first["session_id"]
+    one = await _chat(
+        client,
+        session_id=session,
+        message=f"The {items['first_order']} from order {cust['first_order']} arrived broken.",
+    )
+    two = await _chat(
+        client,
+        session_id=session,
+        message=f"And the {items['second_order']} from order {cust['second_order']} is scratched.",
+    )
+    assert one["decision"] in ("respond", "confirm") and two["decision"] in ("respond", "confirm")
+    await _end(client, session)
+    hello = await _chat(
+        client,
+        channel="phone",
+        message=f"Hi, {cust['first_name']} {cust['last_name']}, zip {cust['zip']}",
+    )
+    follow = await _chat(
+        client, session_id=hello["session_id"], message="I'm following up on both of my complaints"
+    )
+    reply = follow["reply"]
+    assert cust["first_order"] in reply and cust["second_order"] in reply, reply
+    assert "Which order" not in reply and "Tell me which" not in reply
+
+
+async def test_bank_dispute_follow_up_on_another_channel(
+    bank_client: httpx.AsyncClient, services: Services
+) -> None:
+    cust = await pick_bank_customer(services)
+    fee = f"${float(cust['amount']):.2f}"
+    hello = await _chat(bank_client, channel="chat", message=f"Hi, my email is {cust['email']}")
+    session = hello["session_id"]
+    proposed = await _chat(
+        bank_client, session_id=session, message=f"I want to dispute the {fee} fee, it's wrong"
+    )
+    assert proposed["decision"] == "confirm", proposed["reply"]
+    done = await _chat(bank_client, session_id=session, message="yes")
+    assert done["decision"] == "execute", done["reply"]
+    await _end(bank_client, session)
+    (phone,) = await _rows(
+        services, "SELECT phone FROM customers WHERE tenant_id = 'bank' AND id = %s", cust["id"]
+    )
+    again = await _chat(bank_client, channel="phone", message=f"hi, my phone is {phone['phone']}")
+    assert "verified" in again["reply"], again["reply"]
+    follow = await _chat(
+        bank_client, session_id=again["session_id"], message="Any news on the dispute I opened?"
+    )
+    reply = follow["reply"]
+    assert "Which transaction" not in reply and fee in reply and "submitted" in reply, reply
+
+
+async def test_handoff_outcome_is_carried_to_the_next_session(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    (cust,) = await _rows(
+        services,
+        """
+        SELECT c.id, c.email, c.first_name, c.last_name, c.zip, min(o.id) AS order_id
+        FROM customers c JOIN orders o ON o.tenant_id = c.tenant_id AND o.customer_id = c.id
+        WHERE c.tenant_id = 'retail' AND o.status = 'delivered'
+          AND NOT EXISTS (SELECT 1 FROM handoffs h WHERE h.tenant_id = 'retail'
+                          AND h.customer_id = c.id)
+          AND NOT EXISTS (SELECT 1 FROM issues i WHERE i.tenant_id = 'retail'
+                          AND i.customer_id = c.id)
+          AND (SELECT count(*) FROM customers c2 WHERE c2.tenant_id = 'retail'
+               AND c2.first_name = c.first_name AND c2.last_name = c.last_name
+               AND c2.zip = c.zip) = 1
+        GROUP BY c.tenant_id, c.id ORDER BY c.id LIMIT 1""",
+    )
+    hello = await _chat(client, channel="email", message=f"hello, my email is {cust['email']}")
+    session = hello["session_id"]
+    human = await _chat(client, session_id=session, message="I want to talk to a real person")
+    assert human["decision"] == "escalate" and human["handoff"], human["reply"]
+    handoff_id = human["handoff"]["handoff_id"]
+    r = await client.post(
+        f"/api/tenants/me/handoffs/{handoff_id}/resolve",
+        json={"resolution": "shipped a free replacement", "satisfaction": 5},
+    )
+    assert r.status_code == 200, r.text
+    again = await _chat(
+        client,
+        channel="chat",
+        customer={"customer_id": cust["id"]},
+        message=f"Hi, I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}",
+    )
+    follow = await _chat(
+        client, session_id=again["session_id"], message="I'm following up on my complaint"
+    )
+    reply = follow["reply"]
+    assert "shipped a free replacement" in reply and "Tell me which" not in reply, reply
