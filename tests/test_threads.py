@@ -12,6 +12,7 @@ import pytest
 from support_agent.api.app import create_app
 from support_agent.conversation import Agent
 from support_agent.demo import pick_bank_customer
+from support_agent.evaluation.memory_suite import FAMILIES, evaluate_memory
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.services import Services
 from support_agent.tenancy import create_api_key
@@ -166,3 +167,135 @@ async def test_handoff_outcome_is_carried_to_the_next_session(
     )
     reply = follow["reply"]
     assert "shipped a free replacement" in reply and "Tell me which" not in reply, reply
+    opening = again["reply"]  # the next session opens with the colleague's outcome, once
+    assert "Last time my colleague" in opening and "shipped a free replacement" in opening
+    await _end(client, again["session_id"])
+    third = await _chat(client, channel="email", message=f"hello, my email is {cust['email']}")
+    assert "you're verified" in third["reply"] and "Last time" not in third["reply"]
+
+
+async def test_endings_get_a_closing_reply_and_never_act(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    (cust,) = await _rows(
+        services,
+        """
+        SELECT c.email, min(o.id) AS order_id FROM customers c JOIN orders o
+        ON o.tenant_id = c.tenant_id AND o.customer_id = c.id
+        WHERE c.tenant_id = 'retail' AND o.status = 'pending'
+        GROUP BY c.tenant_id, c.id ORDER BY c.id DESC OFFSET 3 LIMIT 1""",
+    )
+    hello = await _chat(client, message=f"hi, my email is {cust['email']}")
+    session = hello["session_id"]
+    proposal = await _chat(
+        client,
+        session_id=session,
+        message=f"please cancel order {cust['order_id']}, I ordered it by mistake",
+    )
+    assert proposal["decision"] == "confirm", proposal["reply"]
+    later = await _chat(client, session_id=session, message="OK, I'll get back to you on that.")
+    assert "Done" not in later["reply"] and later["decision"] != "execute"
+    (order,) = await _rows(
+        services,
+        "SELECT status FROM orders WHERE tenant_id = 'retail' AND id = %s",
+        cust["order_id"],
+    )
+    assert order["status"] == "pending"
+    bye = await _chat(client, session_id=session, message="Perfect, that's all.")
+    assert "nothing has been changed" in bye["reply"] and "Hello" not in bye["reply"], bye["reply"]
+    assert "You're welcome" in bye["reply"]
+    (order,) = await _rows(
+        services,
+        "SELECT status FROM orders WHERE tenant_id = 'retail' AND id = %s",
+        cust["order_id"],
+    )
+    assert order["status"] == "pending"  # an ending is never a yes
+    thanks = await _chat(client, session_id=session, message="thanks, bye")
+    assert "You're welcome" in thanks["reply"] and thanks["decision"] == "respond"
+
+
+async def test_a_message_that_identifies_and_asks_gets_both(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    (cust,) = await _rows(
+        services,
+        """
+        SELECT c.email, c.id, o.id AS order_id, min(i.name) AS item FROM customers c
+        JOIN orders o ON o.tenant_id = c.tenant_id AND o.customer_id = c.id
+        JOIN order_items i ON i.tenant_id = o.tenant_id AND i.order_id = o.id
+        WHERE c.tenant_id = 'retail' AND o.status = 'delivered'
+          AND (SELECT count(*) FROM orders o2 WHERE o2.tenant_id = 'retail'
+               AND o2.customer_id = c.id) = 1
+        GROUP BY c.tenant_id, c.id, o.id ORDER BY c.id DESC LIMIT 1""",
+    )
+    hello = await _chat(client, message=f"hi, my email is {cust['email']}")
+    session = hello["session_id"]
+    proposal = await _chat(
+        client,
+        session_id=session,
+        message=f"I'd like to return the {cust['item']} from order {cust['order_id']}",
+    )
+    assert proposal["decision"] == "confirm", proposal["reply"]
+    done = await _chat(client, session_id=session, message="yes")
+    assert done["decision"] == "execute", done["reply"]
+    await _end(client, session)
+    both = await _chat(
+        client, channel="email", message=f"Hi, it's {cust['email']}, did my return go through?"
+    )
+    reply = both["reply"]
+    assert "verified" in reply and cust["order_id"] in reply and "return" in reply, reply
+
+
+async def test_history_questions_are_answered_from_memory(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    (cust,) = await _rows(
+        services,
+        """
+        SELECT c.email, c.id, c.first_name, c.last_name, c.zip FROM customers c
+        WHERE c.tenant_id = 'retail' AND NOT EXISTS (SELECT 1 FROM interactions x
+              WHERE x.tenant_id = 'retail' AND x.customer_id = c.id)
+          AND (SELECT count(*) FROM customers c2 WHERE c2.tenant_id = 'retail'
+               AND c2.first_name = c.first_name AND c2.last_name = c.last_name
+               AND c2.zip = c.zip) = 1
+        ORDER BY c.id LIMIT 1 OFFSET 7""",
+    )
+    first = await _chat(client, channel="email", message=f"hi, my email is {cust['email']}")
+    ask = await _chat(
+        client, session_id=first["session_id"], message="when did I last contact you?"
+    )
+    assert "first conversation" in ask["reply"], ask["reply"]
+    await _end(client, first["session_id"])
+    (row,) = await _rows(
+        services,
+        "SELECT started_at FROM interactions WHERE tenant_id = 'retail' AND id = %s",
+        first["session_id"],
+    )
+    again = await _chat(
+        client,
+        channel="chat",
+        message=f"I'm {cust['first_name']} {cust['last_name']}, zip {cust['zip']}",
+    )
+    last = await _chat(
+        client, session_id=again["session_id"], message="When did I last contact you?"
+    )
+    when = row["started_at"].strftime("%b %-d")
+    assert f"on {when} by email" in last["reply"], last["reply"]
+    promised = await _chat(
+        client, session_id=again["session_id"], message="what did you promise me?"
+    )
+    assert "no open promise" in promised["reply"], promised["reply"]
+
+
+async def test_memory_suite_every_family_carries_its_threads(
+    agent: Agent, services: Services, tmp_path: Any
+) -> None:
+    """One conversation of every family of ``support-agent eval memory`` on the test data."""
+    await load_bank(services)
+    await sync_hot_tier(services, "bank")
+    summary = await evaluate_memory(agent, tmp_path, per_family=1)
+    assert set(summary["families"]) == set(FAMILIES), summary
+    assert summary["failures"] == [], summary["failures"]
+    assert summary["leaks"] == 0 and summary["stale"] == 0 and summary["reask_rate"] == 0.0
+    assert summary["closing_rate"] == 1.0
+    assert (tmp_path / "report.json").is_file() and (tmp_path / "erasure-0.json").is_file()

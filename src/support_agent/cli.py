@@ -243,6 +243,25 @@ async def _eval_conversations(args: argparse.Namespace) -> int:
     return await _with_agent(run)
 
 
+async def _eval_memory(args: argparse.Namespace) -> int:
+    """``support-agent eval memory``: memory scenario families across sessions and channels."""
+    from pathlib import Path
+
+    from support_agent.evaluation.memory_suite import evaluate_memory, new_run_dir
+
+    out = Path(args.out) if args.out else new_run_dir()
+
+    async def run(agent: Any) -> int:
+        for tenant in ("retail", "bank"):
+            await agent.deps(tenant).vertical.load(agent.services, tenant)
+        families = args.families.split(",") if args.families else None
+        summary = await evaluate_memory(agent, out, args.conversations, families)
+        print(json.dumps({**summary, "transcripts": str(out)}))
+        return 0
+
+    return await _with_agent(run)
+
+
 async def _retrieval_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -376,6 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="transcripts dir (default evals/runs/...)")
     ev.add_argument("--only", default=None, help="comma-separated task ids")
     ev.set_defaults(func=_eval_conversations)
+    em = esub.add_parser(
+        "memory", help="memory scenario families (uses fresh customers; resets retail ones)"
+    )
+    em.add_argument("--conversations", type=int, default=10, help="per family")
+    em.add_argument("--families", default=None, help="comma-separated family names")
+    em.add_argument("--out", default=None, help="transcripts dir (default evals/runs/...)")
+    em.set_defaults(func=_eval_memory)
 
     p = sub.add_parser("worker", help="run a memory pipeline worker (Redis Streams consumer)")
     p.add_argument("--name", default=None, help="consumer name (default: host + random)")

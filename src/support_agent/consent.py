@@ -87,6 +87,16 @@ _WITHHOLD = re.compile(
     r"once|instead|rather|whatever|hopefully|kind of|sort of|almost|minute|second|"
     r"idk|dunno|hmm+|um+|uh+|ugh|meh|mean|yet)\b"
 )
+#: An ending ("Perfect, that's all.", "thanks, bye") leaves the proposal undone, unless a plain
+#: yes is said with it ("yes, that's all" answers "is that every item?").
+_CLOSING = re.compile(
+    r"\b(that'?s all|that is all|that'?s it|that is it|nothing else|bye|goodbye|"
+    r"talk (to you )?later|have a (good|nice|great))\b"
+)
+_STRONG_YES = re.compile(
+    r"\b(yes|yeah|yep|yup|yea|confirm|confirmed|approve|approved|proceed|go ahead|do it|"
+    r"please do|go for it)\b"
+)
 #: A refusal.
 _REJECT = re.compile(
     r"(\b(no|nope|nah|n|nooo*|noo)\b|\bdon'?t\b|\bdo not\b|\bnever ?mind\b|"
@@ -180,6 +190,8 @@ def read_consent(reply: str, action: str, target_id: str | None = None) -> Conse
         return ConsentReading("unclear", "a question")
     if (found := _WITHHOLD.search(text)) is not None:
         return ConsentReading("unclear", f"withheld by {found.group(0)!r}")
+    if (found := _CLOSING.search(text)) is not None and not _STRONG_YES.search(text):
+        return ConsentReading("reject", f"a closing remark ({found.group(0)!r}): no yes")
     unknown = [w for w in words if w not in AFFIRMATIVE | NEUTRAL | own and not w.isdigit()
                and not _ORDER_ID.fullmatch(w)]  # fmt: skip
     affirmed = (

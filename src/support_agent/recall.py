@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from support_agent.state import Thread
+from support_agent.state import InteractionSummary, Thread
 
 _FOLLOW_UP = re.compile(
     r"\b(follow(?:ing)?[- ]?up|any (?:news|update|updates|progress)|news (?:on|about)|"
@@ -86,8 +86,8 @@ def _when(value: str | None) -> str:
 def state_of(thread: Thread) -> str:
     """Where one thread stands, in the customer's words (outcomes for resolved threads)."""
     kind, state = thread["kind"], str(thread.get("state") or "")
-    since = _when(thread.get("opened_at"))
-    on = f" on {since}" if since else ""
+    day = _when(thread.get("opened_at"))
+    on = f" on {day}" if day else ""
     if thread["status"] == "resolved":
         if thread.get("outcome") and kind in ("handoff", "issue"):
             return f"resolved by my colleague: {thread['outcome']}"
@@ -95,7 +95,7 @@ def state_of(thread: Thread) -> str:
     if kind == "dispute":
         return f"your dispute, submitted{on}, is {state.lower().replace('_', ' ')}"
     if kind == "handoff":
-        return f"with a colleague since{on or ' earlier'}; they will get back to you"
+        return f"with a colleague since {day or 'earlier'}; they will get back to you"
     if kind == "card_order":
         return f"a replacement card was ordered{on} and is on its way"
     if kind in ("return", "exchange"):
@@ -103,7 +103,106 @@ def state_of(thread: Thread) -> str:
     if kind == "promise":
         return f"we promised: {thread['what']}"
     where = f", now {state}" if state and state not in ("open", "resolved") else ""
-    return f"still open since{on or ' earlier'} ({thread['what']}){where}"
+    return f"still open since {day or 'earlier'} ({thread['what']}){where}"
+
+
+_CLOSING = re.compile(
+    r"\b(thanks|thank you|thx|cheers|bye|goodbye|that'?s all|that is all|nothing else|"
+    r"that'?s it|all set|all good|get back to you|talk (?:to you )?later|have a (?:good|nice))\b",
+    re.I,
+)
+
+
+def is_closing(text: str) -> bool:
+    """Thanks, a goodbye, "that's all", "I'll get back to you": an ending, not a request.
+
+    Short messages only (at most 12 words) and never a question.
+    """
+    return len(text.split()) <= 12 and "?" not in text and _CLOSING.search(text) is not None
+
+
+def untold_outcomes(
+    threads: Sequence[Thread], interactions: Sequence[InteractionSummary], session_id: str
+) -> list[Thread]:
+    """Handoffs a colleague resolved that the customer has not heard about since.
+
+    A resolution is told once a later session (not this one) has started after it.
+    """
+    later = [str(i.get("started_at") or "") for i in interactions if i.get("id") != session_id]
+    return [
+        t for t in threads
+        if t["kind"] == "handoff" and t["status"] == "resolved" and t.get("outcome")
+        and not any(s > str(t.get("updated_at") or "") for s in later)
+    ]  # fmt: skip
+
+
+def outcome_line(thread: Thread) -> str:
+    """How a new session opens after a colleague resolved something."""
+    return (
+        f"Last time my colleague took care of {thread['subject_label']}: {thread['outcome']}. "
+        "Is everything all right now? "
+    )
+
+
+_LAST_CONTACT = re.compile(
+    r"\b(when|how long ago) (did|was) (i|we) (last |the last time )?"
+    r"(contact|talk|speak|chat|call|write|reach|message)|\blast time (i|we) (talked|spoke|"
+    r"chatted|contacted|wrote|called)\b|\bwhen was my last\b",
+    re.I,
+)
+_PROMISED = re.compile(r"\bwhat (did|have) (you|your \w+) promise", re.I)
+_DECIDED = re.compile(
+    r"\bwhat did (the|your) (agent|colleague|person|human|representative)[\w ]{0,30}?"
+    r"(decide|do|say|conclude)\b",
+    re.I,
+)
+_ASKED_BEFORE = re.compile(
+    r"\bwhat did i (ask|contact you|write|call) (about|for)\b|\bwhat was my last (question|"
+    r"request|conversation)\b",
+    re.I,
+)
+
+
+def history_answer(
+    text: str,
+    threads: Sequence[Thread],
+    interactions: Sequence[InteractionSummary],
+    session_id: str,
+) -> str | None:
+    """Answers to questions about the customer's history with us, from memory.
+
+    "When did I last contact you?", "what did you promise me?", "what did the agent I spoke to
+    decide?", "what did I ask about last time?": from the CRM's interactions (date, channel,
+    summary), the pending promises and the handoffs' outcomes. ``None`` for anything else.
+    """
+    past = [i for i in interactions if i.get("id") != session_id]
+    if _LAST_CONTACT.search(text) or _ASKED_BEFORE.search(text):
+        if not past:
+            return "This is our first conversation; I have no earlier contact on record."
+        last = past[0]
+        when = _when(last.get("started_at"))
+        about = last.get("summary") or (
+            f"about {str(last['intent']).replace('_', ' ')}" if last.get("intent") else ""
+        )
+        return (
+            f"Your last conversation with us was on {when} by {last['channel']}"
+            + (f": {about}" if about else "")
+            + "."
+        )
+    if _PROMISED.search(text):
+        promises = [t for t in threads if t["kind"] == "promise"]
+        if not promises:
+            return "There is no open promise on your account."
+        return "We promised: " + "; ".join(t["what"] for t in promises) + "."
+    if _DECIDED.search(text):
+        handled = [t for t in threads if t["kind"] == "handoff"]
+        if not handled:
+            return "None of my colleagues has handled a request of yours recently."
+        t = handled[0]
+        if t["status"] == "resolved":
+            return f"My colleague took care of {t['subject_label']}: {t.get('outcome')}."
+        return f"My colleague is still working on {t['subject_label']}; they will get back to you."
+    return None
 
 
 def answer(text: str, threads: Sequence[Thread]) -> tuple[str, list[Thread]] | None:

@@ -67,6 +67,15 @@ def rephrase(topics: str) -> str:
     )
 
 
+def closing(first_name: str | None) -> str:
+    """Thanks or a goodbye: a closing reply, never a greeting and never an action."""
+    name = f", {first_name}" if first_name else ""
+    return (
+        f"You're welcome{name}. If anything else comes up, just write; "
+        "I'll remember where we left off."
+    )
+
+
 def how_can_i_help() -> str:
     """After verification, with nothing open."""
     return "How can I help you today?"
@@ -114,6 +123,11 @@ def left_as_is(what: str) -> str:
         f"I'll leave {what} for now; nothing has been changed. Just tell me if you want to go "
         "ahead later."
     )
+
+
+def left_undone(what: str) -> str:
+    """An ending while a proposal waits: it is not carried out."""
+    return f"I haven't done {what}; nothing has been changed."
 
 
 def superseded(what: str) -> str:

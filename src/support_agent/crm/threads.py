@@ -206,7 +206,9 @@ async def load_threads(
             "updated_at": _iso(row["ordered_at"]),
         })  # fmt: skip
     for cid, c360 in out.items():
-        covered = {t["subject_id"] for t in threads[cid] if t["kind"] == "issue"}
+        covered = {  # an open issue about an order already tells where its return stands
+            t["subject_id"] for t in threads[cid] if t["kind"] == "issue" and t["status"] == "open"
+        }
         for order in c360["orders"]:
             kind = _UNDER_WAY.get(order["status"])
             if kind is None:

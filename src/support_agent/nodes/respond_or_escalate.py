@@ -225,6 +225,11 @@ async def _dispatch(this: Turn) -> Draft:
     if reason is not None:
         return _escalate(this, policy, reason)
     if this.pending and this.signals.get("confirmation") == "no":
+        if recall.is_closing(this.text):  # an ending: the proposal stays undone, said so
+            words = _proposal_words(this, this.pending)
+            first = (this.c360.get("profile") or {}).get("first_name")
+            return _draft(this, templates.left_undone(words) + " " + templates.closing(first),
+                          pending=None)  # fmt: skip
         return _draft(this, templates.declined(), pending=None)
     if this.pending and this.signals.get("consent") == "unclear":
         return _unclear(this, this.pending)
@@ -232,6 +237,17 @@ async def _dispatch(this: Turn) -> Draft:
         return _draft(this, templates.one_customer_only(), "deny")
     if not this.pending and this.state.get("consent") is None and _bare_yes(this.text):
         return _draft(this, templates.nothing_to_confirm())
+    if (
+        not this.pending
+        and recall.is_closing(this.text)
+        and not this.deps.config.cued_intent(this.text)
+    ):
+        first = (this.c360.get("profile") or {}).get("first_name")
+        return _draft(this, templates.closing(first))  # an ending: no greeting, no action
+    history = recall.history_answer(this.text, this.c360.get("threads", []),
+                                    this.c360.get("interactions", []), this.session_id)  # fmt: skip
+    if not this.pending and history is not None and this.state.get("authenticated"):
+        return _draft(this, history)
     if not this.pending and (recalled := recall.answer(this.text, this.c360.get("threads", []))):
         return _recalled(this, *recalled)  # a follow-up: answered from the threads first
     handler = _HANDLERS.get(str(policy.get("outcome", "respond")), _inform)
@@ -254,13 +270,16 @@ def _bare_yes(text: str) -> bool:
 
 
 def _greeting(this: Turn) -> str:
-    """The verification greeting, on the turn the customer was verified."""
+    """The verification greeting, on the turn the customer was verified.
+
+    It carries what a colleague resolved since the customer's last session (told once).
+    """
     first = (this.c360.get("profile") or {}).get("first_name")
-    return (
-        templates.greeting(first)
-        if (this.state.get("identification") or {}).get("new") and first
-        else ""
-    )
+    if not ((this.state.get("identification") or {}).get("new") and first):
+        return ""
+    untold = recall.untold_outcomes(this.c360.get("threads", []),
+                                    this.c360.get("interactions", []), this.session_id)  # fmt: skip
+    return templates.greeting(first) + (recall.outcome_line(untold[0]) if untold else "")
 
 
 async def _with_retention_offer(this: Turn, draft: Draft) -> Draft:
