@@ -178,6 +178,17 @@ def _retail_ids(c: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+async def _return_accepted(
+    ctx: Ctx, conv: Conversation, order: dict[str, str], session: str, channel: str
+) -> None:
+    """The customer asks to return the item (naming it, not the order) and says yes."""
+    proposal = await _say(ctx, conv, f"I'd like to return the {order['item']}", session, channel,
+                          expect=(order["id"],))  # fmt: skip
+    conv.check(proposal.decision == "confirm", f"return not proposed: {proposal.reply!r}")
+    if proposal.decision == "confirm":
+        await _say(ctx, conv, "yes", session, channel, expect=("Done",))
+
+
 async def three_sessions(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> None:
     """A problem; the return accepted in session 2; "did my return go through?" in session 3."""
     ids, order = _retail_ids(c), c["orders"][0]
@@ -187,11 +198,7 @@ async def three_sessions(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> Non
     await _say(ctx, conv, "not now, I need to think about it", s1, ids[0][1])
     await _close(ctx, conv, s1)
     s2 = (await _say(ctx, conv, ids[1][0], None, ids[1][1])).session_id
-    proposal = await _say(ctx, conv, f"I'd like to return the {order['item']}", s2, ids[1][1],
-                          expect=(order["id"],))  # fmt: skip
-    if proposal.decision == "confirm":
-        await _say(ctx, conv, "yes", s2, ids[1][1], expect=("Done",))
-    conv.check(proposal.decision == "confirm", f"return not proposed: {proposal.reply!r}")
+    await _return_accepted(ctx, conv, order, s2, ids[1][1])
     await _close(ctx, conv, s2)
     s3 = (await _say(ctx, conv, ids[2][0], None, ids[2][1])).session_id
     await _say(ctx, conv, "did my return go through?", s3, ids[2][1],
@@ -249,9 +256,7 @@ async def stale(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> None:
     ids, order = _retail_ids(c), c["orders"][0]
     s1 = (await _say(ctx, conv, ids[0][0], None, ids[0][1])).session_id
     await _say(ctx, conv, f"The {order['item']} from order {order['id']} arrived broken.", s1)
-    proposal = await _say(ctx, conv, f"I'd like to return the {order['item']}", s1)
-    if proposal.decision == "confirm":
-        await _say(ctx, conv, "yes", s1, expect=("Done",))
+    await _return_accepted(ctx, conv, order, s1, ids[0][1])
     await _close(ctx, conv, s1)
     s2 = (await _say(ctx, conv, ids[1][0], None, ids[1][1])).session_id
     await _say(ctx, conv, "any update on my return?", s2, ids[1][1],
