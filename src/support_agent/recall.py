@@ -88,6 +88,9 @@ def state_of(thread: Thread) -> str:
     kind, state = thread["kind"], str(thread.get("state") or "")
     day = _when(thread.get("opened_at"))
     on = f" on {day}" if day else ""
+    if kind == "retention_offer":
+        applied = _when(thread.get("updated_at"))
+        return f"it was applied to your account{' on ' + applied if applied else ''}"
     if thread["status"] == "resolved":
         if thread.get("outcome") and kind in ("handoff", "issue"):
             return f"resolved by my colleague: {thread['outcome']}"

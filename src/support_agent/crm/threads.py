@@ -236,7 +236,7 @@ async def load_threads(
                     "id": f"retention_offer:{offer['id']}", "kind": "retention_offer",
                     "status": "resolved", "state": "applied", "subject_kind": "card",
                     "subject_id": offer.get("holding_id"),
-                    "subject_label": str(offer["offer_id"]).replace("_", " "),
+                    "subject_label": "the " + str(offer["offer_id"]).replace("_", " "),
                     "what": "a retention offer accepted", "outcome": "applied",
                     "channel": None, "opened_at": offer.get("offered_at"),
                     "updated_at": offer.get("applied_at"),

@@ -111,18 +111,24 @@ class RetailVertical(Vertical):
         return resolved
 
     async def _facts(self, turn: Turn) -> list[str]:
-        """The facts the message asks for (orders, catalog, this conversation's refunds)."""
-        services, tenant_id = turn.deps.services, turn.tenant_id
-        results = await actions.session_results(services, tenant_id, turn.session_id)
+        """The facts the message asks for (orders, catalog, this conversation's refunds).
+
+        The catalog and the action ledger are read only when the question needs them.
+        """
+        services, tenant_id, text = turn.deps.services, turn.tenant_id, turn.text
+        results: list[dict[str, Any]] = []
+        if facts.needs_session(text):
+            results = await actions.session_results(services, tenant_id, turn.session_id)
         recent = next((str(r["order_id"]) for r in reversed(results) if r.get("order_id")), None)
         returned: dict[str, float] = {}
         for r in results:
             if r.get("status") == "return requested":
                 returned[str(r["order_id"])] = returned.get(str(r["order_id"]), 0.0) + r["refund"]
         said = facts.order_facts(turn, turn.c360, recent, returned)
-        catalog = await actions.available_variants(services, tenant_id, key="name")
-        said += facts.catalog_facts(turn.text, catalog)
-        if facts.asks_session_money(turn.text):
+        if facts.asks_catalog(text):
+            catalog = await actions.available_variants(services, tenant_id, key="name")
+            said += facts.catalog_facts(text, catalog)
+        if facts.asks_session_money(text):
             said += facts.session_money(results)
         return said
 

@@ -247,6 +247,19 @@ def session_money(results: list[dict[str, Any]]) -> list[str]:
 _SESSION_PAY = re.compile(r"\b(pay|owe)\b[^.?!]*\btotal\b|\btotal\b[^.?!]*\b(pay|owe)\b", re.I)
 
 
+def asks_catalog(text: str) -> bool:
+    """The question is about the catalog ("how many … options", "the cheapest …")."""
+    return _CATALOG.search(text) is not None
+
+
+_SESSION_WORDS = re.compile(r"\b(new order|remaining|this order|that order|the order)\b", re.I)
+
+
+def needs_session(text: str) -> bool:
+    """The answer needs this conversation's action results (totals, "my new order")."""
+    return asks_session_money(text) or _SESSION_WORDS.search(text) is not None
+
+
 def asks_session_money(text: str) -> bool:
     """The message asks how much the customer gets back or pays in total."""
     return _SESSION_REFUND.search(text) is not None or _SESSION_PAY.search(text) is not None
