@@ -87,9 +87,8 @@ async def load_threads(
         )
     ).fetchall():
         names = [item_names[row["customer_id"]].get(i) for i in row["item_ids"]]
-        label = row["subject_label"] or (f"order {row['order_id']}" if row["order_id"] else "")
-        if row["order_id"] and any(names):
-            label = f"the {' and the '.join(n for n in names if n)} from order {row['order_id']}"
+        label = _issue_label({"order_id": row["order_id"], "subject_label": row["subject_label"],
+                              "item_names": [n for n in names if n]})  # fmt: skip
         thread: Thread = {
             "id": f"issue:{row['id']}",
             "kind": "issue",
@@ -108,8 +107,8 @@ async def load_threads(
         threads[row["customer_id"]].append(thread)
     for row in await (
         await conn.execute(
-            "SELECT h.id, h.customer_id, h.status, h.reason, h.resolution, h.satisfaction,"
-            " h.created_at, h.resolved_at, h.panel->'current_issue' AS issue, x.channel"
+            "SELECT h.id, h.customer_id, h.status, h.reason, h.resolution, h.created_at,"
+            " h.resolved_at, h.panel->'current_issue' AS issue, x.channel"
             " FROM handoffs h LEFT JOIN interactions x ON x.tenant_id = h.tenant_id"
             " AND x.id = h.session_id WHERE h.tenant_id = %(t)s AND h.customer_id IS NOT NULL"
             " AND (h.status = 'open' OR h.resolved_at >= %(since)s)"
@@ -140,7 +139,7 @@ async def load_threads(
         threads[row["customer_id"]].append(thread)
     for row in await (
         await conn.execute(
-            "SELECT p.id, p.customer_id, p.text, p.subject_id, p.due_at, p.created_at,"
+            "SELECT p.id, p.customer_id, p.text, p.subject_id, p.created_at,"
             " x.channel FROM promises p LEFT JOIN interactions x ON x.tenant_id = p.tenant_id"
             " AND x.id = p.session_id WHERE p.tenant_id = %(t)s AND p.status = 'pending'"
             + ids_filter.replace("customer_id", "p.customer_id")
@@ -248,8 +247,12 @@ async def load_threads(
 
 
 def _issue_label(issue: dict[str, Any]) -> str:
-    if issue.get("order_id"):
-        names = issue.get("item_names") or []
-        items = f"the {' and the '.join(names)} from " if names else ""
-        return f"{items}order {issue['order_id']}"
-    return ""
+    """What an issue concerns, in the customer's words.
+
+    "the Kettle and the Lamp from order #W…", else the issue's own label, else "order #W…"
+    ("" when it names nothing).
+    """
+    names, order_id = issue.get("item_names") or [], issue.get("order_id")
+    if order_id and names:
+        return f"the {' and the '.join(names)} from order {order_id}"
+    return str(issue.get("subject_label") or (f"order {order_id}" if order_id else ""))

@@ -227,9 +227,8 @@ async def _dispatch(this: Turn) -> Draft:
     if this.pending and this.signals.get("confirmation") == "no":
         if recall.is_closing(this.text):  # an ending: the proposal stays undone, said so
             words = _proposal_words(this, this.pending)
-            first = (this.c360.get("profile") or {}).get("first_name")
-            return _draft(this, templates.left_undone(words) + " " + templates.closing(first),
-                          pending=None)  # fmt: skip
+            return _draft(this, templates.left_undone(words) + " "
+                          + templates.closing(_first_name(this)), pending=None)  # fmt: skip
         return _draft(this, templates.declined(), pending=None)
     if this.pending and this.signals.get("consent") == "unclear":
         return _unclear(this, this.pending)
@@ -242,12 +241,16 @@ async def _dispatch(this: Turn) -> Draft:
         and recall.is_closing(this.text)
         and not this.deps.config.cued_intent(this.text)
     ):
-        first = (this.c360.get("profile") or {}).get("first_name")
-        return _draft(this, templates.closing(first))  # an ending: no greeting, no action
-    history = recall.history_answer(this.text, this.c360.get("threads", []),
-                                    this.c360.get("interactions", []), this.session_id)  # fmt: skip
-    if not this.pending and history is not None and this.state.get("authenticated"):
-        return _draft(this, history)
+        return _draft(this, templates.closing(_first_name(this)))  # no greeting, no action
+    if not this.pending and this.state.get("authenticated"):  # questions about the history
+        history = recall.history_answer(
+            this.text,
+            this.c360.get("threads", []),
+            this.c360.get("interactions", []),
+            this.session_id,
+        )
+        if history is not None:
+            return _draft(this, history)
     if not this.pending and (recalled := recall.answer(this.text, this.c360.get("threads", []))):
         return _recalled(this, *recalled)  # a follow-up: answered from the threads first
     handler = _HANDLERS.get(str(policy.get("outcome", "respond")), _inform)
@@ -269,12 +272,17 @@ def _bare_yes(text: str) -> bool:
     return read_consent(text, "").verdict == "approve"
 
 
+def _first_name(this: Turn) -> str | None:
+    """The verified customer's first name, when the 360 has one."""
+    return (this.c360.get("profile") or {}).get("first_name")
+
+
 def _greeting(this: Turn) -> str:
     """The verification greeting, on the turn the customer was verified.
 
     It carries what a colleague resolved since the customer's last session (told once).
     """
-    first = (this.c360.get("profile") or {}).get("first_name")
+    first = _first_name(this)
     if not ((this.state.get("identification") or {}).get("new") and first):
         return ""
     untold = recall.untold_outcomes(this.c360.get("threads", []),
