@@ -187,3 +187,19 @@ async def test_a_repeated_pending_promise_is_one_promise(services: Services, age
             )
         ).fetchall()
     assert len(rows) == 1 and str(cust["order_id"]) in rows[0]["text"]
+
+
+async def test_a_pending_job_deleted_by_erasure_is_acknowledged(services: Services) -> None:
+    """A delivered-but-unacked entry deleted from the stream (erasure) leaves the pending list."""
+    await MemoryWorker(services, backoff_base_s=0.0).drain()
+    msg_id = await services.redis.xadd(STREAM, {"tenant": "retail", "session": "ghost"})
+    got = await services.redis.xreadgroup(GROUP, "crashed", {STREAM: ">"}, count=10)
+    assert any(mid == msg_id for _s, msgs in got for mid, _f in msgs)
+    await services.redis.xdel(STREAM, msg_id)  # erased while a worker held it
+    worker = MemoryWorker(services, backoff_base_s=0.0)
+    # A long-redelivered entry never overflows the backoff (2**4999 is no float).
+    assert worker._backoff(5000) == 0.0
+    assert MemoryWorker(services, backoff_base_s=0.5)._backoff(5000) == 60.0
+    await worker.drain()
+    pending = await services.redis.xpending_range(STREAM, GROUP, min="-", max="+", count=100)
+    assert msg_id not in [p["message_id"] for p in pending]

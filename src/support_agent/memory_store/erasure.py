@@ -20,7 +20,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from support_agent.errors import InfrastructureError, NotFoundError
-from support_agent.memory_store.pipeline import DEAD_LETTER, STREAM
+from support_agent.memory_store.pipeline import DEAD_LETTER, GROUP, STREAM
 from support_agent.services import Services
 from support_agent.threads import thread_id
 
@@ -76,6 +76,8 @@ async def _redis_sweep(services: Services, tenant_id: str, customer_id: str) -> 
                 batch[-1][0].decode() if isinstance(batch[-1][0], bytes) else batch[-1][0]
             )
         if doomed:
+            if stream == STREAM:  # acknowledged too, so no worker keeps reclaiming a deleted entry
+                await rds.xack(stream, GROUP, *doomed)
             entries += int(await rds.xdel(stream, *doomed))
     return {"redis_keys": int(deleted_keys), "queued_jobs": entries}
 

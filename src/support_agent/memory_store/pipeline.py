@@ -177,7 +177,9 @@ class MemoryWorker:
         return published
 
     def _backoff(self, deliveries: int) -> float:
-        return float(min(60.0, self.backoff_base_s * 2 ** max(0, deliveries - 1)))
+        """Seconds before redelivering a job delivered ``deliveries`` times (at most 60)."""
+        exponent = min(max(0, deliveries - 1), 16)  # 2**16 × base already exceeds the cap
+        return float(min(60.0, self.backoff_base_s * 2**exponent))
 
     async def _reclaim(self) -> list[tuple[str, dict[str, str], int]]:
         """Claim messages whose last delivery is older than their backoff (dead or failed)."""
@@ -193,10 +195,13 @@ class MemoryWorker:
             got: Any = await self.services.redis.xclaim(
                 STREAM, GROUP, self.name, min_idle_time=idle_ms, message_ids=[entry["message_id"]]
             )
-            for msg_id, fields in got:
+            for _msg_id, fields in got:
+                raw = entry["message_id"]
+                mid = raw.decode() if isinstance(raw, bytes) else str(raw)
                 if fields:
-                    mid = msg_id.decode() if isinstance(msg_id, bytes) else str(msg_id)
                     claimed.append((mid, _decode(fields), deliveries + 1))
+                else:  # deleted (erasure) while pending; Redis 6 answers (None, None)
+                    await self.services.redis.xack(STREAM, GROUP, mid)
         return claimed
 
     async def _read_new(self, block_ms: int | None) -> list[tuple[str, dict[str, str], int]]:
