@@ -299,3 +299,39 @@ async def test_memory_suite_every_family_carries_its_threads(
     assert summary["leaks"] == 0 and summary["stale"] == 0 and summary["reask_rate"] == 0.0
     assert summary["closing_rate"] == 1.0
     assert (tmp_path / "report.json").is_file() and (tmp_path / "erasure-0.json").is_file()
+
+
+async def test_an_ending_while_a_question_waits_closes_and_drops_the_question(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    (cust,) = await _rows(
+        services,
+        """
+        SELECT c.email, min(o.id) AS order_id FROM customers c JOIN orders o
+        ON o.tenant_id = c.tenant_id AND o.customer_id = c.id
+        WHERE c.tenant_id = 'retail' AND o.status = 'pending'
+        GROUP BY c.tenant_id, c.id ORDER BY c.id DESC OFFSET 5 LIMIT 1""",
+    )
+    hello = await _chat(client, message=f"hi, my email is {cust['email']}")
+    session = hello["session_id"]
+    asked = await _chat(
+        client,
+        session_id=session,
+        message=f"I need to change the shipping address of order {cust['order_id']}",
+    )
+    assert "address" in asked["reply"], asked["reply"]
+    bye = await _chat(client, session_id=session, message="OK, I'll get back to you on that.")
+    assert "You're welcome" in bye["reply"], bye["reply"]
+    assert "address" not in bye["reply"] and bye["decision"] == "respond", bye["reply"]
+    again = await _chat(client, session_id=session, message="thank you")
+    assert "You're welcome" in again["reply"] and "address" not in again["reply"], again["reply"]
+    # The detail itself, ending in thanks, is the answer (not an ending).
+    await _chat(
+        client,
+        session_id=session,
+        message=f"I need to change the shipping address of order {cust['order_id']}",
+    )
+    detail = await _chat(
+        client, session_id=session, message="12 Oak Street, Austin, TX 78701, thanks"
+    )
+    assert detail["decision"] == "confirm" and "Oak" in detail["reply"], detail["reply"]

@@ -230,6 +230,14 @@ async def _dispatch(this: Turn) -> Draft:
             return _draft(this, templates.left_undone(words) + " "
                           + templates.closing(_first_name(this)), pending=None)  # fmt: skip
         return _draft(this, templates.declined(), pending=None)
+    if (
+        this.pending
+        and this.pending.get("awaiting")
+        and not this.signals.get("answers_pending")
+        and recall.is_closing(this.text)
+        and not this.deps.config.cued_intent(this.text)
+    ):  # an ending while a question waits: the question is dropped, nothing is proposed
+        return _draft(this, templates.closing(_first_name(this)), pending=None)
     if this.pending and this.signals.get("consent") == "unclear":
         return _unclear(this, this.pending)
     if (this.state.get("identification") or {}).get("status") == "conflict":
