@@ -20,6 +20,7 @@ from support_agent.demo import pick_bank_customer, run_bank_demo
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.retrieval.hybrid import hybrid_search
 from support_agent.services import Services
+from support_agent.templates import money
 from support_agent.verticals.bank.catalog import card_catalog
 from support_agent.verticals.bank.loader import load_bank
 from tests.conftest import new_session
@@ -98,7 +99,7 @@ async def test_disputed_fee_is_filed_once_after_confirmation(bank: Agent) -> Non
     cust = await pick_bank_customer(bank.services)
     sid = new_session()
     await bank_say(bank, sid, f"Hi, my email is {cust['email']}")
-    fee = f"${float(cust['amount']):.2f}"
+    fee = money(float(cust["amount"]))
     proposed = await bank_say(bank, sid, f"Why was I charged a {fee} fee? That's wrong.")
     assert proposed.decision == "confirm"
     assert proposed.policy["action"] == "dispute_transaction"
@@ -118,10 +119,10 @@ async def test_disputed_fee_is_filed_once_after_confirmation(bank: Agent) -> Non
     logged = await _one(
         bank.services,
         "SELECT count(*) AS n FROM account_actions WHERE tenant_id='bank'"
-        " AND action='dispute_transaction' AND customer_id=%s",
-        cust["id"],
+        " AND action='dispute_transaction' AND interaction_id = ANY(%s)",
+        [sid, again.session_id],
     )
-    assert logged is not None and logged["n"] == 1
+    assert logged is not None and logged["n"] == 1  # one write over both conversations
 
 
 async def test_lost_card_is_frozen_only_after_yes_and_only_once(bank: Agent) -> None:
@@ -203,7 +204,7 @@ async def test_retention_offer_follows_policy_and_is_not_repeated(bank: Agent) -
         "annual_fee_waiver" if tenure >= 730 else "downgrade_no_annual_fee"
     )
     assert "Terms:" in offered.reply  # the policy requires the disclosure
-    assert f"${offer['terms']['annual_fee']:.2f}" in offered.reply
+    assert money(offer["terms"]["annual_fee"]) in offered.reply
     applied = await bank_say(bank, sid, "yes")
     assert applied.decision == "execute", applied.reply
     ledger = await _one(bank.services, "SELECT status FROM retention_offers WHERE tenant_id='bank'"

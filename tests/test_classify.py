@@ -12,6 +12,8 @@ from support_agent.intents.signals import (
     detect_signals,
     extract_identifiers,
     extract_order_ids,
+    introduction_only,
+    is_closing,
 )
 from support_agent.services import Services
 
@@ -58,18 +60,23 @@ def test_frustration_is_noisy_or_of_cue_weights() -> None:
     assert detect_signals("ridiculous and unacceptable").frustration == pytest.approx(0.775)
 
 
-def test_human_request_churn_and_confirmation() -> None:
+def test_human_request_and_churn() -> None:
     assert detect_signals("can I talk to a real person please").human_request
     assert not detect_signals("the person at the door took the parcel").human_request
     assert detect_signals("I'll take my business elsewhere").churn_threat
-    assert detect_signals("yes please").confirmation == "yes"
-    assert detect_signals("no, not now").confirmation == "no"
-    assert (
-        detect_signals(
-            "yes the lamp is broken and I want to tell you a long story about it"
-        ).confirmation
-        is None
-    )
+
+
+def test_an_introduction_is_no_request_and_endings_are_endings() -> None:
+    assert introduction_only("Hi, my email is ana.ruiz@example.com")
+    assert introduction_only("hi, my phone is 713 555 0963")
+    assert introduction_only("Hello, I'm Yusuf Rossi, zip code 19122.")
+    assert introduction_only("Hi, my user id is yusuf_rossi_9259 and my zip code is 19122.")
+    assert not introduction_only("my phone is 7135550963, my card is broken")
+    assert not introduction_only("Hi, it's emma.k@example.com, did my return go through?")
+    assert not introduction_only("Hi, my email is a@b.com. Cancel my order")  # no name
+    assert is_closing("Perfect, that's all.") and is_closing("OK, I'll get back to you on that.")
+    assert not is_closing("thanks, can you check my order?")
+    assert not is_closing("thanks " + "and one more thing about the order " * 3)
 
 
 def test_entities() -> None:

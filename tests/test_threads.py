@@ -15,6 +15,7 @@ from support_agent.demo import pick_bank_customer
 from support_agent.evaluation.memory_suite import FAMILIES, evaluate_memory
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.services import Services
+from support_agent.templates import money
 from support_agent.tenancy import create_api_key
 from support_agent.verticals.bank.loader import load_bank
 
@@ -106,7 +107,7 @@ async def test_bank_dispute_follow_up_on_another_channel(
     bank_client: httpx.AsyncClient, services: Services
 ) -> None:
     cust = await pick_bank_customer(services)
-    fee = f"${float(cust['amount']):.2f}"
+    fee = money(float(cust["amount"]))
     hello = await _chat(bank_client, channel="chat", message=f"Hi, my email is {cust['email']}")
     session = hello["session_id"]
     proposed = await _chat(
@@ -335,3 +336,48 @@ async def test_an_ending_while_a_question_waits_closes_and_drops_the_question(
         client, session_id=session, message="12 Oak Street, Austin, TX 78701, thanks"
     )
     assert detail["decision"] == "confirm" and "Oak" in detail["reply"], detail["reply"]
+
+
+async def test_bank_introduction_request_and_ending_in_the_customers_words(
+    bank_client: httpx.AsyncClient, services: Services
+) -> None:
+    """An introduction gets a greeting only; "dispute the $X charge from Y" is understood; an
+    ending after a message the agent did not understand closes instead of escalating."""
+    cust = await pick_bank_customer(services)
+    (charge,) = await _rows(
+        services,
+        """
+        WITH recent AS (SELECT * FROM transactions WHERE tenant_id = 'bank'
+                        AND customer_id = %s ORDER BY occurred_on DESC, id LIMIT 20)
+        SELECT id, description, -amount AS amount FROM recent r
+        WHERE amount < 0 AND description !~* 'fee'
+          AND (SELECT count(*) FROM recent o WHERE o.amount = r.amount) = 1
+          AND NOT EXISTS (SELECT 1 FROM disputes x WHERE x.tenant_id = 'bank'
+                          AND x.transaction_id = r.id)
+        ORDER BY occurred_on DESC, id LIMIT 1""",
+        cust["id"],
+    )
+    hello = await _chat(bank_client, message=f"hi, my email is {cust['email']}")
+    assert hello["reply"].endswith("How can I help you today?"), hello["reply"]
+    assert hello["intent"] == "other"
+    session = hello["session_id"]
+    amount = money(float(charge["amount"]))
+    proposed = await _chat(
+        bank_client,
+        session_id=session,
+        message=f"I want to dispute the {amount} charge from {charge['description']}",
+    )
+    assert proposed["decision"] == "confirm" and amount in proposed["reply"], proposed["reply"]
+    no = await _chat(bank_client, session_id=session, message="no, leave it")
+    assert no["decision"] == "respond"
+    unclear = await _chat(bank_client, session_id=session, message="blorp zzzt wibble")
+    assert unclear["decision"] == "respond", unclear["reply"]
+    bye = await _chat(bank_client, session_id=session, message="ok thanks, bye")
+    assert bye["decision"] == "respond" and "welcome" in bye["reply"], bye["reply"]
+    assert bye["handoff"] is None
+    disputes = await _rows(
+        services,
+        "SELECT id FROM disputes WHERE tenant_id = 'bank' AND transaction_id = %s",
+        charge["id"],
+    )
+    assert disputes == []  # "no" and an ending never file anything

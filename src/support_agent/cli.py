@@ -396,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--only", default=None, help="comma-separated task ids")
     ev.set_defaults(func=_eval_conversations)
     em = esub.add_parser(
-        "memory", help="memory scenario families (uses fresh customers; resets retail ones)"
+        "memory", help="memory scenario families (customers reset to their loaded state)"
     )
     em.add_argument("--conversations", type=int, default=10, help="per family")
     em.add_argument("--families", default=None, help="comma-separated family names")

@@ -96,7 +96,10 @@ def state_of(thread: Thread) -> str:
             return f"resolved by my colleague: {thread['outcome']}"
         return f"resolved ({thread.get('outcome') or state})"
     if kind == "dispute":
-        return f"your dispute, submitted{on}, is {state.lower().replace('_', ' ')}"
+        now = state.lower().replace("_", " ")
+        if now in ("", "submitted", "open", "pending"):
+            return f"your dispute was submitted{on} and is waiting for review"
+        return f"your dispute, submitted{on}, is {now}"
     if kind == "handoff":
         return f"with a colleague since {day or 'earlier'}; they will get back to you"
     if kind == "card_order":
@@ -107,21 +110,6 @@ def state_of(thread: Thread) -> str:
         return f"we promised: {thread['what']}"
     where = f", now {state}" if state and state not in ("open", "resolved") else ""
     return f"still open since {day or 'earlier'} ({thread['what']}){where}"
-
-
-_CLOSING = re.compile(
-    r"\b(thanks|thank you|thx|cheers|bye|goodbye|that'?s all|that is all|nothing else|"
-    r"that'?s it|all set|all good|get back to you|talk (?:to you )?later|have a (?:good|nice))\b",
-    re.I,
-)
-
-
-def is_closing(text: str) -> bool:
-    """Thanks, a goodbye, "that's all", "I'll get back to you": an ending, not a request.
-
-    Short messages only (at most 12 words) and never a question.
-    """
-    return len(text.split()) <= 12 and "?" not in text and _CLOSING.search(text) is not None
 
 
 def untold_outcomes(

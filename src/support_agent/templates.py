@@ -16,6 +16,11 @@ from typing import Any
 from support_agent.state import Issue
 
 
+def money(amount: float) -> str:
+    """An amount in dollars as customers read it: ``1234.5`` → ``"$1,234.50"`` (sign dropped)."""
+    return f"${abs(amount):,.2f}"
+
+
 def when_phrase(iso: str | None) -> str:
     """``"on 2026-11-21"`` from an ISO timestamp (or ``"earlier"``)."""
     if not iso:

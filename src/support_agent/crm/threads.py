@@ -30,6 +30,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from support_agent.state import Customer360, Thread
+from support_agent.templates import money
 
 #: Resolved threads older than this many days are no longer recalled.
 RECENT_DAYS = 90
@@ -45,10 +46,6 @@ def _iso(value: Any) -> str | None:
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value.isoformat()) if hasattr(value, "isoformat") else str(value)
-
-
-def _money(amount: float) -> str:
-    return f"${abs(amount):,.2f}"
 
 
 async def load_threads(
@@ -170,7 +167,7 @@ async def load_threads(
             continue
         what = f"transaction {row['transaction_id']}"
         if row["amount"] is not None:
-            what = f"the {_money(float(row['amount']))} {row['description']} payment"
+            what = f"the {money(float(row['amount']))} {row['description']} payment"
         if row["occurred_on"] is not None:
             what += f" of {row['occurred_on'].isoformat()}"
         threads[row["customer_id"]].append({

@@ -33,6 +33,7 @@ from support_agent.evaluation.world import (
 )
 from support_agent.memory_store.erasure import erase_customer
 from support_agent.memory_store.hot import refresh_features
+from support_agent.verticals.bank.loader import load_bank_crm
 from support_agent.verticals.retail.loader import load_retail, read_db
 
 logger = logging.getLogger(__name__)
@@ -73,14 +74,24 @@ def task_user(task: dict[str, Any], db: dict[str, Any]) -> str:
 async def reset_customer(agent: Agent, tenant_id: str, user_id: str, source: Path) -> None:
     """Erase one customer everywhere; reload their records and online features.
 
-    Leaves the customer as ``support-agent load`` does: records from ``db.json``, features in the
-    online feature store (the hot 360 is rebuilt on the next read).
+    Leaves the customer as ``support-agent load`` does: records from the tenant's data file
+    (``source`` for a retail tenant, Rho-Bank's ``db.json.gz`` for a bank tenant), features in
+    the online feature store (the hot 360 is rebuilt on the next read).
+
+    Raises:
+        NotFoundError: the tenant's vertical has no per-customer reload (neither retail nor bank).
     """
+    vertical = agent.services.tenants.config(tenant_id).vertical.name
+    if vertical not in ("retail", "bank"):
+        raise NotFoundError(f"no per-customer reload for the {vertical!r} vertical")
     try:
         await erase_customer(agent.services, tenant_id, user_id)
     except NotFoundError:
         pass  # not loaded yet: nothing to erase
-    await load_retail(agent.services, tenant_id, source, users={user_id})
+    if vertical == "bank":
+        await load_bank_crm(agent.services, tenant_id, users={user_id})
+    else:
+        await load_retail(agent.services, tenant_id, source, users={user_id})
     await refresh_features(agent.services, tenant_id, [user_id])
 
 

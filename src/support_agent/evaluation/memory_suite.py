@@ -11,6 +11,7 @@ three_sessions      a problem raised; the return accepted in session 2; "did my 
 open_threads        two problems on two orders in one session; "following up on both"
 bank_dispute        a fee disputed and filed; "any news on the dispute I opened?"
 card_replacement    a damaged card replaced; "any update on my replacement card?"
+retention_offer     a retention offer accepted; "any update on the offer you made me?"
 handoff_outcome     a human resolves the handoff; the next session opens with the outcome
 history             "when did I last contact you?" answered with the date and channel
 stale               a return done; "any update?" never calls it open
@@ -18,16 +19,17 @@ erasure             the customer erased; the next session recalls nothing
 no_leak             another customer's follow-up never shows this customer's data
 ==================  =============================================================================
 
-The bank data set has 39 customers: a bank family plays at most as many conversations as it
-finds customers without a dispute (or a card order) yet, outside the high-value tiers (whose
-billing disputes go straight to a human); the report gives each family's ``n``.
+Each conversation starts from the customer as loaded (erased, then reloaded from the tenant's
+data file) and each family plays distinct customers. The bank data set has 39 customers: a bank
+family plays at most as many conversations as it finds customers who fit it outside the
+high-value tiers (whose billing disputes go straight to a human); the report gives each
+family's ``n``.
 
 Every conversation ends with "thanks, that's all" (a closing reply, no greeting, no action).
 Each turn is scored on: carries the thread (the expected facts are in the reply), never re-asks
 what a thread identifies ("Which order/transaction/card…"), never stale (a resolved thread told as
-open), never leaks (another customer's ids or name), closing replies. Retail customers are reset
-from ``db.json`` afterwards; bank customers keep what the scenarios filed (fresh customers are
-picked each run: customers with no conversation yet).
+open), never leaks (another customer's ids or name), closing replies. Every customer played is
+reset to its loaded state afterwards.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from support_agent.errors import NotFoundError
 from support_agent.evaluation.conversations import reset_customer
 from support_agent.handoff import resolve_handoff
 from support_agent.memory_store.erasure import erase_customer
+from support_agent.templates import money
 
 _REASK = re.compile(
     r"\b(which (order|transaction|card|item)s? (do you mean|is it|it concerns)|tell me which|"
@@ -303,44 +306,61 @@ _BANK_FEES = """
     FROM debits d JOIN customers c ON c.tenant_id = 'bank' AND c.id = d.customer_id
     WHERE c.phone IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM disputes x WHERE x.tenant_id = 'bank'
-                      AND x.customer_id = c.id)
-      AND NOT EXISTS (SELECT 1 FROM interactions x WHERE x.tenant_id = 'bank'
-                      AND x.customer_id = c.id)
+                      AND x.transaction_id = d.id)
       AND (SELECT count(*) FROM debits o WHERE o.customer_id = d.customer_id
            AND o.amount = d.amount) = 1
     ORDER BY c.id, d.occurred_on DESC, d.id
 """
+# An active card the customer can name alone: a debit card by its last four digits, or a credit
+# card whose product name no other card of the customer contains.
 _BANK_CARDS = """
-    SELECT c.id, c.email, c.phone, h.id AS holding_id, h.details->>'last_four' AS four
+    SELECT DISTINCT ON (c.id) c.id, c.email, c.phone, h.id AS holding_id, h.kind, h.product,
+           h.details->>'last_four' AS four
     FROM customers c JOIN holdings h ON h.tenant_id = c.tenant_id AND h.customer_id = c.id
-    WHERE c.tenant_id = 'bank' AND h.kind IN ('credit_card', 'debit_card')
-      AND h.status = 'ACTIVE' AND c.phone IS NOT NULL
-      AND (SELECT count(*) FROM holdings x WHERE x.tenant_id = 'bank' AND x.customer_id = c.id
-           AND x.kind IN ('credit_card', 'debit_card')) = 1
-      AND NOT EXISTS (SELECT 1 FROM card_orders x WHERE x.tenant_id = 'bank'
-                      AND x.customer_id = c.id)
-      AND NOT EXISTS (SELECT 1 FROM interactions x WHERE x.tenant_id = 'bank'
-                      AND x.customer_id = c.id)
+    WHERE c.tenant_id = 'bank' AND h.status = 'ACTIVE' AND c.phone IS NOT NULL
+      AND ((h.kind = 'debit_card' AND h.details->>'last_four' IS NOT NULL)
+           OR (h.kind = 'credit_card'
+               AND NOT EXISTS (SELECT 1 FROM holdings x WHERE x.tenant_id = 'bank'
+                               AND x.customer_id = c.id AND x.id <> h.id
+                               AND x.kind = 'credit_card'
+                               AND position(lower(h.product) IN lower(x.product)) > 0)))
+    ORDER BY c.id, h.kind DESC, h.id
+"""
+# A customer holding an active credit card with an annual fee (the retention protocol's cards).
+_BANK_FEE_CARDS = """
+    SELECT DISTINCT c.id, c.email, c.phone
+    FROM customers c JOIN holdings h ON h.tenant_id = c.tenant_id AND h.customer_id = c.id
+    JOIN offers o ON o.tenant_id = c.tenant_id AND o.kind = 'card_product'
+         AND o.terms->>'product' = h.product
+    WHERE c.tenant_id = 'bank' AND h.kind = 'credit_card' AND h.status = 'ACTIVE'
+      AND c.phone IS NOT NULL AND (o.terms->>'annual_fee')::numeric > 0
     ORDER BY c.id
 """
 
 
 async def _bank_customer(ctx: Ctx, sql: str, taken: set[str]) -> dict[str, Any]:
-    """A fresh bank customer outside the high-value tiers (their disputes go to a human)."""
+    """A bank customer (reset to a fresh start) outside the high-value tiers.
+
+    High-value customers' billing disputes go straight to a human, so they are skipped.
+
+    Raises:
+        NotFoundError: no customer of ``sql`` left.
+    """
     high = ctx.agent.services.tenants.config("bank").handoff.high_value_tiers
     for row in await _rows(ctx.agent, sql):
         if row["id"] in taken:
             continue
+        taken.add(row["id"])
+        await reset_customer(ctx.agent, "bank", row["id"], ctx.source)
         c360 = await build_360(ctx.agent.services, "bank", row["id"])
         if c360 is not None and c360.get("tier") not in high:
-            taken.add(row["id"])
             return row
-    raise NotFoundError("no fresh bank customer left for the memory suite")
+    raise NotFoundError("no bank customer left for the memory suite")
 
 
 async def bank_dispute(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> None:
     """A fee disputed and filed; "any news on the dispute I opened?" by phone."""
-    fee = f"${float(c['amount']):.2f}"
+    fee = money(float(c["amount"]))
     s1 = (await _say(ctx, conv, f"Hi, my email is {c['email']}", None)).session_id
     proposal = await _say(ctx, conv, f"I want to dispute the {fee} charge from "
                           f"{c['description']}", s1)  # fmt: skip
@@ -357,9 +377,9 @@ async def bank_dispute(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> None:
 async def card_replacement(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> None:
     """A damaged card replaced; "any update on my replacement card?" by phone."""
     s1 = (await _say(ctx, conv, f"Hi, my email is {c['email']}", None)).session_id
-    card = f"My card ending in {c['four']}" if c["four"] else "My card"
-    proposal = await _say(ctx, conv, f"{card} is damaged and doesn't work anymore, I need a new"
-                          " one", s1)  # fmt: skip
+    card = f"debit card ending in {c['four']}" if c["kind"] == "debit_card" else c["product"]
+    proposal = await _say(ctx, conv, f"My {card} is damaged and doesn't work anymore, I need a"
+                          " new one", s1)  # fmt: skip
     conv.check(proposal.decision == "confirm", f"replacement not proposed: {proposal.reply!r}")
     if proposal.decision == "confirm":
         await _say(ctx, conv, "yes", s1)
@@ -367,6 +387,22 @@ async def card_replacement(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> N
     s2 = (await _say(ctx, conv, f"hi, my phone is {c['phone']}", None, "phone")).session_id
     await _say(ctx, conv, "Any update on my replacement card?", s2, "phone",
                expect=("replacement card was ordered",))  # fmt: skip
+    await _close(ctx, conv, s2)
+
+
+async def retention_offer(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> None:
+    """A retention offer accepted; "any update on the offer you made me?" by phone."""
+    s1 = (await _say(ctx, conv, f"Hi, my email is {c['email']}", None)).session_id
+    proposal = await _say(ctx, conv, "Honestly I'd rather close my credit card, paying the"
+                          " yearly fee makes no sense", s1)  # fmt: skip
+    offered = proposal.approval is not None  # the offer waits for the customer's yes
+    conv.check(offered, f"no offer proposed: {proposal.reply!r}")
+    if offered:
+        await _say(ctx, conv, "yes, please do that", s1, expect=("Done",))
+    await _close(ctx, conv, s1)
+    s2 = (await _say(ctx, conv, f"hi, my phone is {c['phone']}", None, "phone")).session_id
+    await _say(ctx, conv, "Any update on the offer you made me?", s2, "phone",
+               expect=("applied",))  # fmt: skip
     await _close(ctx, conv, s2)
 
 
@@ -407,6 +443,7 @@ FAMILIES: dict[str, tuple[str, Family]] = {
     "open_threads": ("retail", _retail(open_threads, need=2)),
     "bank_dispute": ("bank", _bank(_BANK_FEES, bank_dispute)),
     "card_replacement": ("bank", _bank(_BANK_CARDS, card_replacement)),
+    "retention_offer": ("bank", _bank(_BANK_FEE_CARDS, retention_offer)),
     "handoff_outcome": ("retail", _retail(handoff_outcome)),
     "history": ("retail", _retail(history)),
     "stale": ("retail", _retail(stale)),
@@ -429,13 +466,13 @@ async def evaluate_memory(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     source = agent.services.settings.shared_data_dir / "tau2-retail" / "db.json.gz"
-    taken: set[str] = set()
+    used: set[tuple[str, str]] = set()
     done: list[Conversation] = []
     try:
-        await _play_all(agent, out_dir, per_family, families, source, taken, done)
-    finally:
-        for customer in sorted(c for c in taken if "_" in c):  # retail ids: reset from db.json
-            await reset_customer(agent, "retail", customer, source)
+        await _play_all(agent, out_dir, per_family, families, source, used, done)
+    finally:  # every customer played returns to its loaded state
+        for tenant, customer in sorted(used):
+            await reset_customer(agent, tenant, customer, source)
     return _summary(out_dir, done)
 
 
@@ -445,23 +482,27 @@ async def _play_all(
     per_family: int,
     families: list[str] | None,
     source: Path,
-    taken: set[str],
+    used: set[tuple[str, str]],
     done: list[Conversation],
 ) -> None:
     for name in families or list(FAMILIES):
         tenant, play = FAMILIES[name]
-        for n in range(per_family):
-            conv = Conversation(family=name, tenant=tenant, customer="")
-            ctx = Ctx(agent=agent, foreign=[], source=source)
-            try:
-                await play(ctx, conv, taken)
-            except NotFoundError:
-                if tenant == "bank":  # the small bank data set ran out of fresh customers
-                    break
-                raise
-            done.append(conv)
-            (out_dir / f"{name}-{n}.json").write_text(json.dumps(conv.__dict__, indent=1,
-                                                                 default=str))  # fmt: skip
+        taken: set[str] = set()  # each family plays distinct customers
+        try:
+            for n in range(per_family):
+                conv = Conversation(family=name, tenant=tenant, customer="")
+                ctx = Ctx(agent=agent, foreign=[], source=source)
+                try:
+                    await play(ctx, conv, taken)
+                except NotFoundError:
+                    if tenant == "bank":  # the small bank data set ran out of customers
+                        break
+                    raise
+                done.append(conv)
+                (out_dir / f"{name}-{n}.json").write_text(json.dumps(conv.__dict__, indent=1,
+                                                                     default=str))  # fmt: skip
+        finally:
+            used.update((tenant, c) for c in taken)
 
 
 def _summary(out_dir: Path, done: list[Conversation]) -> dict[str, Any]:

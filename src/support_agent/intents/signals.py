@@ -97,13 +97,6 @@ CHURN_CUES = [
     r"\bgo(ing)? elsewhere\b",
 ]
 
-_YES = re.compile(
-    r"^\s*(yes|yeah|yep|yup|sure|ok(ay)?|please do|go ahead|do it|confirm(ed)?|correct|"
-    r"that'?s right|sounds good)\b",
-    re.I,
-)
-_NO = re.compile(r"^\s*(no|nope|nah|don'?t|do not|not now|wait|stop|hold on|never ?mind)\b", re.I)
-
 EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 PHONE_RE = re.compile(r"(?<![\w#])\+?\d[\d\s().-]{8,}\d\b")
 ZIP_RE = re.compile(r"\b\d{5}\b")
@@ -123,7 +116,6 @@ class Signals:
         frustration: 0..1 (noisy-OR of matched cue weights).
         human_request: the customer explicitly asked for a person.
         churn_threat: the customer threatened to leave.
-        confirmation: ``"yes"``, ``"no"`` or ``None`` (not a confirmation).
         urgency: 0..1 (noisy-OR of urgency cues: "urgent", "stolen", "right now"...).
         vulnerability: 0..1, with ``vulnerability_kind`` ``bereavement`` | ``hardship`` |
             ``health`` (the strongest matched) or ``None``.
@@ -138,7 +130,6 @@ class Signals:
     sentiment: float = 0.0
     human_request: bool = False
     churn_threat: bool = False
-    confirmation: str | None = None
     cues: list[str] = field(default_factory=list)
 
 
@@ -178,11 +169,6 @@ def detect_signals(text: str) -> Signals:
             signals.churn_threat = True
             signals.cues.append(f"churn:{pattern}")
             break
-    words = len(text.split())
-    if words <= 8 and _YES.match(text):
-        signals.confirmation = "yes"
-    elif words <= 8 and _NO.match(text):
-        signals.confirmation = "no"
     return signals
 
 
@@ -214,6 +200,50 @@ def extract_identifiers(text: str) -> dict[str, str]:
     if m := ZIP_RE.search(ORDER_RE.sub(" ", without_email)):
         found["zip"] = m.group(0)
     return found
+
+
+_INTRODUCTION_WORDS = frozenset(
+    "hi hello hey hiya good morning afternoon evening there it's its it is this i'm i am im my "
+    "name email e-mail mail address phone mobile cell number no user account customer id "
+    "zip zipcode postal code and here's here your you yes sure ok okay please thanks thank "
+    "the a me".split()
+)
+
+
+def introduction_only(text: str) -> bool:
+    """Whether a message only introduces the customer ("Hi, my email is …", "I'm Ana Ruiz, 12345").
+
+    After removing identifiers and introduction words, only capitalised words inside a sentence
+    (a name) or nothing may remain; any other word ("card", "broken", "Cancel" opening a
+    sentence) or a question makes it a request.
+    """
+    if "?" in text:
+        return False
+    rest = UNDERSCORE_ID_RE.sub(" ", EMAIL_RE.sub(" ", text))
+    rest = ZIP_RE.sub(" ", PHONE_RE.sub(" ", rest))
+    for m in re.finditer(r"[A-Za-z][A-Za-z'-]*", rest):
+        word = m.group(0)
+        if word.lower() in _INTRODUCTION_WORDS:
+            continue
+        starts_sentence = re.search(r"(^|[.!?])\s*$", rest[: m.start()]) is not None
+        if not word[0].isupper() or starts_sentence:  # "Cancel my order" is no name
+            return False
+    return True
+
+
+_CLOSING = re.compile(
+    r"\b(thanks|thank you|thx|cheers|bye|goodbye|that'?s all|that is all|nothing else|"
+    r"that'?s it|all set|all good|get back to you|talk (?:to you )?later|have a (?:good|nice))\b",
+    re.I,
+)
+
+
+def is_closing(text: str) -> bool:
+    """Thanks, a goodbye, "that's all", "I'll get back to you": an ending, not a request.
+
+    Short messages only (at most 12 words) and never a question.
+    """
+    return len(text.split()) <= 12 and "?" not in text and _CLOSING.search(text) is not None
 
 
 def cancel_reason(text: str) -> str | None:

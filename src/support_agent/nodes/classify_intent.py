@@ -21,7 +21,12 @@ from langgraph.runtime import Runtime
 from support_agent.consent import read_consent
 from support_agent.context import Context, turn_of
 from support_agent.intents.classifier import OUT_OF_SCOPE
-from support_agent.intents.signals import detect_signals, extract_identifiers
+from support_agent.intents.signals import (
+    detect_signals,
+    extract_identifiers,
+    introduction_only,
+    is_closing,
+)
 from support_agent.state import PendingAction, Signals, State
 
 
@@ -36,6 +41,7 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
     this = turn_of(state, runtime)
     config, text = this.deps.config, this.text
     found = detect_signals(text)
+    # a yes or no is read against the proposal by the consent reader, never from the words alone
     signals: Signals = {**found.__dict__, "confirmation": None}  # type: ignore[typeddict-item]
     entities = this.deps.vertical.entities(text, this.c360)
     pending, consent = this.pending, state.get("consent")
@@ -47,8 +53,8 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         refused = not supplies and read_consent(text, asked["action"]).verdict == "reject"
         if supplies or refused:
             return _answer(asked, signals, entities, supplies=supplies, refused=refused)
-    if not text.strip():
-        predicted, confidence, ranking = "other", 1.0, []
+    if not text.strip() or (extract_identifiers(text) and introduction_only(text)):
+        predicted, confidence, ranking = "other", 1.0, []  # nothing asked yet
     else:
         # loading (or training) the model and reading files stay off the event loop
         model = this.deps.loaded_intent_model()
@@ -82,6 +88,7 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         (predicted == OUT_OF_SCOPE or confidence < config.intent_min_confidence)
         and not identifying
         and not found.human_request
+        and not (cued is None and is_closing(text))  # "thanks, that's all" is understood
     )
     return {
         "intent": intent,

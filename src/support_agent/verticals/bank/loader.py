@@ -182,12 +182,16 @@ def _date(value: str | None) -> date | None:
 
 
 async def load_bank_crm(
-    services: Services, tenant_id: str = "bank", source: Path | None = None
+    services: Services,
+    tenant_id: str = "bank",
+    source: Path | None = None,
+    users: set[str] | None = None,
 ) -> dict[str, int]:
     """Import Rho-Bank's customers, holdings, transactions, disputes and card payments.
 
     Card security codes (CVV) are never stored. Returns rows inserted per table; a repeated load
-    inserts nothing.
+    inserts nothing. ``users`` restricts the load to those customers' records (e.g. to restore
+    one customer after an erasure).
 
     Raises:
         NotFoundError: the data file does not exist.
@@ -252,6 +256,13 @@ async def load_bank_crm(
          _money(p["amount"]), p["status"])
         for p in db["payment_history"].values()
     ]  # fmt: skip
+    if users is not None:  # the customer id is column 1 of a customer, 3 of an identity, else 2
+        customers = [r for r in customers if r[1] in users]
+        identities = [r for r in identities if r[3] in users]
+        holdings = [r for r in holdings if r[2] in users]
+        txns = [r for r in txns if r[2] in users]
+        disputes = [r for r in disputes if r[2] in users]
+        payments = [r for r in payments if r[2] in users]
     plan: list[tuple[str, list[str], list[Any]]] = [
         ("customers", CUSTOMER_COLUMNS, customers),
         ("customer_identities", ["tenant_id", "kind", "value", "customer_id", "channel"],

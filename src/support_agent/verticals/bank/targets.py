@@ -18,6 +18,7 @@ from typing import Any
 
 from support_agent.policy.config import ActionRule
 from support_agent.state import Customer360, Holding, Target, Transaction
+from support_agent.templates import money
 from support_agent.verticals.protocol import Turn
 
 _AMOUNT_RE = re.compile(r"(?<![\w.])\$?\s?(\d{1,6}(?:,\d{3})*(?:\.\d{1,2})?)(?!\s*%)(?![\d])")
@@ -99,7 +100,7 @@ def transaction_status(c360: Customer360, transaction_id: str | None) -> str | N
 
 def transaction_label(txn: Transaction) -> str:
     """``"FOREIGN ATM FEE of $5.00 on 2025-11-17"``."""
-    return f"{txn['description']} of ${abs(float(txn['amount'])):.2f} on {txn['date']}"
+    return f"{txn['description']} of {money(float(txn['amount']))} on {txn['date']}"
 
 
 def resolve_card(entities: dict[str, Any], c360: Customer360) -> tuple[str | None, list[str]]:
@@ -116,8 +117,10 @@ def resolve_card(entities: dict[str, Any], c360: Customer360) -> tuple[str | Non
     if entities.get("card_kind"):
         pool = [c for c in pool if c["kind"] == entities["card_kind"]] or pool
     words = set(entities.get("words") or [])
-    named = [c for c in pool if words & set(_WORD_RE.findall(str(c["product"]).lower()))]
-    pool = named or pool
+    overlap = {c["id"]: len(words & set(_WORD_RE.findall(str(c["product"]).lower()))) for c in pool}
+    best = max(overlap.values(), default=0)
+    if best:  # the cards the message names most closely ("Gold Rewards" over "Silver Rewards")
+        pool = [c for c in pool if overlap[c["id"]] == best]
     active = [c for c in pool if str(c["status"]).lower() == "active"]
     if len(pool) > 1 and len(active) == 1:
         pool = active

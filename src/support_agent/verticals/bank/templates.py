@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from support_agent.state import Customer360, Offer
-from support_agent.templates import refused
+from support_agent.templates import money, refused
 
 __all__ = ["refused"]  # the generic refusal, reused as is
 
@@ -58,7 +58,7 @@ def done(action: str, label: str | None, result: dict[str, Any]) -> str:
         if result.get("product"):
             return (f"Done: your card is now the {result['product']}, with no annual fee; your "
                     "credit limit, account number, history and rewards are kept.")  # fmt: skip
-        return f"Done: a ${result['credit']:.2f} statement credit is on your card."
+        return f"Done: a {money(result['credit'])} statement credit is on your card."
     return "Done."
 
 
@@ -72,20 +72,20 @@ def offer_text(offer: Offer, kind: str | None) -> str:
     fee = float(terms.get("annual_fee") or 0.0)
     if kind == "fee_waiver":
         days = int(terms.get("waiver_days", 365))
-        text = (f"As a thank-you for your loyalty, I can waive the ${fee:.2f} annual fee on your "
+        text = (f"As a thank-you for your loyalty, I can waive the {money(fee)} annual fee on your "
                 f"{card} for the next {_period(days)}.")  # fmt: skip
         terms_text = (f"Terms: a one-time loyalty benefit for {_period(days)}; the standard "
-                      f"${fee:.2f} annual fee applies again after that.")  # fmt: skip
+                      f"{money(fee)} annual fee applies again after that.")  # fmt: skip
     elif kind == "downgrade":
         text = (f"I can move your {card} to the {terms.get('downgrade_to')}, which has no annual "
-                f"fee (you pay ${fee:.2f} a year today).")  # fmt: skip
+                f"fee (you pay {money(fee)} a year today).")  # fmt: skip
         terms_text = (
             "Terms: your credit limit, account number, history and unredeemed rewards are kept; "
             "the rewards rate and benefits change to the new card's."
         )
     else:
         text = (
-            f"I can add a ${float(terms.get('credit', 0.0)):.2f} statement credit to your {card}."
+            f"I can add a {money(float(terms.get('credit', 0.0)))} statement credit to your {card}."
         )
         terms_text = "Terms: a one-time credit; one retention offer per year."
     if offer.get("disclosure_required"):
@@ -102,7 +102,7 @@ def account_activity(c360: Customer360, limit: int = 3) -> str:
     """The latest transactions and the cards' status, from the 360."""
     parts = [
         f"{t['date']}: {t['description']} {'+' if t['amount'] > 0 else '-'}"
-        f"${abs(float(t['amount'])):.2f} ({str(t['status']).lower()})"
+        f"{money(float(t['amount']))} ({str(t['status']).lower()})"
         for t in c360.get("transactions", [])[:limit]
     ]
     text = "Your latest activity: " + "; ".join(parts) + "." if parts else "No recent activity."

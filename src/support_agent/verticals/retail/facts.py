@@ -13,9 +13,10 @@ import re
 from typing import Any
 
 from support_agent.state import Customer360, Order
+from support_agent.templates import money
 from support_agent.verticals.protocol import Turn
 from support_agent.verticals.retail.targets import _normalise, names_value, options_text
-from support_agent.verticals.retail.templates import money, payment_phrase
+from support_agent.verticals.retail.templates import payment_phrase
 
 _QUESTION = re.compile(
     r"\b(how many|how much|what|which|cheapest|least expensive|most expensive|price|prices|"

@@ -10,6 +10,7 @@ from typing import Any
 
 from support_agent import templates as generic
 from support_agent.state import Customer360, Issue, Order
+from support_agent.templates import money
 
 #: Actions in the customer's words.
 ACTION_WORDS = {
@@ -44,11 +45,6 @@ def describe_subject(issue: Issue) -> str:
 #: Card brands as customers write them.
 _BRANDS = {"visa": "Visa", "mastercard": "Mastercard", "amex": "American Express",
            "discover": "Discover"}  # fmt: skip
-
-
-def money(amount: float) -> str:
-    """``1234.5`` → ``"$1,234.50"``."""
-    return f"${amount:,.2f}"
 
 
 def payment_phrase(c360: Customer360, method_id: str | None) -> str:
@@ -92,7 +88,7 @@ def refund_status(order: Order, timing: dict[str, str]) -> str:
     """An order's status and what was refunded, with when refunds arrive."""
     return (
         order_status(order)
-        + f" Refunded so far: {order.get('refunded', 0.0):.2f}. Refunds to a gift card arrive "
+        + f" Refunded so far: {money(order.get('refunded', 0.0))}. Refunds to a gift card arrive "
         f"{timing['gift_card']}; to a card or PayPal {timing['other']}."
     )
 
