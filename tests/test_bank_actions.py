@@ -285,3 +285,21 @@ async def test_bank_write_waits_for_a_clear_yes(bank: Agent, answer: str) -> Non
         stray = await bank_say(bank, sid, "yes")
         assert "Done" not in stray.reply
         assert (await _one(bank.services, status, card["id"]))["status"] == "ACTIVE"  # type: ignore[index]
+
+
+def test_a_card_named_by_its_product_is_the_closest_name() -> None:
+    """ "My Gold Rewards Card" means the Gold one, not every card sharing "Rewards"."""
+    from support_agent.verticals.bank.targets import bank_entities, resolve_card
+
+    def card(id_: str, product: str) -> dict[str, object]:
+        return {"id": id_, "kind": "credit_card", "product": product, "status": "ACTIVE",
+                "details": {}}  # fmt: skip
+
+    c360: Any = {"holdings": [card("s", "Silver Rewards Card"), card("g", "Gold Rewards Card"),
+                              card("bg", "Business Gold Rewards Card")]}  # fmt: skip
+    found = resolve_card(bank_entities("My Gold Rewards Card is damaged"), c360)
+    assert found == (None, ["g", "bg"])  # both Gold cards fit equally: ask which
+    found = resolve_card(bank_entities("My Business Gold Rewards Card is damaged"), c360)
+    assert found == ("bg", ["bg"])
+    found = resolve_card(bank_entities("my silver card is damaged"), c360)
+    assert found == ("s", ["s"])
