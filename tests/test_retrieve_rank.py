@@ -140,3 +140,23 @@ def test_ineligible_target_halves_fit_so_the_allowed_action_ranks_first() -> Non
     assert score("exchange_items", 0.5) == pytest.approx(0.4)
     assert score("modify_order", 1.0) == pytest.approx(0.48)
     assert score("modify_order", 1.0) > score("exchange_items", 0.5)
+
+
+async def test_an_introduction_or_a_goodbye_searches_nothing(
+    services: Services, agent: Agent
+) -> None:
+    cust = await customer_with(services, "delivered")
+    session = new_session()
+    config: Any = {"configurable": {"thread_id": f"retail:{session}"}}
+    hello = await say(agent, session, f"Hi, my email is {cust['email']}")
+    assert hello.intent == "other" and hello.signals["nothing_asked"]
+    assert (await agent.graph.aget_state(config)).values["resolutions"] == []
+    asked = await say(agent, session, "how long does a refund take to reach my card")
+    assert not asked.signals.get("nothing_asked") and asked.decision == "respond"
+    assert (await agent.graph.aget_state(config)).values["resolutions"] != []
+    bye = await say(agent, session, "Perfect, thanks a lot. Bye!")
+    assert bye.signals["nothing_asked"] and "welcome" in bye.reply.lower()
+    assert (await agent.graph.aget_state(config)).values["resolutions"] == []
+    # thanks with a request in it is a request
+    more = await say(agent, session, "thanks, and where is my other order")
+    assert not more.signals.get("nothing_asked")

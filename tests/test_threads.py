@@ -12,6 +12,7 @@ import pytest
 from support_agent.api.app import create_app
 from support_agent.conversation import Agent
 from support_agent.demo import pick_bank_customer
+from support_agent.evaluation.conversations import reset_customer
 from support_agent.evaluation.memory_suite import FAMILIES, evaluate_memory
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.services import Services
@@ -103,10 +104,19 @@ async def test_two_open_issues_are_both_carried_to_the_next_session(
     assert "Which order" not in reply and "Tell me which" not in reply
 
 
+async def _fresh_bank_customer(agent: Agent) -> dict[str, Any]:
+    """The bank scenario's customer and fee, reset to the data as loaded (earlier tests may
+    have disputed its fees or left it an open issue)."""
+    cust = await pick_bank_customer(agent.services, any_fee=True)
+    source = agent.services.settings.shared_data_dir / "tau2-retail" / "db.json.gz"
+    await reset_customer(agent, "bank", str(cust["id"]), source)
+    return cust
+
+
 async def test_bank_dispute_follow_up_on_another_channel(
-    bank_client: httpx.AsyncClient, services: Services
+    bank_client: httpx.AsyncClient, services: Services, agent: Agent
 ) -> None:
-    cust = await pick_bank_customer(services)
+    cust = await _fresh_bank_customer(agent)
     fee = money(float(cust["amount"]))
     hello = await _chat(bank_client, channel="chat", message=f"Hi, my email is {cust['email']}")
     session = hello["session_id"]
@@ -339,11 +349,11 @@ async def test_an_ending_while_a_question_waits_closes_and_drops_the_question(
 
 
 async def test_bank_introduction_request_and_ending_in_the_customers_words(
-    bank_client: httpx.AsyncClient, services: Services
+    bank_client: httpx.AsyncClient, services: Services, agent: Agent
 ) -> None:
     """An introduction gets a greeting only; "dispute the $X charge from Y" is understood; an
     ending after a message the agent did not understand closes instead of escalating."""
-    cust = await pick_bank_customer(services)
+    cust = await _fresh_bank_customer(agent)
     (charge,) = await _rows(
         services,
         """

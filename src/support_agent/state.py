@@ -314,7 +314,9 @@ class Signals(TypedDict, total=False):
     ``confirmation`` is ``yes`` / ``no`` / ``None`` (``yes`` only for an approval read by
     ``await_consent``, whose verdict is ``consent``); ``ranking`` the classifier's top three
     ``(intent, probability)``; ``unclear`` an out-of-scope or low-confidence message;
-    ``answers_pending`` the message supplies the detail a pending proposal asked for.
+    ``answers_pending`` the message supplies the detail a pending proposal asked for;
+    ``nothing_asked`` the message only introduces the customer or ends the conversation (thanks,
+    goodbye), so there is nothing to search for.
     """
 
     frustration: float
@@ -330,6 +332,7 @@ class Signals(TypedDict, total=False):
     ranking: list[tuple[str, float]]
     unclear: bool
     answers_pending: bool
+    nothing_asked: bool
 
 
 class Target(TypedDict, total=False):

@@ -238,12 +238,24 @@ _CLOSING = re.compile(
 )
 
 
+_ENDING_WORDS = frozenset(
+    "ok okay perfect great awesome excellent wonderful fine good nice cool alright right sure "
+    "so very much a lot again for the your help it that this on then now i i'll ill we we'll "
+    "you you'll and oh well everything all day really appreciate appreciated mate ".split()
+)
+
+
 def is_closing(text: str) -> bool:
     """Thanks, a goodbye, "that's all", "I'll get back to you": an ending, not a request.
 
-    Short messages only (at most 12 words) and never a question.
+    Short messages only (at most 12 words), never a question, and nothing but the ending and
+    pleasantries ("Perfect, that's all."); "thanks, I lost my card" is a request.
     """
-    return len(text.split()) <= 12 and "?" not in text and _CLOSING.search(text) is not None
+    if len(text.split()) > 12 or "?" in text or _CLOSING.search(text) is None:
+        return False
+    rest = _CLOSING.sub(" ", text)
+    others = [w for w in re.findall(r"[a-z][a-z']*", rest.lower()) if w not in _ENDING_WORDS]
+    return not others
 
 
 def cancel_reason(text: str) -> str | None:

@@ -53,8 +53,11 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         refused = not supplies and read_consent(text, asked["action"]).verdict == "reject"
         if supplies or refused:
             return _answer(asked, signals, entities, supplies=supplies, refused=refused)
-    if not text.strip() or (extract_identifiers(text) and introduction_only(text)):
-        predicted, confidence, ranking = "other", 1.0, []  # nothing asked yet
+    cued = config.cued_intent(text)
+    introduction = bool(extract_identifiers(text)) and introduction_only(text)
+    nothing_asked = introduction or (cued is None and is_closing(text))
+    if not text.strip() or nothing_asked:
+        predicted, confidence, ranking = "other", 1.0, []  # nothing asked
     else:
         # loading (or training) the model and reading files stay off the event loop
         model = this.deps.loaded_intent_model()
@@ -65,7 +68,6 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
             prediction.intent, prediction.confidence, prediction.ranking
         )  # fmt: skip
     intent = predicted if confidence >= config.intent_min_confidence else "other"
-    cued = config.cued_intent(text)
     if cued is not None:  # an explicit request verb ("return the kettle") names the intent
         intent = predicted = cued
         confidence = max(confidence, config.intent_min_confidence)
@@ -88,12 +90,17 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         (predicted == OUT_OF_SCOPE or confidence < config.intent_min_confidence)
         and not identifying
         and not found.human_request
-        and not (cued is None and is_closing(text))  # "thanks, that's all" is understood
+        and not nothing_asked  # "thanks, that's all" is understood
     )
     return {
         "intent": intent,
         "intent_confidence": confidence,
-        "signals": {**signals, "ranking": ranking, "unclear": unclear},
+        "signals": {
+            **signals,
+            "ranking": ranking,
+            "unclear": unclear,
+            "nothing_asked": nothing_asked,
+        },
         "entities": entities,
         **superseded,
     }

@@ -187,6 +187,10 @@ async def _inform(this: Turn, policy: PolicyOutcome) -> Draft:
         return _draft(
             this, (templates.rephrase if started else templates.hello)(config.help_topics)
         )
+    status = (this.state.get("identification") or {}).get("status", "missing")
+    if status != "missing":  # details were given: say what became of them
+        return _draft(this, templates.ask_identification(status, config.auth_methods),
+                      "ask_identification")  # fmt: skip
     ask = templates.ask_identification("missing", config.auth_methods).split(". ", 1)[-1]
     opening = (templates.rephrase if started else templates.hello)(config.help_topics)
     return _draft(this, opening + " " + ask, "ask_identification")

@@ -30,13 +30,13 @@ async def retrieve_resolutions(state: State, runtime: Runtime[Context]) -> dict[
         ``resolutions``: up to 8 hits (at most :data:`QUOTA` of each kind, so 698 knowledge
         documents cannot crowd out the few resolution records), best first, each ``{kind, id,
         score, ranks, similarity, title, text, ...}`` (resolutions add intent, actions,
-        success_rate). Empty for an empty message.
+        success_rate). Empty for an empty message, an introduction or an ending.
     """
     this = turn_of(state, runtime)
     if this.pending and this.signals.get("confirmation"):
         return {}
-    if not this.text.strip():
-        return {"resolutions": []}
+    if not this.text.strip() or this.signals.get("nothing_asked"):
+        return {"resolutions": []}  # an introduction or a goodbye: nothing to search for
     services = this.deps.services
     vector = await asyncio.to_thread(services.embeddings.embed_query, this.text)
     hits = await hybrid_search(services, this.tenant_id, this.text, vector, per_kind=QUOTA)
