@@ -180,6 +180,7 @@ async def bench_pipeline(svc: Services, ids: list[str], n: int = 300) -> list[Ro
 
 
 async def bench_turns(agent: Agent, emails: list[str]) -> list[Row]:
+    await run_turn(agent, tenant_id="retail", channel="chat", message="hello")  # loads the model
     turns = []
     for email in emails[:40]:
         session = f"bench-{uuid.uuid4().hex[:10]}"

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 
-from support_agent.conversation import Agent, TurnResult, run_turn
+from support_agent.conversation import Agent, TurnResult, end_session, run_turn
 from support_agent.crm.customer360 import build_360s
 from support_agent.demo import pick_bank_customer, run_bank_demo
+from support_agent.evaluation.conversations import reset_customer
 from support_agent.memory_store.hot import sync_hot_tier
+from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.retrieval.hybrid import hybrid_search
 from support_agent.services import Services
 from support_agent.templates import money
@@ -303,3 +305,29 @@ def test_a_card_named_by_its_product_is_the_closest_name() -> None:
     assert found == ("bg", ["bg"])
     found = resolve_card(bank_entities("my silver card is damaged"), c360)
     assert found == ("s", ["s"])
+
+
+async def test_a_bank_promise_is_kept_when_the_promised_dispute_is_filed(bank: Agent) -> None:
+    """A dispute left unanswered is a pending promise; filing it in a later session keeps it."""
+    services = bank.services
+    cust = await pick_bank_customer(services, any_fee=True)
+    source = services.settings.shared_data_dir / "tau2-retail" / "db.json.gz"
+    await reset_customer(bank, "bank", str(cust["id"]), source)  # no dispute from earlier tests
+    fee = money(float(cust["amount"]))
+    sql = (
+        "SELECT status FROM promises WHERE tenant_id = 'bank' AND customer_id = %s"
+        " AND subject_id = %s"
+    )
+    for answer in (None, "yes"):  # the first conversation ends with the proposal waiting
+        sid = new_session()
+        await bank_say(bank, sid, f"Hi, my email is {cust['email']}")
+        proposed = await bank_say(bank, sid, f"Why was I charged a {fee} fee? That's wrong.")
+        assert proposed.decision == "confirm", proposed.reply
+        assert proposed.policy["target"]["id"] == cust["transaction_id"]
+        if answer is not None:
+            await bank_say(bank, sid, answer)
+        await end_session(bank, tenant_id="bank", session_id=sid)
+        await MemoryWorker(services, backoff_base_s=0.0).drain()
+        promise = await _one(services, sql, cust["id"], cust["transaction_id"])
+        assert promise is not None
+        assert promise["status"] == ("pending" if answer is None else "kept")
