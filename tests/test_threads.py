@@ -185,19 +185,28 @@ async def test_handoff_outcome_is_carried_to_the_next_session(
     assert "you're verified" in third["reply"] and "Last time" not in third["reply"]
 
 
-async def test_endings_get_a_closing_reply_and_never_act(
-    client: httpx.AsyncClient, services: Services
-) -> None:
+async def _verified_with_pending_order(
+    client: httpx.AsyncClient, services: Services, *, offset: int
+) -> tuple[dict[str, Any], str]:
+    """A retail customer with a pending order (the ``offset``-th from the end, so tests do not
+    share one), verified by email in a new session: ``(customer, session id)``."""
     (cust,) = await _rows(
         services,
         """
         SELECT c.email, min(o.id) AS order_id FROM customers c JOIN orders o
         ON o.tenant_id = c.tenant_id AND o.customer_id = c.id
         WHERE c.tenant_id = 'retail' AND o.status = 'pending'
-        GROUP BY c.tenant_id, c.id ORDER BY c.id DESC OFFSET 3 LIMIT 1""",
+        GROUP BY c.tenant_id, c.id ORDER BY c.id DESC OFFSET %s LIMIT 1""",
+        offset,
     )
     hello = await _chat(client, message=f"hi, my email is {cust['email']}")
-    session = hello["session_id"]
+    return cust, str(hello["session_id"])
+
+
+async def test_endings_get_a_closing_reply_and_never_act(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    cust, session = await _verified_with_pending_order(client, services, offset=3)
     proposal = await _chat(
         client,
         session_id=session,
@@ -315,16 +324,7 @@ async def test_memory_suite_every_family_carries_its_threads(
 async def test_an_ending_while_a_question_waits_closes_and_drops_the_question(
     client: httpx.AsyncClient, services: Services
 ) -> None:
-    (cust,) = await _rows(
-        services,
-        """
-        SELECT c.email, min(o.id) AS order_id FROM customers c JOIN orders o
-        ON o.tenant_id = c.tenant_id AND o.customer_id = c.id
-        WHERE c.tenant_id = 'retail' AND o.status = 'pending'
-        GROUP BY c.tenant_id, c.id ORDER BY c.id DESC OFFSET 5 LIMIT 1""",
-    )
-    hello = await _chat(client, message=f"hi, my email is {cust['email']}")
-    session = hello["session_id"]
+    cust, session = await _verified_with_pending_order(client, services, offset=5)
     asked = await _chat(
         client,
         session_id=session,
