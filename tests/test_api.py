@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -82,3 +84,53 @@ async def test_chat_needs_a_valid_key(client: httpx.AsyncClient, header: str | N
     r = await client.post("/v1/chat", json={"message": "hi"}, headers=headers)
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_nul_and_lone_surrogates_are_refused_and_nothing_is_written(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Text PostgreSQL cannot store gets a 422 naming the field, before any turn runs."""
+    cust = await customer_with(services, "delivered")
+    hello = await client.post("/v1/chat", json={"message": f"my email is {cust['email']}"})
+    session = hello.json()["session_id"]
+    cases = [
+        ("post", "/v1/chat", {"session_id": session, "message": "where is my order\u0000"},
+         "body.message"),
+        ("post", "/v1/chat", {"message": "hi", "identity": {"email": "a\u0000@b.com"}},
+         "body.identity.email"),
+        ("post", "/v1/chat", {"session_id": session, "message": "lone \ud800 surrogate"},
+         "body.message"),
+        ("get", "/api/tenants/me/customers/search?q=ab%00c", None, "query.q"),
+        ("get", f"/api/tenants/me/customers/{cust['id']}%00", None, "path.customer_id"),
+    ]  # fmt: skip
+    for method, url, body, where in cases:
+        if body is None:
+            r = await client.request(method, url)
+        else:  # json.dumps keeps the lone surrogate as an escape, as a client would send it
+            content = json.dumps(body).encode()
+            r = await client.request(
+                method, url, content=content, headers={"content-type": "application/json"}
+            )
+        assert r.status_code == 422, (url, r.text)
+        assert r.json()["error"]["code"] == "INVALID_REQUEST"
+        assert where in r.json()["error"]["message"], r.json()
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM messages WHERE tenant_id = 'retail'"
+                " AND interaction_id = %s",
+                (session,),
+            )
+        ).fetchone()
+    assert row is not None and row["n"] == 2  # only the greeting turn: nothing half-written
+    ended = await client.post(f"/v1/sessions/{session}/end")
+    assert ended.status_code == 200 and ended.json()["memory_job"] is not None
+
+
+async def test_framework_errors_have_the_documented_shape(client: httpx.AsyncClient) -> None:
+    r = await client.get("/v1/no-such-route")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND"
+    r = await client.get("/v1/chat")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert "POST" in r.headers["allow"]
+    assert "detail" not in r.json()

@@ -17,12 +17,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from support_agent.api.deps import AgentDep, ServicesDep, TenantDep
+from support_agent.api.deps import AgentDep, ServicesDep, TenantDep, reject_invalid_text
 from support_agent.api.handoff_routes import router as handoff_router
 from support_agent.api.memory_routes import router as memory_router
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
@@ -34,6 +35,12 @@ from support_agent.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 60.0
+
+
+_HTTP_CODES = {400: "INVALID_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+               413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}  # fmt: skip
+_HTTP_MESSAGES = {404: "no such route", 405: "method not allowed on this route",
+                  400: "the request body could not be parsed"}  # fmt: skip
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -86,6 +93,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
         version="0.1.0",
         lifespan=lifespan,
         responses={422: {"model": ErrorBody}, 404: {"model": ErrorBody}, 500: {"model": ErrorBody}},
+        dependencies=[Depends(reject_invalid_text)],
     )
 
     @app.exception_handler(SupportAgentError)
@@ -101,6 +109,15 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             "INVALID_REQUEST",
             f"invalid request: {where or 'body'}: {first.get('msg', 'malformed')}",
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Framework errors (unknown route, wrong method, unparsable body) in the same shape."""
+        code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+        message = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
+        response = _error(exc.status_code, code, message)
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
     @app.exception_handler(psycopg.OperationalError)
     async def _db_down(_: Request, exc: psycopg.OperationalError) -> JSONResponse:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
 from support_agent.conversation import Agent
+from support_agent.errors import InvalidRequestError
 from support_agent.services import Services
 from support_agent.tenancy import tenant_for_key
 
@@ -36,3 +39,49 @@ async def get_tenant_dep(
 
 
 TenantDep = Annotated[str, Depends(get_tenant_dep)]
+
+
+#: NUL and lone UTF-16 surrogates: valid in JSON strings, never in text PostgreSQL can store.
+_INVALID_TEXT = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _invalid_field(value: object, where: str) -> str | None:
+    """The dotted path of the first string in ``value`` holding an invalid code point."""
+    if isinstance(value, str):
+        return where if _INVALID_TEXT.search(value) else None
+    if isinstance(value, dict):
+        items: list[tuple[object, object]] = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        if isinstance(key, str) and _INVALID_TEXT.search(key):
+            return f"{where}.{key!r}"
+        if (found := _invalid_field(item, f"{where}.{key}")) is not None:
+            return found
+    return None
+
+
+async def reject_invalid_text(request: Request) -> None:
+    """Reject a request whose path, query or JSON body holds NUL or a lone surrogate.
+
+    Such text cannot be stored (PostgreSQL refuses NUL in ``text``), so it is refused before
+    anything is read or written, with the field named.
+
+    Raises:
+        InvalidRequestError: (422 ``INVALID_REQUEST``) naming the field.
+    """
+    where = _invalid_field(dict(request.path_params), "path") or _invalid_field(
+        dict(request.query_params), "query"
+    )
+    body = await request.body()
+    if where is None and body and (b"\\u" in body or b"\x00" in body):
+        try:
+            where = _invalid_field(json.loads(body), "body")
+        except ValueError:
+            where = None  # not JSON: the route's own validation reports it
+    if where is not None:
+        raise InvalidRequestError(
+            f"invalid request: {where}: text must not contain NUL or unpaired surrogates"
+        )
