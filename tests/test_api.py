@@ -134,3 +134,26 @@ async def test_framework_errors_have_the_documented_shape(client: httpx.AsyncCli
     assert r.status_code == 405 and r.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
     assert "POST" in r.headers["allow"]
     assert "detail" not in r.json()
+
+
+async def test_openapi_declares_the_bearer_scheme_and_error_statuses(
+    client: httpx.AsyncClient,
+) -> None:
+    doc = (await client.get("/openapi.json")).json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"] == {**schemes["HTTPBearer"], "type": "http", "scheme": "bearer"}
+    chat = doc["paths"]["/v1/chat"]["post"]
+    assert chat["security"] == [{"HTTPBearer": []}]
+    assert {"401", "404", "422", "500", "503"} <= set(chat["responses"])
+    assert "authorization" not in [p["name"].lower() for p in chat.get("parameters", [])]
+    health = doc["paths"]["/healthz"]["get"]
+    assert "security" not in health and "401" not in health["responses"]
+    memory = doc["paths"]["/api/tenants/me/customers/{customer_id}"]["get"]
+    assert memory["security"] == [{"HTTPBearer": []}] and "401" in memory["responses"]
+    # the scheme name is case-insensitive, as documented
+    r = await client.post(
+        "/v1/chat",
+        json={"message": "hi"},
+        headers={"Authorization": client.headers["Authorization"].replace("Bearer", "bearer")},
+    )
+    assert r.status_code == 200

@@ -23,7 +23,13 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from support_agent.api.deps import AgentDep, ServicesDep, TenantDep, reject_invalid_text
+from support_agent.api.deps import (
+    UNAUTHORIZED,
+    AgentDep,
+    ServicesDep,
+    TenantDep,
+    reject_invalid_text,
+)
 from support_agent.api.handoff_routes import router as handoff_router
 from support_agent.api.memory_routes import router as memory_router
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
@@ -92,7 +98,12 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
         title="support-agent",
         version="0.1.0",
         lifespan=lifespan,
-        responses={422: {"model": ErrorBody}, 404: {"model": ErrorBody}, 500: {"model": ErrorBody}},
+        responses={
+            404: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+            500: {"model": ErrorBody},
+            503: {"model": ErrorBody, "description": "PostgreSQL or Redis is unavailable"},
+        },
         dependencies=[Depends(reject_invalid_text)],
     )
 
@@ -149,7 +160,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             content={"status": "ok" if ok else "unavailable", **checks},
         )
 
-    @app.post("/v1/chat", response_model=ChatResponse)
+    @app.post("/v1/chat", response_model=ChatResponse, responses=UNAUTHORIZED)
     async def chat(body: ChatRequest, agent: AgentDep, tenant_id: TenantDep) -> dict[str, Any]:
         """Handle one customer message; starts a session when ``session_id`` is absent."""
         identity = body.customer.model_dump(exclude_none=True) if body.customer else None
@@ -171,7 +182,9 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             "approval": result.approval,
         }
 
-    @app.post("/v1/sessions/{session_id}/end", response_model=EndSessionResponse)
+    @app.post(
+        "/v1/sessions/{session_id}/end", response_model=EndSessionResponse, responses=UNAUTHORIZED
+    )
     async def end(session_id: str, agent: AgentDep, tenant_id: TenantDep) -> dict[str, Any]:
         """End a session now and queue its memory job (idempotent)."""
         return await end_session(agent, tenant_id=tenant_id, session_id=session_id)

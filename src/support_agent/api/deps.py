@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from support_agent.api.schemas import ErrorBody
 from support_agent.conversation import Agent
 from support_agent.errors import InvalidRequestError
 from support_agent.services import Services
@@ -31,14 +33,30 @@ def get_services_dep(agent: AgentDep) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services_dep)]
 
 
+#: ``Authorization: Bearer <API key>`` (the scheme name is case-insensitive: ``bearer`` works
+#: too); declared in the OpenAPI document as the ``HTTPBearer`` security scheme.
+_BEARER = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer sk_…`")
+
+
 async def get_tenant_dep(
-    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
 ) -> str:
-    """The tenant of the bearer API key (``me``); 401 UNAUTHORIZED without a valid key."""
-    return await tenant_for_key(services, authorization)
+    """The tenant of the bearer API key (``me``).
+
+    Raises:
+        UnauthorizedError: (401 ``UNAUTHORIZED``) no key, another scheme, or an unknown key.
+    """
+    header = None if credentials is None else f"Bearer {credentials.credentials}"
+    return await tenant_for_key(services, header)
 
 
 TenantDep = Annotated[str, Depends(get_tenant_dep)]
+
+#: The OpenAPI response of a route behind an API key.
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "no valid API key"}
+}
 
 
 #: NUL and lone UTF-16 surrogates: valid in JSON strings, never in text PostgreSQL can store.

@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from support_agent.api.deps import ServicesDep, TenantDep
+from support_agent.api.deps import UNAUTHORIZED, ServicesDep, TenantDep
 from support_agent.handoff import get_handoff, list_handoffs, resolve_handoff
 
-router = APIRouter(prefix="/api/tenants/me/handoffs", tags=["handoffs"])
+router = APIRouter(prefix="/api/tenants/me/handoffs", tags=["handoffs"], responses=UNAUTHORIZED)
 
 
 class ResolveRequest(BaseModel):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from support_agent.api.deps import ServicesDep, TenantDep
+from support_agent.api.deps import UNAUTHORIZED, ServicesDep, TenantDep
 from support_agent.memory_store.erasure import erase_customer
 from support_agent.memory_store.identity import link_identity, merge_customers
 from support_agent.memory_store.profiles import (
@@ -21,7 +21,7 @@ from support_agent.memory_store.profiles import (
     search_customers,
 )
 
-router = APIRouter(prefix="/api/tenants/me", tags=["memory"])
+router = APIRouter(prefix="/api/tenants/me", tags=["memory"], responses=UNAUTHORIZED)
 
 CustomerId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@+-]+$")]
 
