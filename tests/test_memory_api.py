@@ -371,3 +371,30 @@ async def test_erasure_leaves_nothing_anywhere(
     assert r.status_code == 404
     assert await MemoryWorker(services, backoff_base_s=0.0).drain() == 0  # nothing comes back
     assert await _scan_redis(services, needles) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [("email", "not-an-email"), ("email", "a@b"), ("phone", "12"), ("phone", "call me maybe"),
+     ("handle", "two words"), ("customer_id", "")],
+)  # fmt: skip
+async def test_an_identity_value_must_fit_its_kind(
+    api: tuple[httpx.AsyncClient, str, str], services: Services, kind: str, value: str
+) -> None:
+    client, key, _ = api
+    cust = await customer_with(services, "delivered", fresh=False)
+    r = await client.post(
+        f"/api/tenants/me/customers/{cust['id']}/identities",
+        json={"kind": kind, "value": value},
+        headers=auth(key),
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "INVALID_REQUEST", r.text
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM customer_identities WHERE tenant_id = 'retail'"
+                " AND customer_id = %s AND kind = %s AND value = %s",
+                (cust["id"], kind, value),
+            )
+        ).fetchone()
+    assert row is not None and row["n"] == 0  # nothing stored

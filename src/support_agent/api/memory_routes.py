@@ -6,10 +6,12 @@ its data.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
+from email_validator import validate_email
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from support_agent.api.deps import UNAUTHORIZED, ServicesDep, TenantDep
 from support_agent.memory_store.erasure import erase_customer
@@ -26,6 +28,11 @@ router = APIRouter(prefix="/api/tenants/me", tags=["memory"], responses=UNAUTHOR
 CustomerId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.@+-]+$")]
 
 
+#: E.164 (ITU-T): at most 15 digits, no leading zero; 8 at least for a real subscriber number.
+_E164 = re.compile(r"\+?[1-9]\d{7,14}")
+_TOKEN = re.compile(r"[A-Za-z0-9._@-]{1,100}")
+
+
 class LinkIdentityRequest(BaseModel):
     """``POST /customers/{id}/identities``: attach another identifier (cross-channel)."""
 
@@ -34,6 +41,23 @@ class LinkIdentityRequest(BaseModel):
     kind: Literal["email", "phone", "customer_id", "handle"]
     value: str = Field(min_length=1, max_length=254)
     channel: str | None = Field(default=None, max_length=32, pattern=r"^[a-z_]+$")
+
+    @model_validator(mode="after")
+    def _value_fits_kind(self) -> LinkIdentityRequest:
+        """The value must be of its kind.
+
+        An email an address (``email-validator``, no DNS lookup), a phone an E.164 number (``+``
+        optional, 8–15 digits, separators allowed), an id or a handle one token.
+        """
+        value = self.value.strip()
+        if self.kind == "email":
+            validate_email(value, check_deliverability=False)  # raises EmailNotValidError
+        elif self.kind == "phone":
+            if not _E164.fullmatch(re.sub(r"[\s().-]", "", value)):
+                raise ValueError("phone must be an E.164 number, e.g. +15550100000")
+        elif not _TOKEN.fullmatch(value):
+            raise ValueError(f"{self.kind} must be one token (letters, digits, . _ - @)")
+        return self
 
 
 class MergeRequest(BaseModel):
