@@ -93,12 +93,13 @@ class MiniLMEmbeddings(Embeddings):
         self.embed_documents(["warm up"])
 
 
-def make_embeddings(kind: str) -> Embeddings:
+def make_embeddings(kind: str, openai_model: str = "text-embedding-3-small") -> Embeddings:
     """Return the embeddings backend named by settings.
 
     Args:
-        kind: ``"minilm"`` (local) or ``"openai"`` (``text-embedding-3-small`` truncated to 384
+        kind: ``"minilm"`` (local) or ``"openai"`` (``openai_model`` truncated to 384
             dimensions so the pgvector index keeps one shape).
+        openai_model: the OpenAI-compatible embedding model (``OPENAI_EMBEDDING_MODEL``).
 
     Raises:
         ValueError: unknown kind.
@@ -108,5 +109,5 @@ def make_embeddings(kind: str) -> Embeddings:
     if kind == "openai":
         from langchain_openai import OpenAIEmbeddings
 
-        return OpenAIEmbeddings(model="text-embedding-3-small", dimensions=MINILM_DIMS)
+        return OpenAIEmbeddings(model=openai_model, dimensions=MINILM_DIMS)
     raise ValueError(f"unknown embedding model {kind!r}; expected 'minilm' or 'openai'")

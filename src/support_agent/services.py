@@ -116,7 +116,7 @@ class Services:
                 await pool.open(wait=True, timeout=30)
             except (psycopg.OperationalError, TimeoutError) as exc:
                 raise InfrastructureError("PostgreSQL is unreachable") from exc
-            embeddings = make_embeddings(settings.embedding_model)
+            embeddings = make_embeddings(settings.embedding_model, settings.openai_embedding_model)
             index_config: PostgresIndexConfig = {
                 "dims": MINILM_DIMS,
                 "embed": embeddings,

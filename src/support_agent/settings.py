@@ -37,7 +37,12 @@ class Settings(BaseSettings):
             before the built-in packs.
         openai_api_key / openai_base_url / llm_model: optional OpenAI-compatible chat model. With
             no key and no base URL the agent runs fully deterministic (templates).
+        llm_timeout_s: seconds before a chat model call is abandoned (the template reply is
+            kept). Default 20.
         embedding_model: ``"minilm"`` (local all-MiniLM-L6-v2, 384 dims, default) or ``"openai"``.
+        openai_embedding_model: the OpenAI-compatible embedding model used with
+            ``embedding_model="openai"`` (truncated to 384 dimensions). Default
+            ``text-embedding-3-small``.
         session_idle_timeout_s: a session with no message for this many seconds is ended by the
             idle sweep (its episode is written). Default 1800 s (30 min).
         hot_ttl_s: TTL of the hot Customer 360 in Redis, seconds. Default 3600 (1 hour).
@@ -60,6 +65,7 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 20.0
 
     embedding_model: str = "minilm"
+    openai_embedding_model: str = "text-embedding-3-small"
 
     session_idle_timeout_s: int = 1800
     hot_ttl_s: int = 3600
