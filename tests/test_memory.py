@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -98,6 +99,13 @@ async def test_session_end_writes_one_searchable_episode(services: Services, age
 
 async def test_idle_sessions_are_ended_by_the_sweep(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
+    session, bystander = new_session(), new_session()
+    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, bystander, "hello")
+    # A sweep limited to some sessions (the demo's simulated clock) ends no one else's.
+    far = datetime.now(UTC) + timedelta(days=1)
+    assert await sweep_idle_sessions(agent, now=far, only=[session]) == [session]
+    assert bystander not in await sweep_idle_sessions(agent, now=far, only=["t-none"])
     session = new_session()
     await say(agent, session, f"my email is {cust['email']}")
     async with services.pool.connection() as conn:

@@ -327,12 +327,18 @@ async def end_session(
     }
 
 
-async def sweep_idle_sessions(agent: Agent, now: datetime | None = None) -> list[str]:
-    """End every session idle for longer than ``SESSION_IDLE_TIMEOUT_S``; returns their ids."""
+async def sweep_idle_sessions(
+    agent: Agent, now: datetime | None = None, only: list[str] | None = None
+) -> list[str]:
+    """End every session idle for longer than ``SESSION_IDLE_TIMEOUT_S``; returns their ids.
+
+    ``only`` limits the sweep to those sessions: a caller that simulates a later ``now`` (the
+    demo) must never end anybody else's sessions in a shared database.
+    """
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(seconds=agent.services.settings.session_idle_timeout_s)
     ended = []
-    for tenant_id, session_id in await idle_sessions(agent.services, cutoff):
+    for tenant_id, session_id in await idle_sessions(agent.services, cutoff, only):
         await end_session(agent, tenant_id=tenant_id, session_id=session_id, reason="idle_timeout")
         ended.append(session_id)
     return ended

@@ -162,7 +162,7 @@ async def run_demo(agent: Agent) -> int:
         )
     print("\n  (the customer closes the chat without confirming)")
     later = datetime.now(UTC) + timedelta(seconds=services.settings.session_idle_timeout_s + 60)
-    ended = await sweep_idle_sessions(agent, now=later)
+    ended = await sweep_idle_sessions(agent, now=later, only=[chat])  # never others' sessions
     applied = await MemoryWorker(services).drain()
     episodes = await latest_episodes(services.store, TENANT, cust["id"], limit=100)
     written = next((e for e in episodes if e["conversationId"] == chat), None)

@@ -190,14 +190,20 @@ async def end_interaction(
         return cur.rowcount == 1
 
 
-async def idle_sessions(services: Services, idle_before: datetime) -> list[tuple[str, str]]:
-    """``(tenant_id, session_id)`` of open sessions with no activity since ``idle_before``."""
+async def idle_sessions(
+    services: Services, idle_before: datetime, only: list[str] | None = None
+) -> list[tuple[str, str]]:
+    """``(tenant_id, session_id)`` of open sessions with no activity since ``idle_before``.
+
+    ``only`` restricts the answer to those session ids (a demo simulating time ends its own).
+    """
     async with services.pool.connection() as conn:
         rows = await (
             await conn.execute(
                 "SELECT tenant_id, id FROM interactions"
-                " WHERE status = 'open' AND last_activity_at < %s ORDER BY last_activity_at",
-                (idle_before,),
+                " WHERE status = 'open' AND last_activity_at < %s"
+                " AND (%s::text[] IS NULL OR id = ANY(%s::text[])) ORDER BY last_activity_at",
+                (idle_before, only, only),
             )
         ).fetchall()
     return [(r["tenant_id"], r["id"]) for r in rows]
