@@ -315,8 +315,9 @@ class Signals(TypedDict, total=False):
     ``await_consent``, whose verdict is ``consent``); ``ranking`` the classifier's top three
     ``(intent, probability)``; ``unclear`` an out-of-scope or low-confidence message;
     ``answers_pending`` the message supplies the detail a pending proposal asked for;
-    ``nothing_asked`` the message only introduces the customer or ends the conversation (thanks,
-    goodbye), so there is nothing to search for.
+    ``closing`` the message is an ending (thanks, goodbye, "that's all") and asks for nothing;
+    ``nothing_asked`` the message only introduces the customer or is such an ending, so there
+    is nothing to search for.
     """
 
     frustration: float
@@ -332,6 +333,7 @@ class Signals(TypedDict, total=False):
     ranking: list[tuple[str, float]]
     unclear: bool
     answers_pending: bool
+    closing: bool
     nothing_asked: bool
 
 

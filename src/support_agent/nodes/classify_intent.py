@@ -35,14 +35,18 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
 
     Returns:
         ``intent``, ``intent_confidence``, ``signals`` (frustration 0..1, human_request,
-        churn_threat, confirmation, cues, ranking, unclear; ``answers_pending`` when the message
-        supplies the detail a pending proposal asked for) and ``entities`` (the vertical's).
+        churn_threat, confirmation, cues, ranking, unclear, closing, nothing_asked;
+        ``answers_pending`` when the message supplies the detail a pending proposal asked for)
+        and ``entities`` (the vertical's).
     """
     this = turn_of(state, runtime)
     config, text = this.deps.config, this.text
     found = detect_signals(text)
+    cued = config.cued_intent(text)
+    closing = cued is None and is_closing(text)  # read once; respond_or_escalate uses it too
     # a yes or no is read against the proposal by the consent reader, never from the words alone
-    signals: Signals = {**found.__dict__, "confirmation": None}  # type: ignore[typeddict-item]
+    signals: Signals = {**found.__dict__, "confirmation": None,  # type: ignore[typeddict-item]
+                        "closing": closing}  # fmt: skip
     entities = this.deps.vertical.entities(text, this.c360)
     pending, consent = this.pending, state.get("consent")
     if pending and consent in ("approve", "reject", "unclear"):
@@ -53,9 +57,8 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         refused = not supplies and read_consent(text, asked["action"]).verdict == "reject"
         if supplies or refused:
             return _answer(asked, signals, entities, supplies=supplies, refused=refused)
-    cued = config.cued_intent(text)
     introduction = bool(extract_identifiers(text)) and introduction_only(text)
-    nothing_asked = introduction or (cued is None and is_closing(text))
+    nothing_asked = introduction or closing
     if not text.strip() or nothing_asked:
         predicted, confidence, ranking = "other", 1.0, []  # nothing asked
     else:

@@ -25,7 +25,6 @@ from support_agent.consent import read_consent
 from support_agent.context import Context, turn_of
 from support_agent.errors import InvalidRequestError, NeedsHumanError, NotFoundError
 from support_agent.handoff import build_panel, escalation_reason
-from support_agent.intents.signals import is_closing
 from support_agent.llm import polish_reply
 from support_agent.policy.masking import mask_personal_data
 from support_agent.state import (
@@ -230,7 +229,7 @@ async def _dispatch(this: Turn) -> Draft:
     if reason is not None:
         return _escalate(this, policy, reason)
     if this.pending and this.signals.get("confirmation") == "no":
-        if is_closing(this.text):  # an ending: the proposal stays undone, said so
+        if this.signals.get("closing"):  # an ending: the proposal stays undone, said so
             words = _proposal_words(this, this.pending)
             return _draft(this, templates.left_undone(words) + " "
                           + templates.closing(_first_name(this)), pending=None)  # fmt: skip
@@ -239,8 +238,7 @@ async def _dispatch(this: Turn) -> Draft:
         this.pending
         and this.pending.get("awaiting")
         and not this.signals.get("answers_pending")
-        and is_closing(this.text)
-        and not this.deps.config.cued_intent(this.text)
+        and this.signals.get("closing")
     ):  # an ending while a question waits: the question is dropped, nothing is proposed
         return _draft(this, templates.closing(_first_name(this)), pending=None)
     if this.pending and this.signals.get("consent") == "unclear":
@@ -249,7 +247,7 @@ async def _dispatch(this: Turn) -> Draft:
         return _draft(this, templates.one_customer_only(), "deny")
     if not this.pending and this.state.get("consent") is None and _bare_yes(this.text):
         return _draft(this, templates.nothing_to_confirm())
-    if not this.pending and is_closing(this.text) and not this.deps.config.cued_intent(this.text):
+    if not this.pending and this.signals.get("closing"):
         return _draft(this, templates.closing(_first_name(this)))  # no greeting, no action
     if not this.pending and this.state.get("authenticated"):  # questions about the history
         history = recall.history_answer(
