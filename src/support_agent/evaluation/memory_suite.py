@@ -358,52 +358,64 @@ async def _bank_customer(ctx: Ctx, sql: str, taken: set[str]) -> dict[str, Any]:
     raise NotFoundError("no bank customer left for the memory suite")
 
 
-async def bank_dispute(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> None:
-    """A fee disputed and filed; "any news on the dispute I opened?" by phone."""
-    fee = money(float(c["amount"]))
+async def _bank_done_then_asked(
+    ctx: Ctx,
+    conv: Conversation,
+    c: dict[str, Any],
+    *,
+    request: str,
+    what: str,
+    follow_up: str,
+    expect: tuple[str, ...],
+    offer: bool = False,
+) -> None:
+    """An action accepted by email, then asked about by phone.
+
+    Session 1: ``request`` and its proposal accepted; session 2: ``follow_up`` must carry
+    ``expect``. A write is proposed as a ``confirm`` decision and accepted with "yes"; a
+    retention offer rides on a reply (its approval interrupt) and is accepted with "yes, please
+    do that".
+    """
     s1 = (await _say(ctx, conv, f"Hi, my email is {c['email']}", None)).session_id
-    proposal = await _say(ctx, conv, f"I want to dispute the {fee} charge from "
-                          f"{c['description']}", s1)  # fmt: skip
-    conv.check(proposal.decision == "confirm", f"dispute not proposed: {proposal.reply!r}")
-    if proposal.decision == "confirm":
+    proposal = await _say(ctx, conv, request, s1)
+    proposed = proposal.approval is not None if offer else proposal.decision == "confirm"
+    conv.check(proposed, f"{what} not proposed: {proposal.reply!r}")
+    if proposed and offer:
+        await _say(ctx, conv, "yes, please do that", s1, expect=("Done",))
+    elif proposed:
         await _say(ctx, conv, "yes", s1)
     await _close(ctx, conv, s1)
     s2 = (await _say(ctx, conv, f"hi, my phone is {c['phone']}", None, "phone")).session_id
-    await _say(ctx, conv, "Any news on the dispute I opened?", s2, "phone",
-               expect=(fee, "submitted"))  # fmt: skip
+    await _say(ctx, conv, follow_up, s2, "phone", expect=expect)
     await _close(ctx, conv, s2)
+
+
+async def bank_dispute(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> None:
+    """A fee disputed and filed; "any news on the dispute I opened?" by phone."""
+    fee = money(float(c["amount"]))
+    await _bank_done_then_asked(
+        ctx, conv, c, request=f"I want to dispute the {fee} charge from {c['description']}",
+        what="dispute", follow_up="Any news on the dispute I opened?", expect=(fee, "submitted"),
+    )  # fmt: skip
 
 
 async def card_replacement(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> None:
     """A damaged card replaced; "any update on my replacement card?" by phone."""
-    s1 = (await _say(ctx, conv, f"Hi, my email is {c['email']}", None)).session_id
     card = f"debit card ending in {c['four']}" if c["kind"] == "debit_card" else c["product"]
-    proposal = await _say(ctx, conv, f"My {card} is damaged and doesn't work anymore, I need a"
-                          " new one", s1)  # fmt: skip
-    conv.check(proposal.decision == "confirm", f"replacement not proposed: {proposal.reply!r}")
-    if proposal.decision == "confirm":
-        await _say(ctx, conv, "yes", s1)
-    await _close(ctx, conv, s1)
-    s2 = (await _say(ctx, conv, f"hi, my phone is {c['phone']}", None, "phone")).session_id
-    await _say(ctx, conv, "Any update on my replacement card?", s2, "phone",
-               expect=("replacement card was ordered",))  # fmt: skip
-    await _close(ctx, conv, s2)
+    await _bank_done_then_asked(
+        ctx, conv, c, request=f"My {card} is damaged and doesn't work anymore, I need a new one",
+        what="replacement", follow_up="Any update on my replacement card?",
+        expect=("replacement card was ordered",),
+    )  # fmt: skip
 
 
 async def retention_offer(ctx: Ctx, conv: Conversation, c: dict[str, Any]) -> None:
     """A retention offer accepted; "any update on the offer you made me?" by phone."""
-    s1 = (await _say(ctx, conv, f"Hi, my email is {c['email']}", None)).session_id
-    proposal = await _say(ctx, conv, "Honestly I'd rather close my credit card, paying the"
-                          " yearly fee makes no sense", s1)  # fmt: skip
-    offered = proposal.approval is not None  # the offer waits for the customer's yes
-    conv.check(offered, f"no offer proposed: {proposal.reply!r}")
-    if offered:
-        await _say(ctx, conv, "yes, please do that", s1, expect=("Done",))
-    await _close(ctx, conv, s1)
-    s2 = (await _say(ctx, conv, f"hi, my phone is {c['phone']}", None, "phone")).session_id
-    await _say(ctx, conv, "Any update on the offer you made me?", s2, "phone",
-               expect=("applied",))  # fmt: skip
-    await _close(ctx, conv, s2)
+    await _bank_done_then_asked(
+        ctx, conv, c, offer=True,
+        request="Honestly I'd rather close my credit card, paying the yearly fee makes no sense",
+        what="offer", follow_up="Any update on the offer you made me?", expect=("applied",),
+    )  # fmt: skip
 
 
 Family = Callable[[Ctx, Conversation, set[str]], Awaitable[None]]
