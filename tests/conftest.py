@@ -112,8 +112,10 @@ async def customer_with(
     """A retail customer with an order in ``status`` (their first such) holding an item whose
     product name appears nowhere else in their orders, so a message naming it is unambiguous.
 
-    ``fresh=True`` hands every call a different customer (tests that change data never share
-    one); ``fresh=False`` returns the same shared customer for read-only tests.
+    ``fresh=True`` hands every call a different customer that no conversation has touched yet
+    (no interaction in the CRM: tests and evaluations that pick customers their own way never
+    share one with a test that counts what it wrote); ``fresh=False`` returns the same shared
+    customer for read-only tests.
     """
     if fresh:
         offset = _taken[status] = _taken.get(status, 0) + 1
@@ -129,6 +131,8 @@ async def customer_with(
             JOIN orders o ON o.tenant_id = c.tenant_id AND o.customer_id = c.id
             JOIN order_items oi ON oi.tenant_id = o.tenant_id AND oi.order_id = o.id
             WHERE c.tenant_id = 'retail' AND o.status = %s
+              AND (NOT %s OR NOT EXISTS (SELECT 1 FROM interactions i
+                   WHERE i.tenant_id = c.tenant_id AND i.customer_id = c.id))
               AND (SELECT count(*) FROM customers c2 WHERE c2.tenant_id = 'retail'
                    AND c2.first_name = c.first_name AND c2.last_name = c.last_name
                    AND c2.zip = c.zip) = 1
@@ -141,7 +145,7 @@ async def customer_with(
             GROUP BY c.id, c.first_name, c.last_name, c.zip, c.email, o.id
             ORDER BY c.id OFFSET %s LIMIT 1
             """,
-                (status, status, offset),
+                (status, fresh, status, offset),
             )
         ).fetchall()
     assert rows, f"no more retail customers with a suitable {status} order"

@@ -14,6 +14,7 @@ from support_agent.memory_store.pipeline import DEAD_LETTER, STREAM, MemoryWorke
 from support_agent.services import Services
 from support_agent.tenancy import create_api_key
 from tests.conftest import add_acme_twin, customer_with, end_and_remember, new_session, say
+from tests.traces import scan_postgres, scan_redis
 
 
 @pytest.fixture
@@ -262,65 +263,6 @@ async def test_tenant_isolation_on_every_endpoint(
     assert r.status_code == 200  # untouched for its own tenant
 
 
-async def _scan_postgres(services: Services, needles: list[str]) -> dict[str, int]:
-    """Rows in every table of the database whose text or bytes contain any needle."""
-    hits: dict[str, int] = {}
-    async with services.pool.connection() as conn:
-        tables = await (
-            await conn.execute(
-                "SELECT table_name FROM information_schema.tables"
-                " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
-            )
-        ).fetchall()
-        for t in tables:
-            name = t["table_name"]
-            cols = await (
-                await conn.execute(
-                    "SELECT column_name, data_type FROM information_schema.columns"
-                    " WHERE table_schema = 'public' AND table_name = %s",
-                    (name,),
-                )
-            ).fetchall()
-            clauses = []
-            for col in cols:
-                ident = '"' + col["column_name"] + '"'
-                if col["data_type"] == "bytea":
-                    clauses += [f"position(convert_to(%s, 'UTF8') in {ident}) > 0"] * len(needles)
-                else:
-                    clauses += [f"{ident}::text ILIKE '%%' || %s || '%%'"] * len(needles)
-            if not clauses:
-                continue
-            params = []
-            for _col in cols:
-                params += needles
-            row = await (
-                await conn.execute(
-                    f'SELECT count(*) AS n FROM "{name}" WHERE ' + " OR ".join(clauses), params
-                )
-            ).fetchone()
-            if row and row["n"]:
-                hits[name] = int(row["n"])
-    return hits
-
-
-async def _scan_redis(services: Services, needles: list[str]) -> list[str]:
-    found = []
-    async for key in services.redis.scan_iter(count=1000):
-        kind = (await services.redis.type(key)).decode()
-        if kind == "string":
-            blob = key + (await services.redis.get(key) or b"")
-        elif kind == "stream":
-            blob = key + json.dumps(
-                [[i.decode(), {k.decode(): v.decode() for k, v in f.items()}]
-                 for i, f in await services.redis.xrange(key)]
-            ).encode()  # fmt: skip
-        else:
-            blob = key
-        if any(n.encode() in blob for n in needles):
-            found.append(key.decode())
-    return found
-
-
 async def test_erasure_leaves_nothing_anywhere(
     api: tuple[httpx.AsyncClient, str, str], services: Services, agent: Agent
 ) -> None:
@@ -342,8 +284,8 @@ async def test_erasure_leaves_nothing_anywhere(
         {"tenant": "retail", "session": "old", "customer": cid, "error": "x", "attempts": "5"},
     )
     needles = [cid, email]
-    assert await _scan_postgres(services, needles)
-    assert await _scan_redis(services, needles)
+    assert await scan_postgres(services, needles)
+    assert await scan_redis(services, needles)
     async with services.pool.connection() as conn:
         row = await (
             await conn.execute(
@@ -361,13 +303,13 @@ async def test_erasure_leaves_nothing_anywhere(
     assert deleted["customers"] == 1 and deleted["store_items"] >= 1
     assert deleted["checkpoint_threads"] == sessions and deleted["queued_jobs"] >= 2
 
-    hits = await _scan_postgres(services, needles)
+    hits = await scan_postgres(services, needles)
     assert hits == {"customers": 1}  # only acme's twin, which shares the id
     async with services.pool.connection() as conn:
         row = await (await conn.execute(
             "SELECT tenant_id FROM customers WHERE id = %s", (cid,))).fetchone()  # fmt: skip
     assert row is not None and row["tenant_id"] == "acme"
-    assert await _scan_redis(services, needles) == []
+    assert await scan_redis(services, needles) == []
     for stream in (STREAM, DEAD_LETTER):
         for _, fields in await services.redis.xrange(stream):
             assert fields.get(b"customer") != cid.encode()
@@ -380,7 +322,7 @@ async def test_erasure_leaves_nothing_anywhere(
     r = await client.delete(f"/api/tenants/me/customers/{cid}", headers=auth(key))
     assert r.status_code == 404
     assert await MemoryWorker(services, backoff_base_s=0.0).drain() == 0  # nothing comes back
-    assert await _scan_redis(services, needles) == []
+    assert await scan_redis(services, needles) == []
 
 
 @pytest.mark.parametrize(

@@ -180,8 +180,8 @@ async def _open_session(
     if interaction["status"] == "ended":
         raise SessionEndedError("this session has ended; start a new session")
     idle = timedelta(seconds=agent.services.settings.session_idle_timeout_s)
-    if interaction["last_activity_at"] < datetime.now(UTC) - idle:
-        await end_session(agent, tenant_id=tenant_id, session_id=session_id, reason="idle_timeout")
+    if interaction["last_activity_at"] < datetime.now(UTC) - idle:  # the caller holds its lock
+        await _end_locked(agent, tenant_id, session_id, "idle_timeout")
         raise SessionEndedError("this session ended after inactivity; start a new session")
     return str(interaction["channel"]), bool(interaction["awaiting_consent"])
 
@@ -203,6 +203,11 @@ async def run_turn(
     whole and the client resends the message; account actions are idempotent per (session,
     action, target), so a resent "yes" never acts twice.
 
+    One turn at a time per session, across processes: the turn holds the session's lock
+    (``Services.locks``) from reading the session to writing its checkpoint; a concurrent message
+    of the same session waits its turn (in arrival order within a process) and then sees the
+    state the first left, so none is lost and a "yes" and a "no" never both take effect.
+
     Args:
         agent: the open agent.
         tenant_id: tenant of the session.
@@ -216,6 +221,9 @@ async def run_turn(
         NotFoundError: unknown tenant.
         InvalidRequestError: empty or oversized message, bad session id or identity keys.
         SessionEndedError: the session has ended (explicitly or after inactivity).
+        TurnInProgressError: another message of this session was still being answered after
+            ``TURN_LOCK_WAIT_S`` (nothing was done; resend it).
+        InfrastructureError: PostgreSQL is unreachable.
     """
     deps = agent.deps(tenant_id)
     if not message.strip() or len(message) > MAX_MESSAGE_CHARS:
@@ -223,6 +231,20 @@ async def run_turn(
     if identity and not set(identity) <= IDENTITY_KEYS:
         raise InvalidRequestError(f"identity keys must be among {sorted(IDENTITY_KEYS)}")
     session_id = validate_session_id(session_id or uuid.uuid4().hex)
+    async with agent.services.locks.hold(thread_id(tenant_id, session_id)):
+        return await _turn_locked(agent, deps, tenant_id, channel, session_id, message, identity)
+
+
+async def _turn_locked(
+    agent: Agent,
+    deps: TurnDeps,
+    tenant_id: str,
+    channel: str,
+    session_id: str,
+    message: str,
+    identity: dict[str, str] | None,
+) -> TurnResult:
+    """``run_turn`` once the session's lock is held."""
     channel, awaiting = await _open_session(agent, tenant_id, session_id, channel)
     context = Context(tenant_id=tenant_id, channel=channel, session_id=session_id, deps=deps)
     config = _config(tenant_id, session_id)
@@ -297,17 +319,24 @@ async def end_session(
 
     Raises:
         NotFoundError: no such session for this tenant.
+        TurnInProgressError: a turn of this session held its lock for ``TURN_LOCK_WAIT_S``.
         InvalidRequestError: a malformed session id.
     """
-    deps = agent.deps(tenant_id)
+    agent.deps(tenant_id)
     validate_session_id(session_id)
+    async with agent.services.locks.hold(thread_id(tenant_id, session_id)):
+        return await _end_locked(agent, tenant_id, session_id, reason)
+
+
+async def _end_locked(agent: Agent, tenant_id: str, session_id: str, reason: str) -> dict[str, Any]:
+    """``end_session`` once the session's lock is held."""
     interaction = await get_interaction(agent.services, tenant_id, session_id)
     if interaction is None:
         raise NotFoundError("session not found")
     config = _config(tenant_id, session_id)
     if interaction["status"] == "open":
         context = Context(tenant_id=tenant_id, channel=interaction["channel"],
-                          session_id=session_id, deps=deps)  # fmt: skip
+                          session_id=session_id, deps=agent.deps(tenant_id))  # fmt: skip
         await agent.graph.ainvoke(
             {"event": "end_session", "end_reason": reason}, config, context=context
         )

@@ -7,6 +7,8 @@ Hierarchy::
     ├── InvalidRequestError        malformed or inconsistent input (→ 422)
     ├── UnauthorizedError          missing or wrong credentials (→ 401)
     ├── SessionEndedError          a message for a session that has ended (→ 409)
+    ├── TurnInProgressError        the session is busy with another message for too long (→ 409)
+    ├── RateLimitedError           the API key sent too many requests (→ 429)
     ├── InfrastructureError        a database, cache or model is unavailable (→ 503)
     └── NeedsHumanError            a confirmed action only a human can complete (→ handoff)
 
@@ -27,6 +29,8 @@ class SupportAgentError(Exception):
 
     code = "INTERNAL_ERROR"
     status = 500
+    #: seconds after which a retry may succeed (the API's ``Retry-After``), or ``None``.
+    retry_after_s: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -66,6 +70,33 @@ class SessionEndedError(SupportAgentError):
 
     code = "SESSION_ENDED"
     status = 409
+
+
+class TurnInProgressError(SupportAgentError):
+    """Another turn of the same session held its lock for longer than the wait bound (→ 409).
+
+    Nothing was read or written; the message can be resent after ``retry_after_s`` seconds.
+    """
+
+    code = "TURN_IN_PROGRESS"
+    status = 409
+    retry_after_s = 1
+
+
+class RateLimitedError(SupportAgentError):
+    """The API key exceeded its tenant's request rate (→ 429 with ``Retry-After``).
+
+    Args:
+        message: what was exceeded.
+        retry_after_s: whole seconds until the window frees a request (≥ 1).
+    """
+
+    code = "RATE_LIMITED"
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)
 
 
 class NeedsHumanError(SupportAgentError):

@@ -30,12 +30,14 @@ from redis.backoff import ExponentialBackoff
 from support_agent.embeddings import MINILM_DIMS, make_embeddings
 from support_agent.errors import InfrastructureError
 from support_agent.infra.embedded import EmbeddedServers, start_embedded
+from support_agent.infra.locks import ThreadLocks
 from support_agent.settings import Settings
 from support_agent.tenants import TenantPacks
 
 logger = logging.getLogger(__name__)
 
-Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+AsyncConnection = psycopg.AsyncConnection[DictRow]
+Pool = AsyncConnectionPool[AsyncConnection]
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Services:
         checkpointer: LangGraph ``AsyncPostgresSaver`` (one thread per session).
         embeddings: sentence embeddings (384 dims).
         chat_model: optional chat model; ``None`` means deterministic templates only.
+        locks: one turn at a time per session (advisory locks on the same database).
     """
 
     settings: Settings
@@ -62,6 +65,7 @@ class Services:
     checkpointer: AsyncPostgresSaver
     embeddings: Embeddings
     chat_model: BaseChatModel | None
+    locks: ThreadLocks
     embedded: EmbeddedServers = field(default_factory=EmbeddedServers, repr=False)
 
     @classmethod
@@ -111,6 +115,7 @@ class Services:
             open=False,
         )
         rds = redis_client(redis_url)
+        locks = ThreadLocks(database_url, wait_s=settings.turn_lock_wait_s)
         try:
             try:
                 await pool.open(wait=True, timeout=30)
@@ -144,9 +149,11 @@ class Services:
                 checkpointer=checkpointer,
                 embeddings=embeddings,
                 chat_model=chat_model,
+                locks=locks,
                 embedded=embedded,
             )
         finally:
+            await locks.close()
             await rds.aclose()
             await pool.close()
             await asyncio.to_thread(embedded.close)

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         session_idle_timeout_s: a session with no message for this many seconds is ended by the
             idle sweep (its episode is written). Default 1800 s (30 min).
         hot_ttl_s: TTL of the hot Customer 360 in Redis, seconds. Default 3600 (1 hour).
+        turn_lock_wait_s: how long a message waits for the previous message of the same session
+            to be answered before it is refused with 409 ``TURN_IN_PROGRESS``. Default 30 s.
+        rate_limit: requests per API key, in the ``limits`` notation (``"120/minute"``,
+            ``"10/second;600/hour"``); a tenant pack's ``rate_limit`` overrides it. Default
+            ``"600/minute"``. Counted in Redis (fixed window per key); when Redis is down requests
+            are not limited (the service keeps answering).
         default_tenant: tenant used by the CLI when none is given.
         memory_worker: ``serve`` runs a memory pipeline worker in-process (default True); turn
             off when dedicated ``support-agent worker`` processes run.
@@ -69,6 +75,8 @@ class Settings(BaseSettings):
 
     session_idle_timeout_s: int = 1800
     hot_ttl_s: int = 3600
+    turn_lock_wait_s: float = 30.0
+    rate_limit: str = "600/minute"
     default_tenant: str = "retail"
     memory_worker: bool = True
 

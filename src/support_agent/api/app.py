@@ -109,7 +109,10 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
 
     @app.exception_handler(SupportAgentError)
     async def _domain_error(_: Request, exc: SupportAgentError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+        response = _error(exc.status, exc.code, exc.message)
+        if exc.retry_after_s is not None:
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,7 +11,7 @@ from typing import Any
 
 from support_agent.crm.loader import normalize_email, normalize_phone
 from support_agent.errors import InvalidRequestError
-from support_agent.services import Services
+from support_agent.services import AsyncConnection, Services
 from support_agent.state import Issue, PolicyDecision
 
 IDENTITY_KINDS = ("email", "phone", "customer_id", "handle")
@@ -168,7 +168,7 @@ async def get_interaction(
 
 
 async def end_interaction(
-    services: Services,
+    conn: AsyncConnection,
     tenant_id: str,
     session_id: str,
     *,
@@ -178,16 +178,16 @@ async def end_interaction(
 ) -> bool:
     """Mark a session ended with its outcome; returns False if it was already ended.
 
-    The interaction's summary is filled in by the memory pipeline.
+    Runs on the caller's connection so the end and its memory job commit together (ending a
+    session is all-or-nothing). The interaction's summary is filled in by the memory pipeline.
     """
-    async with services.pool.connection() as conn:
-        cur = await conn.execute(
-            "UPDATE interactions SET status = 'ended', ended_at = now(), end_reason = %s,"
-            " outcome = %s, sentiment = %s"
-            " WHERE tenant_id = %s AND id = %s AND status = 'open'",
-            (reason, outcome, sentiment, tenant_id, session_id),
-        )
-        return cur.rowcount == 1
+    cur = await conn.execute(
+        "UPDATE interactions SET status = 'ended', ended_at = now(), end_reason = %s,"
+        " outcome = %s, sentiment = %s"
+        " WHERE tenant_id = %s AND id = %s AND status = 'open'",
+        (reason, outcome, sentiment, tenant_id, session_id),
+    )
+    return cur.rowcount == 1
 
 
 async def idle_sessions(

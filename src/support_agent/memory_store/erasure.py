@@ -88,10 +88,27 @@ async def erase_customer(services: Services, tenant_id: str, customer_id: str) -
     Returns:
         ``{"customer_id", "deleted": {place: count}}``.
 
+    Waits for the customer's in-flight turns and session ends to finish (their session locks),
+    then deletes; a message of such a session arriving later finds no session (404 / a new one).
+
     Raises:
         NotFoundError: no such customer in this tenant (nothing is deleted).
+        TurnInProgressError: a session of the customer stayed busy for ``TURN_LOCK_WAIT_S``.
         InfrastructureError: Redis is unavailable (nothing in PostgreSQL is deleted, so the
             erasure can be retried safely).
+    """
+    sessions = await _sessions(services, tenant_id, customer_id)
+    # Wait for (never interleave with) in-flight turns and session ends of this customer: a turn
+    # that finished after the deletes would write its checkpoint and transcript back.
+    async with services.locks.hold(*(thread_id(tenant_id, s) for s in sessions)):
+        return await _erase_locked(services, tenant_id, customer_id)
+
+
+async def _sessions(services: Services, tenant_id: str, customer_id: str) -> list[str]:
+    """The customer's session ids (interactions and memory jobs).
+
+    Raises:
+        NotFoundError: no such customer in this tenant.
     """
     async with services.pool.connection() as conn:
         row = await (
@@ -101,7 +118,7 @@ async def erase_customer(services: Services, tenant_id: str, customer_id: str) -
         ).fetchone()
         if row is None:
             raise NotFoundError("customer not found")
-        sessions = [
+        return [
             r["id"]
             for r in await (
                 await conn.execute(
@@ -112,6 +129,11 @@ async def erase_customer(services: Services, tenant_id: str, customer_id: str) -
                 )
             ).fetchall()
         ]
+
+
+async def _erase_locked(services: Services, tenant_id: str, customer_id: str) -> dict[str, Any]:
+    """``erase_customer`` once the locks of the customer's sessions are held."""
+    sessions = await _sessions(services, tenant_id, customer_id)  # as of now, under the locks
     try:
         deleted: dict[str, int] = await _redis_sweep(services, tenant_id, customer_id)
     except RedisError as exc:

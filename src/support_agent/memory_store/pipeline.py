@@ -45,7 +45,7 @@ from redis.exceptions import RedisError, ResponseError
 from support_agent.memory_store import consolidation
 from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.memory_store.hot import refresh_features, refresh_hot_memory
-from support_agent.services import Services
+from support_agent.services import AsyncConnection, Services
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,12 @@ GROUP = "memory-workers"
 FAILPOINT_ENV = "SUPPORT_AGENT_FAILPOINT"
 
 
-async def _publish(services: Services, tenant_id: str, session_id: str, customer_id: str) -> str:
+async def publish_job(services: Services, tenant_id: str, session_id: str, customer_id: str) -> str:
+    """Publish a recorded memory job on the stream.
+
+    Returns:
+        ``"enqueued"``, or ``"pending"`` when Redis is unavailable (the relay publishes it later).
+    """
     try:
         await services.redis.xadd(
             STREAM, {"tenant": tenant_id, "session": session_id, "customer": customer_id}
@@ -70,6 +75,26 @@ async def _publish(services: Services, tenant_id: str, session_id: str, customer
             (tenant_id, session_id),
         )
     return "enqueued"
+
+
+async def record_job(
+    conn: AsyncConnection,
+    tenant_id: str,
+    session_id: str,
+    customer_id: str,
+    payload: dict[str, Any],
+) -> bool:
+    """Record a finished session's memory job (status ``pending``) on the caller's connection.
+
+    Returns:
+        ``True`` when recorded, ``False`` when the session's job existed already (one per session).
+    """
+    cur = await conn.execute(
+        "INSERT INTO memory_jobs (tenant_id, session_id, customer_id, payload)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (tenant_id, session_id, customer_id, json.dumps(payload, default=str)),
+    )
+    return cur.rowcount == 1
 
 
 async def enqueue_session(
@@ -93,14 +118,9 @@ async def enqueue_session(
         later) or ``"exists"`` (the job was recorded before).
     """
     async with services.pool.connection() as conn:
-        cur = await conn.execute(
-            "INSERT INTO memory_jobs (tenant_id, session_id, customer_id, payload)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (tenant_id, session_id, customer_id, json.dumps(payload, default=str)),
-        )
-        if cur.rowcount == 0:
+        if not await record_job(conn, tenant_id, session_id, customer_id, payload):
             return "exists"
-    return await _publish(services, tenant_id, session_id, customer_id)
+    return await publish_job(services, tenant_id, session_id, customer_id)
 
 
 def _decode(fields: dict[Any, Any]) -> dict[str, str]:
@@ -168,7 +188,7 @@ class MemoryWorker:
         published = 0
         for row in rows:
             if (
-                await _publish(
+                await publish_job(
                     self.services, row["tenant_id"], row["session_id"], row["customer_id"]
                 )
                 == "enqueued"

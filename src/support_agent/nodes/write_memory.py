@@ -29,7 +29,7 @@ from support_agent.crm.repository import (
 )
 from support_agent.handoff import record_handoff
 from support_agent.memory_store.hot import invalidate_360
-from support_agent.memory_store.pipeline import enqueue_session
+from support_agent.memory_store.pipeline import publish_job, record_job
 from support_agent.state import Issue, State, TurnRecord
 from support_agent.transcript import agent_lines, customer_lines
 from support_agent.verticals.protocol import Turn
@@ -106,16 +106,30 @@ async def _end_session(this: Turn) -> dict[str, Any]:
     outcome = session_outcome(history, issue)
     if customer_id and issue:
         await upsert_issue(services, this.tenant_id, issue)
-    await end_interaction(
-        services, this.tenant_id, this.session_id,
-        reason=state.get("end_reason") or "explicit", outcome=outcome,
-        sentiment=-max((float(h.get("frustration", 0.0)) for h in history), default=0.0),
-    )  # fmt: skip
-    job = None
+    payload = None
     if customer_id:
         executed = await executed_actions(services, this.tenant_id, this.session_id)
         payload = job_payload(this, interaction, outcome, executed)
-        job = await enqueue_session(services, this.tenant_id, this.session_id, customer_id, payload)
+    # The end and its memory job commit together: an end that fails leaves the session open
+    # (and retryable), never ended without its job.
+    async with services.pool.connection() as conn, conn.transaction():
+        await end_interaction(
+            conn, this.tenant_id, this.session_id,
+            reason=state.get("end_reason") or "explicit", outcome=outcome,
+            sentiment=-max((float(h.get("frustration", 0.0)) for h in history), default=0.0),
+        )  # fmt: skip
+        recorded = (
+            await record_job(conn, this.tenant_id, this.session_id, customer_id, payload)
+            if customer_id and payload is not None
+            else None
+        )
+    job = None
+    if customer_id:
+        job = (
+            await publish_job(services, this.tenant_id, this.session_id, customer_id)
+            if recorded
+            else "exists"
+        )
         await invalidate_360(services, this.tenant_id, customer_id)
     return {"session_status": "ended", "decision": "end", "reply": "", "actions": [],
             "awaiting_consent": False,
