@@ -15,6 +15,8 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
+from support_agent.errors import InfrastructureError, InvalidRequestError
+
 #: Output dimension of all-MiniLM-L6-v2.
 MINILM_DIMS = 384
 
@@ -93,21 +95,65 @@ class MiniLMEmbeddings(Embeddings):
         self.embed_documents(["warm up"])
 
 
-def make_embeddings(kind: str, openai_model: str = "text-embedding-3-small") -> Embeddings:
+def make_embeddings(
+    kind: str,
+    openai_model: str = "text-embedding-3-small",
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout_s: float = 20.0,
+) -> Embeddings:
     """Return the embeddings backend named by settings.
 
     Args:
         kind: ``"minilm"`` (local) or ``"openai"`` (``openai_model`` truncated to 384
             dimensions so the pgvector index keeps one shape).
         openai_model: the OpenAI-compatible embedding model (``OPENAI_EMBEDDING_MODEL``).
+        base_url: the OpenAI-compatible endpoint (``OPENAI_BASE_URL``); ``None``: OpenAI's.
+        api_key: its key (``OPENAI_API_KEY``); ``None`` sends a placeholder (local servers).
+        timeout_s: seconds per embedding request (``LLM_TIMEOUT_S``).
 
     Raises:
-        ValueError: unknown kind.
+        InvalidRequestError: unknown kind.
     """
     if kind == "minilm":
         return MiniLMEmbeddings()
     if kind == "openai":
         from langchain_openai import OpenAIEmbeddings
+        from pydantic import SecretStr
 
-        return OpenAIEmbeddings(model=openai_model, dimensions=MINILM_DIMS)
-    raise ValueError(f"unknown embedding model {kind!r}; expected 'minilm' or 'openai'")
+        return OpenAIEmbeddings(
+            model=openai_model,
+            dimensions=MINILM_DIMS,
+            openai_api_base=base_url,
+            openai_api_key=SecretStr(api_key or "unused"),
+            request_timeout=timeout_s,
+            max_retries=1,
+            # Send text, not tiktoken ids: tiktoken downloads its vocabulary on first use, which
+            # fails offline; OpenAI-compatible servers other than OpenAI's expect text anyway.
+            check_embedding_ctx_length=False,
+        )
+    raise InvalidRequestError(f"unknown EMBEDDING_MODEL {kind!r}; expected 'minilm' or 'openai'")
+
+
+def check_embeddings(embeddings: Embeddings, kind: str, model: str) -> None:
+    """Embed one text now, so a misconfigured endpoint fails start-up with a clear error.
+
+    Raises:
+        InfrastructureError: the endpoint is unreachable or answered something that is not a
+            384-dimension vector.
+    """
+    import httpx
+    import openai
+
+    try:
+        vector = embeddings.embed_query("connection check")
+    except (openai.OpenAIError, httpx.HTTPError, TimeoutError, ValueError) as exc:
+        raise InfrastructureError(
+            f"the embedding endpoint (EMBEDDING_MODEL={kind}, OPENAI_EMBEDDING_MODEL={model}) is"
+            f" unreachable or failed: {type(exc).__name__}; check OPENAI_BASE_URL / OPENAI_API_KEY"
+        ) from exc
+    if len(vector) != MINILM_DIMS:
+        raise InfrastructureError(
+            f"the embedding endpoint returned {len(vector)} dimensions; {MINILM_DIMS} are needed"
+        )

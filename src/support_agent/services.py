@@ -27,7 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from support_agent.embeddings import MINILM_DIMS, make_embeddings
+from support_agent.embeddings import MINILM_DIMS, check_embeddings, make_embeddings
 from support_agent.errors import InfrastructureError
 from support_agent.infra.embedded import EmbeddedServers, start_embedded
 from support_agent.infra.locks import ThreadLocks
@@ -89,13 +89,26 @@ class Services:
             The opened services; closed on exit.
 
         Raises:
-            InfrastructureError: PostgreSQL or Redis is unreachable.
-            InvalidRequestError: a tenant pack is invalid.
+            InfrastructureError: PostgreSQL or Redis is unreachable, or the OpenAI-compatible
+                embedding endpoint (``EMBEDDING_MODEL=openai``) is.
+            InvalidRequestError: a tenant pack or ``EMBEDDING_MODEL`` is invalid.
         """
         packs = TenantPacks(
             (settings.tenant_packs_dir,) if settings.tenant_packs_dir is not None else ()
         )
         await asyncio.to_thread(packs.load_all)  # a bad pack fails at start-up
+        embeddings = make_embeddings(
+            settings.embedding_model,
+            settings.openai_embedding_model,
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+            timeout_s=settings.llm_timeout_s,
+        )
+        if settings.embedding_model != "minilm":  # a remote endpoint: fail now, and clearly
+            await asyncio.to_thread(
+                check_embeddings, embeddings, settings.embedding_model,
+                settings.openai_embedding_model,
+            )  # fmt: skip
         # Blocking start-up work runs in a thread: the event loop may already serve requests.
         embedded = await asyncio.to_thread(
             start_embedded,
@@ -121,7 +134,6 @@ class Services:
                 await pool.open(wait=True, timeout=30)
             except (psycopg.OperationalError, TimeoutError) as exc:
                 raise InfrastructureError("PostgreSQL is unreachable") from exc
-            embeddings = make_embeddings(settings.embedding_model, settings.openai_embedding_model)
             index_config: PostgresIndexConfig = {
                 "dims": MINILM_DIMS,
                 "embed": embeddings,

@@ -341,7 +341,15 @@ async def _polished(this: Turn, draft: Draft) -> Draft:
         "target": policy.get("target"),
         "open_issue": this.open_issue,
     }
-    polished = await polish_reply(model, draft.reply, facts, this.text)
+    async with this.deps.services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT DISTINCT lower(name) AS name FROM products WHERE tenant_id = %s",
+                (this.tenant_id,),
+            )
+        ).fetchall()
+    products = frozenset(str(r["name"]) for r in rows)
+    polished = await polish_reply(model, draft.reply, facts, this.text, products)
     return draft if polished is None else replace(draft, reply=polished)
 
 
