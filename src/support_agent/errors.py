@@ -9,6 +9,8 @@ Hierarchy::
     ├── SessionEndedError          a message for a session that has ended (→ 409)
     ├── TurnInProgressError        the session is busy with another message for too long (→ 409)
     ├── RateLimitedError           the API key sent too many requests (→ 429)
+    ├── PayloadTooLargeError       a request body over the size limit (→ 413)
+    ├── UnsupportedMediaTypeError  a request body that is not JSON (→ 415)
     ├── InfrastructureError        a database, cache or model is unavailable (→ 503)
     └── NeedsHumanError            a confirmed action only a human can complete (→ handoff)
 
@@ -97,6 +99,20 @@ class RateLimitedError(SupportAgentError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = max(1, retry_after_s)
+
+
+class PayloadTooLargeError(SupportAgentError):
+    """A request body larger than the API accepts (→ 413)."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    status = 413
+
+
+class UnsupportedMediaTypeError(SupportAgentError):
+    """A request body sent with a media type other than JSON (→ 415)."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    status = 415
 
 
 class NeedsHumanError(SupportAgentError):

@@ -1,10 +1,13 @@
 """FastAPI application: lifespan-managed services, routes, and one error shape.
 
 Every error answers ``{"error": {"code": "...", "message": "..."}}`` with a stable code:
-``INVALID_REQUEST`` (422), ``UNAUTHORIZED`` (401, missing or invalid bearer key), ``NOT_FOUND``
-(404), ``SESSION_ENDED`` (409), ``SERVICE_UNAVAILABLE`` (503, a database or cache is down) and
-``INTERNAL_ERROR`` (500). Messages are fixed per code or
-come from our own domain errors, never from an internal exception's text.
+``INVALID_REQUEST`` (400 unreadable body, 422 invalid input), ``UNAUTHORIZED`` (401, missing or
+invalid bearer key), ``NOT_FOUND`` (404, also an unknown route), ``METHOD_NOT_ALLOWED`` (405, with
+``Allow``), ``SESSION_ENDED`` and ``TURN_IN_PROGRESS`` (409, the latter with ``Retry-After``),
+``PAYLOAD_TOO_LARGE`` (413), ``UNSUPPORTED_MEDIA_TYPE`` (415), ``RATE_LIMITED`` (429, with
+``Retry-After``), ``SERVICE_UNAVAILABLE`` (503, a database or cache is down) and
+``INTERNAL_ERROR`` (500). Messages are fixed per code or come from our own domain errors, never
+from an internal exception's text.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from support_agent.api.deps import (
+    BODY_ERRORS,
+    BUSY,
     UNAUTHORIZED,
     AgentDep,
     ServicesDep,
@@ -32,6 +38,7 @@ from support_agent.api.deps import (
 )
 from support_agent.api.handoff_routes import router as handoff_router
 from support_agent.api.memory_routes import router as memory_router
+from support_agent.api.ratelimit import RateLimiter
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
 from support_agent.conversation import Agent, end_session, run_turn, sweep_idle_sessions
 from support_agent.errors import SupportAgentError
@@ -80,6 +87,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
                 else await stack.enter_async_context(Agent.open(settings or get_settings()))
             )
             app.state.agent = opened
+            app.state.limiter = RateLimiter(opened.services)
             stop = asyncio.Event()
             tasks = [asyncio.create_task(_sweeper(opened))]
             if opened.services.settings.memory_worker:
@@ -163,7 +171,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             content={"status": "ok" if ok else "unavailable", **checks},
         )
 
-    @app.post("/v1/chat", response_model=ChatResponse, responses=UNAUTHORIZED)
+    @app.post("/v1/chat", response_model=ChatResponse, responses={**UNAUTHORIZED, **BUSY})
     async def chat(body: ChatRequest, agent: AgentDep, tenant_id: TenantDep) -> dict[str, Any]:
         """Handle one customer message; starts a session when ``session_id`` is absent."""
         identity = body.customer.model_dump(exclude_none=True) if body.customer else None
@@ -186,7 +194,9 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
         }
 
     @app.post(
-        "/v1/sessions/{session_id}/end", response_model=EndSessionResponse, responses=UNAUTHORIZED
+        "/v1/sessions/{session_id}/end",
+        response_model=EndSessionResponse,
+        responses={**UNAUTHORIZED, **BUSY},
     )
     async def end(session_id: str, agent: AgentDep, tenant_id: TenantDep) -> dict[str, Any]:
         """End a session now and queue its memory job (idempotent)."""
@@ -194,4 +204,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
 
     app.include_router(memory_router)
     app.include_router(handoff_router)
+    for route in app.routes:  # every route with a body documents the body's errors
+        if isinstance(route, APIRoute) and route.body_field is not None:
+            route.responses = {**BODY_ERRORS, **route.responses}
     return app

@@ -9,11 +9,16 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from support_agent.api.ratelimit import RateLimiter
 from support_agent.api.schemas import ErrorBody
 from support_agent.conversation import Agent
-from support_agent.errors import InvalidRequestError
+from support_agent.errors import (
+    InvalidRequestError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from support_agent.services import Services
-from support_agent.tenancy import tenant_for_key
+from support_agent.tenancy import hash_key, tenant_for_key
 
 
 def get_agent_dep(request: Request) -> Agent:
@@ -39,23 +44,34 @@ _BEARER = HTTPBearer(auto_error=False, description="an API key: `Authorization: 
 
 
 async def get_tenant_dep(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
 ) -> str:
-    """The tenant of the bearer API key (``me``).
+    """The tenant of the bearer API key (``me``), after counting the request against its limit.
 
     Raises:
         UnauthorizedError: (401 ``UNAUTHORIZED``) no key, another scheme, or an unknown key.
+        RateLimitedError: (429 ``RATE_LIMITED``) the key exceeded its tenant's rate limit.
     """
     header = None if credentials is None else f"Bearer {credentials.credentials}"
-    return await tenant_for_key(services, header)
+    tenant_id = await tenant_for_key(services, header)
+    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
+    if limiter is not None and credentials is not None:
+        await limiter.hit(tenant_id, hash_key(credentials.credentials.strip()))
+    return tenant_id
 
 
 TenantDep = Annotated[str, Depends(get_tenant_dep)]
 
-#: The OpenAPI response of a route behind an API key.
+#: The OpenAPI responses of a route behind an API key.
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "no valid API key"}
+    401: {"model": ErrorBody, "description": "no valid API key"},
+    429: {
+        "model": ErrorBody,
+        "description": "the API key exceeded its tenant's rate limit (see `Retry-After`)",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+    },
 }
 
 
@@ -81,19 +97,57 @@ def _invalid_field(value: object, where: str) -> str | None:
     return None
 
 
-async def reject_invalid_text(request: Request) -> None:
-    """Reject a request whose path, query or JSON body holds NUL or a lone surrogate.
+#: The OpenAPI response of a route that waits for a session's lock (one turn at a time).
+BUSY: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorBody,
+        "description": "`TURN_IN_PROGRESS`: another message of the session is still being answered"
+        " (see `Retry-After`); on `/v1/chat` also `SESSION_ENDED`",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+    }
+}
 
-    Such text cannot be stored (PostgreSQL refuses NUL in ``text``), so it is refused before
+#: The largest request body accepted (bytes): a 4,000-character message with identifiers and JSON
+#: escaping fits many times over.
+MAX_BODY_BYTES = 64 * 1024
+
+#: The OpenAPI responses of a route that takes a JSON body.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the body could not be read"},
+    413: {"model": ErrorBody, "description": f"the body is over {MAX_BODY_BYTES} bytes"},
+    415: {"model": ErrorBody, "description": "the body is not `application/json`"},
+}
+
+
+def _json_media(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and
+                                           media.endswith("+json"))  # fmt: skip
+
+
+async def reject_invalid_text(request: Request) -> None:
+    """Edge hygiene for every request: size, media type, and text PostgreSQL can store.
+
+    A body over :data:`MAX_BODY_BYTES` or not sent as JSON is refused, and so is a path, query or
+    JSON body holding NUL or a lone surrogate (PostgreSQL refuses NUL in ``text``), before
     anything is read or written, with the field named.
 
     Raises:
+        PayloadTooLargeError: (413 ``PAYLOAD_TOO_LARGE``) the body is too large.
+        UnsupportedMediaTypeError: (415 ``UNSUPPORTED_MEDIA_TYPE``) a body that is not JSON.
         InvalidRequestError: (422 ``INVALID_REQUEST``) naming the field.
     """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"request body over {MAX_BODY_BYTES} bytes")
     where = _invalid_field(dict(request.path_params), "path") or _invalid_field(
         dict(request.query_params), "query"
     )
     body = await request.body()
+    if len(body) > MAX_BODY_BYTES:  # sent without (or with a false) Content-Length
+        raise PayloadTooLargeError(f"request body over {MAX_BODY_BYTES} bytes")
+    if body and not _json_media(request.headers.get("content-type", "")):
+        raise UnsupportedMediaTypeError("send the request body as application/json")
     if where is None and body and (b"\\u" in body or b"\x00" in body):
         try:
             where = _invalid_field(json.loads(body), "body")

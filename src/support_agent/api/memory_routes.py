@@ -13,7 +13,7 @@ from email_validator import validate_email
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from support_agent.api.deps import UNAUTHORIZED, ServicesDep, TenantDep
+from support_agent.api.deps import BUSY, UNAUTHORIZED, ServicesDep, TenantDep
 from support_agent.memory_store.erasure import erase_customer
 from support_agent.memory_store.identity import link_identity, merge_customers
 from support_agent.memory_store.profiles import (
@@ -108,7 +108,7 @@ async def export(
     return await export_customer(svc, tenant_id, customer_id)
 
 
-@router.delete("/customers/{customer_id}")
+@router.delete("/customers/{customer_id}", responses=BUSY)
 async def erase(customer_id: str, svc: ServicesDep, tenant_id: TenantDep) -> dict[str, Any]:
     """Erase the customer everywhere (right to be forgotten); returns what was deleted."""
     return await erase_customer(svc, tenant_id, customer_id)

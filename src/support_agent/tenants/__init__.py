@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from limits import parse_many
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -217,6 +218,8 @@ class TenantConfig(_Strict):
         help_topics: what the agent can help with, in the customer's words.
         intents_file: the labelled utterances the intent model trains on: a path in the pack,
             ``shared:<path>`` inside ``SHARED_DATA_DIR``, or a list of them.
+        rate_limit: requests per API key of this tenant in the ``limits`` notation
+            (``"120/minute"``, ``"10/second;600/hour"``); ``None`` uses ``RATE_LIMIT``.
         memory / handoff / clv / ranking: see their models.
         pack_dir: the pack folder (set by the loader).
     """
@@ -232,11 +235,19 @@ class TenantConfig(_Strict):
     intent_cues: tuple[IntentCue, ...] = ()
     help_topics: str = "your account"
     intents_file: str | tuple[str, ...] = "intents.csv"
+    rate_limit: str | None = None
     memory: MemoryConfig = MemoryConfig()
     handoff: HandoffConfig = HandoffConfig()
     clv: ClvConfig = ClvConfig()
     ranking: RankingConfig
     pack_dir: Path
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_many(value)  # ValueError names what it could not read
+        return value
 
     def intents_paths(self, shared_data_dir: Path) -> list[Path]:
         """The intent training files (``intents_file`` resolved; one name or a list).
