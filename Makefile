@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8000
 STUDIO_PORT ?= 8123
 
-.PHONY: help setup demo serve studio test lint eval bench worker clean
+.PHONY: help setup demo serve studio test fuzz lint eval bench worker clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ studio: setup  ## LangGraph Studio's local server (never port 2024: it is taken 
 
 test: setup  ## run the test suite against real embedded PostgreSQL and Redis
 	$(BIN)/pytest -q
+
+fuzz: setup  ## schemathesis, positive + negative data, >= 5,000 cases, new seed each run (~6 min)
+	SUPPORT_AGENT_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} SUPPORT_AGENT_FUZZ_MIN_CASES=5000 \
+		SUPPORT_AGENT_FUZZ_SEED=$${FUZZ_SEED:-random} $(BIN)/pytest -q -s tests/test_fuzz.py
 
 lint: setup  ## ruff, ruff format, mypy (strict) and the import-linter layer contracts
 	$(BIN)/ruff check src tests evals bench

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -131,8 +132,6 @@ async def _sweep(_: argparse.Namespace) -> int:
 
 
 async def _worker(args: argparse.Namespace) -> int:
-    import signal
-
     from support_agent.memory_store.pipeline import MemoryWorker
 
     async def run(agent: Any) -> int:
@@ -427,10 +426,16 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(settings.log_level)
     if getattr(args, "tenant", "x") is None:
         args.tenant = settings.default_tenant
+    # SIGTERM stops a command as Ctrl-C does (uvicorn and the worker install their own graceful
+    # handlers): its services close and the embedded servers it started stop, unless another
+    # process still uses them. Python's default SIGTERM ends the process with no cleanup at all.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if func in (_serve, _intents, _eval_consent):
             return int(func(args))  # synchronous commands
         return int(asyncio.run(func(args)))
+    except KeyboardInterrupt:
+        return 130
     except SupportAgentError as exc:
         print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=sys.stderr)
         return 2

@@ -124,11 +124,16 @@ class Services:
             database_url,
             min_size=1,
             max_size=10,
+            # A caller waits this long for a connection, then gets 503: while PostgreSQL is down
+            # calls fail fast instead of queueing for psycopg_pool's default 30 s.
+            timeout=settings.db_pool_timeout_s,
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
             open=False,
         )
         rds = redis_client(redis_url)
         locks = ThreadLocks(database_url, wait_s=settings.turn_lock_wait_s)
+        stop = asyncio.Event()
+        supervisor = asyncio.create_task(embedded.supervise(stop)) if embedded.managed else None
         try:
             try:
                 await pool.open(wait=True, timeout=30)
@@ -165,6 +170,9 @@ class Services:
                 embedded=embedded,
             )
         finally:
+            stop.set()
+            if supervisor is not None:
+                await supervisor
             await locks.close()
             await rds.aclose()
             await pool.close()

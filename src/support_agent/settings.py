@@ -52,6 +52,9 @@ class Settings(BaseSettings):
             ``"10/second;600/hour"``); a tenant pack's ``rate_limit`` overrides it. Default
             ``"600/minute"``. Counted in Redis (fixed window per key); when Redis is down requests
             are not limited (the service keeps answering).
+        db_pool_timeout_s: how long a call waits for a PostgreSQL connection before it fails
+            with 503 ``SERVICE_UNAVAILABLE`` (seconds). Default 2: calls fail fast while the
+            database is down.
         default_tenant: tenant used by the CLI when none is given.
         memory_worker: ``serve`` runs a memory pipeline worker in-process (default True); turn
             off when dedicated ``support-agent worker`` processes run.
@@ -77,6 +80,7 @@ class Settings(BaseSettings):
     hot_ttl_s: int = 3600
     turn_lock_wait_s: float = 30.0
     rate_limit: str = "600/minute"
+    db_pool_timeout_s: float = 2.0
     default_tenant: str = "retail"
     memory_worker: bool = True
 

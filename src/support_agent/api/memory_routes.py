@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from email_validator import validate_email
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from support_agent.api.deps import BUSY, UNAUTHORIZED, ServicesDep, TenantDep
 from support_agent.memory_store.erasure import erase_customer
@@ -88,6 +89,14 @@ async def search(
 ) -> dict[str, Any]:
     """Customers by partial name, phone or email; 404 NOT_FOUND when nothing matches."""
     return await search_customers(svc, tenant_id, q, limit)
+
+
+@router.api_route(
+    "/customers/search", methods=["DELETE", "POST", "PUT", "PATCH"], include_in_schema=False
+)
+async def search_other_methods() -> None:
+    """``search`` is not a customer id: other methods on it are 405, not a customer's 404."""
+    raise StarletteHTTPException(405, headers={"Allow": "GET"})
 
 
 @router.get("/customers/{customer_id}")

@@ -39,6 +39,7 @@ import socket
 import uuid
 from typing import Any
 
+import psycopg
 from langgraph.store.base import PutOp
 from redis.exceptions import RedisError, ResponseError
 
@@ -163,7 +164,13 @@ class MemoryWorker:
         self._group_ready = False
 
     async def ensure_group(self) -> None:
-        """Create the stream and consumer group if missing."""
+        """Create the stream and consumer group if missing.
+
+        A missing group means this Redis has none of the stream's past entries (first start, or
+        a Redis that died before saving them and was restarted): every job PostgreSQL records as
+        ``enqueued`` is set back to ``pending`` so the relay publishes it again. Applying a job
+        twice changes nothing (episodes and layers are keyed by session), so none is lost.
+        """
         if self._group_ready:
             return
         try:
@@ -171,6 +178,13 @@ class MemoryWorker:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+        else:
+            async with self.services.pool.connection() as conn:
+                cur = await conn.execute(
+                    "UPDATE memory_jobs SET status = 'pending' WHERE status = 'enqueued'"
+                )
+            if cur.rowcount:
+                logger.warning("memory_jobs_requeued", extra={"jobs": cur.rowcount})
         self._group_ready = True
 
     async def relay_pending(self, older_than_s: float | None = None) -> int:
@@ -274,7 +288,7 @@ class MemoryWorker:
             await asyncio.sleep(0.05)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop`` is set; Redis outages are waited out, not fatal."""
+        """Serve until ``stop`` is set; Redis and PostgreSQL outages are waited out, not fatal."""
         while not stop.is_set():
             try:
                 await self.run_once(block_ms=1000)
@@ -282,6 +296,11 @@ class MemoryWorker:
                 self._group_ready = False
                 logger.warning(
                     "memory_worker_redis_unavailable", extra={"error": type(exc).__name__}
+                )
+                await asyncio.sleep(1.0)
+            except psycopg.OperationalError as exc:  # includes the pool's timeout
+                logger.warning(
+                    "memory_worker_database_unavailable", extra={"error": type(exc).__name__}
                 )
                 await asyncio.sleep(1.0)
 
