@@ -19,9 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
+from support_agent.api.app import create_app
 from support_agent.conversation import Agent, end_session
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
+from support_agent.tenancy import create_api_key
 from tests.conftest import customer_with, new_session, say
 
 
@@ -168,3 +170,54 @@ def _pg_running(data_dir: Path) -> bool:
 def _registered(data_dir: Path, pid: int) -> bool:
     handles = data_dir / "pg" / ".handle_pids.json"
     return handles.exists() and str(pid) in handles.read_text()
+
+
+async def test_a_failed_turn_leaves_no_half_written_checkpoint(
+    services: Services, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn failing in its last node answers 500; the thread is as before the message, the
+    consent it awaited still awaits, and resending the message completes it once."""
+    key = await create_api_key(services, "retail")
+    app = create_app(agent=agent)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # see the 500 as sent
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {key}"}
+        ) as client,
+    ):
+        await _failed_turn_is_undone(client, services, agent, monkeypatch)
+
+
+async def _failed_turn_is_undone(
+    client: httpx.AsyncClient, services: Services, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cust = await customer_with(services, "pending")
+    order_id = str(cust["order_id"])
+    hello = await client.post("/v1/chat", json={"message": f"hi, my email is {cust['email']}"})
+    session = hello.json()["session_id"]
+    cancel = f"please cancel order {order_id}, I ordered it by mistake"
+    proposal = await client.post("/v1/chat", json={"session_id": session, "message": cancel})
+    assert proposal.json()["decision"] == "confirm", proposal.text
+    config: Any = {"configurable": {"thread_id": f"retail:{session}"}}
+    before = await agent.graph.aget_state(config)
+
+    async def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("the CRM write failed")
+
+    monkeypatch.setattr("support_agent.nodes.write_memory.record_turn", broken)
+    failed = await client.post("/v1/chat", json={"session_id": session, "message": "where is it?"})
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "INTERNAL_ERROR"
+    after = await agent.graph.aget_state(config)
+    assert (
+        after.config["configurable"]["checkpoint_id"]
+        == (before.config["configurable"]["checkpoint_id"])
+    )
+    assert len(after.values["messages"]) == len(before.values["messages"])
+    assert after.interrupts, "the proposal still awaits its answer"
+    monkeypatch.undo()
+    done = await client.post("/v1/chat", json={"session_id": session, "message": "yes"})
+    assert done.status_code == 200 and done.json()["decision"] == "execute", done.text
+    state = await agent.graph.aget_state(config)
+    humans = [m.content for m in state.values["messages"] if m.type == "human"]
+    assert "where is it?" not in humans and humans[-1] == "yes"

@@ -261,17 +261,50 @@ async def _turn_locked(
     state: dict[str, Any] = {}
     mode: str
     chunk: Any
-    async for mode, chunk in agent.graph.astream(
-        graph_input, config, context=context, stream_mode=["updates", "values"],
-        durability="exit",
-    ):  # fmt: skip
-        if mode == "updates":
-            nodes.extend(k for k in chunk if not k.startswith("__"))
-            if chunk.get("__interrupt__"):  # the run stopped for consent to a proposed write
-                approval = dict(chunk["__interrupt__"][0].value)
-        else:  # the whole state after each step; the last one is the turn's result
-            state = chunk
+    started = datetime.now(UTC)
+    try:
+        async for mode, chunk in agent.graph.astream(
+            graph_input, config, context=context, stream_mode=["updates", "values"],
+            durability="exit",
+        ):  # fmt: skip
+            if mode == "updates":
+                nodes.extend(k for k in chunk if not k.startswith("__"))
+                if chunk.get("__interrupt__"):  # the run stopped for consent to a proposed write
+                    approval = dict(chunk["__interrupt__"][0].value)
+            else:  # the whole state after each step; the last one is the turn's result
+                state = chunk
+    except Exception:
+        await _roll_back_checkpoint(agent, config, started)
+        raise
     return _result(session_id, nodes, state, approval)
+
+
+async def _roll_back_checkpoint(agent: Agent, config: RunnableConfig, started: datetime) -> None:
+    """Undo the checkpoint a failed turn left, so the thread is as it was before the message.
+
+    With ``durability="exit"`` LangGraph saves the state it reached when a run fails: the
+    customer's message without an answer, which the next turn would read as said and answered.
+    That checkpoint (its ``ts`` is after the turn began) and its writes are deleted, which
+    restores the previous checkpoint with its pending writes (a consent still awaited). The
+    tables are langgraph-checkpoint-postgres's (``checkpoints``, ``checkpoint_writes``; blobs are
+    shared by version and left to the thread's erasure).
+    """
+    saved = await agent.services.checkpointer.aget_tuple(config)
+    if saved is None or datetime.fromisoformat(saved.checkpoint["ts"]) < started:
+        return  # the run failed before anything was saved
+    thread = config["configurable"]["thread_id"]
+    if saved.parent_config is None:  # the thread's first turn: nothing to go back to
+        await agent.services.checkpointer.adelete_thread(thread)
+        return
+    parent = saved.parent_config["configurable"]["checkpoint_id"]
+    async with agent.services.pool.connection() as conn, conn.transaction():
+        for table in ("checkpoint_writes", "checkpoints"):
+            await conn.execute(
+                f"DELETE FROM {table} WHERE thread_id = %s AND checkpoint_ns = ''"
+                " AND checkpoint_id > %s",
+                (thread, parent),
+            )
+    logger.warning("turn_failed_checkpoint_rolled_back", extra={"thread_id": thread})
 
 
 def _result(
