@@ -164,6 +164,31 @@ async def order_status(services: Services, order_id: object) -> str:
     return str(row["status"])
 
 
+async def job_status(services: Services, session_id: str) -> str | None:
+    """The status of a retail session's memory job, or ``None`` when it has none."""
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT status FROM memory_jobs WHERE tenant_id = 'retail' AND session_id = %s",
+                (session_id,),
+            )
+        ).fetchone()
+    return None if row is None else str(row["status"])
+
+
+async def propose_cancel(client: httpx.AsyncClient, services: Services) -> tuple[str, str]:
+    """Over the API: a fresh customer with a pending order identifies by email and asks to
+    cancel it; the agent proposes the cancellation. Returns ``(session_id, order_id)``."""
+    cust = await customer_with(services, "pending")
+    order_id = str(cust["order_id"])
+    hello = await client.post("/v1/chat", json={"message": f"hi, my email is {cust['email']}"})
+    session = str(hello.json()["session_id"])
+    cancel = f"please cancel order {order_id}, I ordered it by mistake"
+    proposal = await client.post("/v1/chat", json={"session_id": session, "message": cancel})
+    assert proposal.json()["decision"] == "confirm", proposal.text
+    return session, order_id
+
+
 async def end_and_remember(agent: Agent, session_id: str, reason: str = "explicit") -> int:
     """End a session, then let a memory worker apply every queued job; returns jobs applied."""
     await end_session(agent, tenant_id="retail", session_id=session_id, reason=reason)

@@ -18,7 +18,7 @@ from support_agent.errors import TurnInProgressError
 from support_agent.infra.locks import ThreadLocks
 from support_agent.services import Services
 from support_agent.threads import thread_id
-from tests.conftest import customer_with, order_status
+from tests.conftest import customer_with, order_status, propose_cancel
 
 QUESTIONS = [
     "where is my order?",
@@ -50,7 +50,7 @@ async def _checkpointed(agent: Agent, session_id: str) -> list[str]:
 async def test_five_messages_at_once_on_one_session_none_lost(
     client: httpx.AsyncClient, services: Services, agent: Agent
 ) -> None:
-    cust = await customer_with(services, "pending", fresh=False)
+    cust = await customer_with(services, "pending")  # its own: 20 sessions change its history
     for trial in range(20):
         hello = await client.post("/v1/chat", json={"message": f"hi, my email is {cust['email']}"})
         assert hello.status_code == 200, hello.text
@@ -73,18 +73,9 @@ async def test_five_messages_at_once_on_one_session_none_lost(
 async def test_yes_and_no_at_once_exactly_one_takes_effect(
     client: httpx.AsyncClient, services: Services, first: str
 ) -> None:
-    cust = await customer_with(services, "pending")
-    order_id = str(cust["order_id"])
-    hello = await client.post("/v1/chat", json={"message": f"hi, my email is {cust['email']}"})
-    session = hello.json()["session_id"]
-    proposal = await client.post(
-        "/v1/chat",
-        json={
-            "session_id": session,
-            "message": f"please cancel order {order_id}, I ordered it by mistake",
-        },
-    )
-    assert proposal.json()["decision"] == "confirm", proposal.text
+    """Whichever answer reaches the session's lock first is read against the proposal; the other
+    finds nothing waiting. Never both, and no reply claims what did not happen."""
+    session, order_id = await propose_cancel(client, services)
     second = "no" if first == "yes" else "yes"
     a, b = await asyncio.gather(
         client.post("/v1/chat", json={"session_id": session, "message": first}),
@@ -93,12 +84,14 @@ async def test_yes_and_no_at_once_exactly_one_takes_effect(
     assert a.status_code == b.status_code == 200, (a.text, b.text)
     replies = {first: a.json(), second: b.json()}
     cancelled = await order_status(services, order_id) == "cancelled"
-    done = [k for k, r in replies.items() if r["decision"] == "execute"]
-    declined = [k for k, r in replies.items() if "won't" in r["reply"]]
-    # arrival order decides: the first answer is the one read against the proposal
-    assert cancelled == (first == "yes"), replies
-    assert done == (["yes"] if first == "yes" else []), replies
-    assert declined == (["no"] if first == "no" else []), replies
+    if cancelled:  # the "yes" came first
+        assert replies["yes"]["decision"] == "execute", replies
+        assert replies["yes"]["reply"].startswith("Done"), replies
+        assert "won't" not in replies["no"]["reply"], replies  # too late to decline: it is done
+    else:  # the "no" came first
+        assert "won't" in replies["no"]["reply"], replies
+        assert replies["yes"]["decision"] != "execute", replies
+        assert "Done" not in replies["yes"]["reply"], replies
     async with services.pool.connection() as conn:
         n = await (
             await conn.execute(
@@ -107,7 +100,7 @@ async def test_yes_and_no_at_once_exactly_one_takes_effect(
                 (order_id,),
             )
         ).fetchone()
-    assert n is not None and n["n"] == (1 if first == "yes" else 0)
+    assert n is not None and n["n"] == (1 if cancelled else 0)
 
 
 async def test_two_processes_lock_holders_exclude_each_other(settings: Any, services: Any) -> None:

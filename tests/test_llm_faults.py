@@ -26,7 +26,7 @@ from support_agent.conversation import Agent
 from support_agent.llm import fence, grounded
 from support_agent.services import Services
 from support_agent.threads import thread_id
-from tests.conftest import customer_with, order_status
+from tests.conftest import customer_with, order_status, propose_cancel
 from tests.test_respond import ScriptedChatModel
 
 FAULTS: dict[str, tuple[int, str, str]] = {
@@ -91,13 +91,7 @@ async def test_a_failing_model_falls_back_to_the_template_and_acts_once(
     client: httpx.AsyncClient, services: Services, endpoint: str, fault: str
 ) -> None:
     _Handler.fault = fault
-    cust = await customer_with(services, "pending")
-    order_id = str(cust["order_id"])
-    hello = await client.post("/v1/chat", json={"message": f"hi, my email is {cust['email']}"})
-    session = hello.json()["session_id"]
-    cancel = f"please cancel order {order_id}, I ordered it by mistake"
-    proposal = await client.post("/v1/chat", json={"session_id": session, "message": cancel})
-    assert proposal.json()["decision"] == "confirm", proposal.text
+    session, order_id = await propose_cancel(client, services)
     original = services.chat_model
     services.chat_model = ChatOpenAI(
         model="m", base_url=endpoint, api_key=SecretStr("x"), timeout=1.0, max_retries=0

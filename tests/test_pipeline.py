@@ -20,7 +20,7 @@ from support_agent.memory_store.pipeline import (
     replay,
 )
 from support_agent.services import Services, redis_client
-from tests.conftest import customer_with, new_session, say
+from tests.conftest import customer_with, job_status, new_session, say
 
 
 async def _total_conversations(services: Services, customer_id: object) -> int:
@@ -33,17 +33,6 @@ async def _total_conversations(services: Services, customer_id: object) -> int:
             )
         ).fetchone()
     return 0 if row is None else int(row["n"])
-
-
-async def _job_status(services: Services, session: str) -> str | None:
-    async with services.pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT status FROM memory_jobs WHERE tenant_id='retail' AND session_id=%s",
-                (session,),
-            )
-        ).fetchone()
-    return None if row is None else str(row["status"])
 
 
 async def _episode_keys(services: Services, customer_id: object) -> list[str]:
@@ -96,13 +85,13 @@ async def test_killed_worker_job_is_redelivered_and_applied_once(
         env=env, capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert proc.returncode == 70, proc.stderr[-2000:]  # died mid-job, before committing
-    assert await _job_status(services, session) == "enqueued"
+    assert await job_status(services, session) == "enqueued"
     assert await _total_conversations(services, cust["id"]) == before
     pending = await services.redis.xpending(STREAM, GROUP)
     assert pending["pending"] >= 1
     # Another worker reclaims the stalled message and applies it exactly once.
     assert await MemoryWorker(services, name="survivor", backoff_base_s=0.0).drain() >= 1
-    assert await _job_status(services, session) == "done"
+    assert await job_status(services, session) == "done"
     assert await _total_conversations(services, cust["id"]) == before + 1
     assert (await _episode_keys(services, cust["id"])).count(session) == 1
     assert (await services.redis.xpending(STREAM, GROUP))["pending"] == 0
@@ -133,7 +122,7 @@ async def test_redis_stopped_mid_run_loses_no_job(
         client = redis_client(f"unix://{revived.socket_file}")
         services.redis = client
         assert await MemoryWorker(services, backoff_base_s=0.0).drain() >= 1
-        assert await _job_status(services, session) == "done"
+        assert await job_status(services, session) == "done"
         assert session in await _episode_keys(services, cust["id"])
         revived.shutdown(nosave=True)
     finally:
@@ -150,7 +139,7 @@ async def test_failing_job_is_retried_then_dead_lettered(services: Services) -> 
     assert status == "enqueued"
     worker = MemoryWorker(services, max_attempts=3, backoff_base_s=0.0)
     await worker.drain()
-    assert await _job_status(services, session) == "dead"
+    assert await job_status(services, session) == "dead"
     async with services.pool.connection() as conn:
         row = await (
             await conn.execute(

@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 STREAM = "sa:memory:jobs"
 DEAD_LETTER = "sa:memory:dead"
 GROUP = "memory-workers"
+#: The ``run_id`` of the Redis start the stream was last known under (see ``ensure_group``).
+RUN_KEY = "sa:memory:redis_run"
 FAILPOINT_ENV = "SUPPORT_AGENT_FAILPOINT"
 
 
@@ -164,21 +166,26 @@ class MemoryWorker:
         self._group_ready = False
 
     async def ensure_group(self) -> None:
-        """Create the stream and consumer group if missing.
+        """Create the stream and consumer group if missing; recover jobs a Redis restart lost.
 
-        A missing group means this Redis has none of the stream's past entries (first start, or
-        a Redis that died before saving them and was restarted): every job PostgreSQL records as
-        ``enqueued`` is set back to ``pending`` so the relay publishes it again. Applying a job
-        twice changes nothing (episodes and layers are keyed by session), so none is lost.
+        Redis persists its stream in snapshots, so a Redis that died and was restarted may have
+        lost the newest entries, or all of them. Each Redis start has its own ``run_id``; the one
+        the stream was last known under is kept in :data:`RUN_KEY`. When they differ (a restart,
+        or a first start), every job PostgreSQL records as ``enqueued`` is set back to
+        ``pending`` so the relay publishes it again; ``SET … GET`` makes one worker do it.
+        Applying a job twice changes nothing (episodes and layers are keyed by session).
         """
         if self._group_ready:
             return
+        rds = self.services.redis
         try:
-            await self.services.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+            await rds.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        else:
+        run_id = str((await rds.info("server"))["run_id"])
+        previous = await rds.set(RUN_KEY, run_id, get=True)
+        if (previous.decode() if isinstance(previous, bytes) else previous) != run_id:
             async with self.services.pool.connection() as conn:
                 cur = await conn.execute(
                     "UPDATE memory_jobs SET status = 'pending' WHERE status = 'enqueued'"
