@@ -41,8 +41,9 @@ studio: setup  ## LangGraph Studio's local server (never port 2024: it is taken 
 test: setup  ## run the test suite against real embedded PostgreSQL and Redis
 	$(BIN)/pytest -q
 
-fuzz: setup  ## schemathesis, positive + negative data, >= 5,000 cases, new seed each run (~6 min)
-	SUPPORT_AGENT_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} SUPPORT_AGENT_FUZZ_MIN_CASES=5000 \
+fuzz: setup  ## schemathesis, positive + negative data, >= 5,000 cases, new seed each run (~20 min)
+	SUPPORT_AGENT_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-400} SUPPORT_AGENT_FUZZ_MIN_CASES=5000 \
+		SUPPORT_AGENT_FUZZ_PROCESSES=$${FUZZ_PROCESSES:-$$(nproc)} \
 		SUPPORT_AGENT_FUZZ_SEED=$${FUZZ_SEED:-random} $(BIN)/pytest -q -s tests/test_fuzz.py
 
 lint: setup  ## ruff, ruff format, mypy (strict) and the import-linter layer contracts

@@ -34,11 +34,41 @@ CHECKS = ",".join([
 EXAMPLES = int(os.environ.get("SUPPORT_AGENT_FUZZ_EXAMPLES", "4"))
 MIN_CASES = int(os.environ.get("SUPPORT_AGENT_FUZZ_MIN_CASES", "200"))
 SEED = os.environ.get("SUPPORT_AGENT_FUZZ_SEED", "20261130")  # "random": a new seed per run
+PROCESSES = int(os.environ.get("SUPPORT_AGENT_FUZZ_PROCESSES", "1"))
+
+
+async def _schemathesis(base: str, key: str, paths: list[str], report_dir: Path) -> str:
+    """Run ``st`` over the operations of ``paths``; returns its output (raises on failure)."""
+    st = Path(sys.executable).parent / "st"
+    only = "^(" + "|".join(re.escape(p) for p in paths) + ")$"
+    args = [
+        "run", f"{base}/openapi.json", "-H", f"Authorization: Bearer {key}",
+        "--include-path-regex", only,
+        "--checks", CHECKS, "--mode", "all", "-n", str(EXAMPLES),
+        "--phases", "examples,coverage,fuzzing", "--workers", "1",
+        "--suppress-health-check", "filter_too_much", "--request-timeout", "30",
+        "--generation-database", "none", "--report", "junit", "--report-dir", str(report_dir),
+    ]  # fmt: skip
+    if SEED != "random":
+        args += ["--seed", SEED]
+    proc = await asyncio.create_subprocess_exec(
+        str(st), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "NO_COLOR": "1"},
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    report = out.decode(errors="replace")
+    summary = report[report.rfind("SUMMARY") :]
+    print(summary)  # noqa: T201 - shown with -s (make fuzz)
+    assert proc.returncode == 0, report[-6000:]
+    assert "Failures:" not in summary and "Errors:" not in summary, summary
+    return summary
 
 
 async def test_schemathesis_finds_no_failure(
     agent: Agent, services: Services, tmp_path: Path
 ) -> None:
+    """One ``st`` process per CPU (its data generation is CPU-bound), each on its share of the
+    paths; together they must generate at least ``MIN_CASES`` cases."""
     key = await create_api_key(services, "retail")
     app = create_app(agent=agent)
     server = uvicorn.Server(
@@ -50,32 +80,18 @@ async def test_schemathesis_finds_no_failure(
             assert not serving.done(), "the API did not start"
             await asyncio.sleep(0.05)
         app.state.limiter = None  # thousands of cases from one key; rate limits: test_api_edges
-        port = server.servers[0].sockets[0].getsockname()[1]
-        st = Path(sys.executable).parent / "st"
-        args = [
-            "run", f"http://127.0.0.1:{port}/openapi.json",
-            "-H", f"Authorization: Bearer {key}",
-            "--checks", CHECKS, "--mode", "all", "-n", str(EXAMPLES),
-            "--phases", "examples,coverage,fuzzing", "--workers", "1",
-            "--suppress-health-check", "filter_too_much", "--request-timeout", "30",
-            "--generation-database", "none",
-            "--report", "junit", "--report-dir", str(tmp_path),
-        ]  # fmt: skip
-        if SEED != "random":
-            args += ["--seed", SEED]
-        proc = await asyncio.create_subprocess_exec(
-            str(st), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"},
-        )  # fmt: skip
-        out, _ = await proc.communicate()
+        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        paths = sorted(app.openapi()["paths"])
+        shares = max(1, min(PROCESSES, len(paths)))
+        summaries = await asyncio.gather(*(
+            _schemathesis(base, key, paths[i::shares], tmp_path / f"part{i}")
+            for i in range(shares)
+        ))  # fmt: skip
     finally:
         server.should_exit = True
         await serving
-    report = out.decode(errors="replace")
-    print(report[report.rfind("SUMMARY") :])  # noqa: T201 - shown with -s (make fuzz)
-    summary = report[report.rfind("SUMMARY") :]
-    assert proc.returncode == 0, report[-6000:]
-    generated = re.search(r"(\d+) generated", summary)
-    assert generated is not None, summary
-    assert int(generated.group(1)) >= MIN_CASES, summary
-    assert "Failures:" not in summary and "Errors:" not in summary, summary
+    generated = [re.search(r"(\d+) generated", s) for s in summaries]
+    assert all(g is not None for g in generated), summaries
+    total = sum(int(g.group(1)) for g in generated if g is not None)
+    print(f"schemathesis: {total} cases over {len(paths)} paths in {shares} processes")  # noqa: T201
+    assert total >= MIN_CASES, summaries
