@@ -43,10 +43,12 @@ import psycopg
 from langgraph.store.base import PutOp
 from redis.exceptions import RedisError, ResponseError
 
+from support_agent.errors import InfrastructureError, TurnInProgressError
 from support_agent.memory_store import consolidation
 from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.memory_store.hot import refresh_features, refresh_hot_memory
 from support_agent.services import AsyncConnection, Services
+from support_agent.threads import thread_id
 
 logger = logging.getLogger(__name__)
 
@@ -305,13 +307,28 @@ class MemoryWorker:
                     "memory_worker_redis_unavailable", extra={"error": type(exc).__name__}
                 )
                 await asyncio.sleep(1.0)
-            except psycopg.OperationalError as exc:  # includes the pool's timeout
+            except (psycopg.OperationalError, InfrastructureError) as exc:  # pool timeout too
                 logger.warning(
                     "memory_worker_database_unavailable", extra={"error": type(exc).__name__}
                 )
                 await asyncio.sleep(1.0)
 
     async def _handle(self, messages: list[tuple[str, dict[str, str], int]]) -> int:
+        """Apply a batch holding its sessions' locks, so an erasure never interleaves.
+
+        Erasure holds the locks of all the customer's sessions: a job is applied either wholly
+        before it (and erased with the rest) or after it (and finds its row gone). A batch whose
+        locks stay busy is left unacknowledged and reclaimed later.
+        """
+        sessions = {thread_id(m[1]["tenant"], m[1]["session"]) for m in messages}
+        try:
+            async with self.services.locks.hold(*sessions):
+                return await self._handle_locked(messages)
+        except TurnInProgressError:
+            logger.info("memory_batch_deferred", extra={"jobs": len(messages)})
+            return 0
+
+    async def _handle_locked(self, messages: list[tuple[str, dict[str, str], int]]) -> int:
         services = self.services
         keys = [(m[1]["tenant"], m[1]["session"]) for m in messages]
         async with services.pool.connection() as conn:
