@@ -165,7 +165,7 @@ def _config(tenant_id: str, session_id: str) -> RunnableConfig:
 
 
 async def _open_session(
-    agent: Agent, tenant_id: str, session_id: str, channel: str
+    agent: Agent, deps: TurnDeps, tenant_id: str, session_id: str, channel: str
 ) -> tuple[str, bool]:
     """The session's channel, and whether it awaits consent to a proposed write.
 
@@ -181,7 +181,7 @@ async def _open_session(
         raise SessionEndedError("this session has ended; start a new session")
     idle = timedelta(seconds=agent.services.settings.session_idle_timeout_s)
     if interaction["last_activity_at"] < datetime.now(UTC) - idle:  # the caller holds its lock
-        await _end_locked(agent, tenant_id, session_id, "idle_timeout")
+        await _end_locked(agent, deps, tenant_id, session_id, "idle_timeout")
         raise SessionEndedError("this session ended after inactivity; start a new session")
     return str(interaction["channel"]), bool(interaction["awaiting_consent"])
 
@@ -245,7 +245,7 @@ async def _turn_locked(
     identity: dict[str, str] | None,
 ) -> TurnResult:
     """``run_turn`` once the session's lock is held."""
-    channel, awaiting = await _open_session(agent, tenant_id, session_id, channel)
+    channel, awaiting = await _open_session(agent, deps, tenant_id, session_id, channel)
     context = Context(tenant_id=tenant_id, channel=channel, session_id=session_id, deps=deps)
     config = _config(tenant_id, session_id)
     graph_input: Any = {
@@ -355,13 +355,15 @@ async def end_session(
         TurnInProgressError: a turn of this session held its lock for ``TURN_LOCK_WAIT_S``.
         InvalidRequestError: a malformed session id.
     """
-    agent.deps(tenant_id)
+    deps = agent.deps(tenant_id)
     validate_session_id(session_id)
     async with agent.services.locks.hold(thread_id(tenant_id, session_id)):
-        return await _end_locked(agent, tenant_id, session_id, reason)
+        return await _end_locked(agent, deps, tenant_id, session_id, reason)
 
 
-async def _end_locked(agent: Agent, tenant_id: str, session_id: str, reason: str) -> dict[str, Any]:
+async def _end_locked(
+    agent: Agent, deps: TurnDeps, tenant_id: str, session_id: str, reason: str
+) -> dict[str, Any]:
     """``end_session`` once the session's lock is held."""
     interaction = await get_interaction(agent.services, tenant_id, session_id)
     if interaction is None:
@@ -369,7 +371,7 @@ async def _end_locked(agent: Agent, tenant_id: str, session_id: str, reason: str
     config = _config(tenant_id, session_id)
     if interaction["status"] == "open":
         context = Context(tenant_id=tenant_id, channel=interaction["channel"],
-                          session_id=session_id, deps=agent.deps(tenant_id))  # fmt: skip
+                          session_id=session_id, deps=deps)  # fmt: skip
         await agent.graph.ainvoke(
             {"event": "end_session", "end_reason": reason}, config, context=context
         )

@@ -34,7 +34,7 @@ from support_agent.api.deps import (
     AgentDep,
     ServicesDep,
     TenantDep,
-    reject_invalid_text,
+    check_request_edges,
 )
 from support_agent.api.handoff_routes import router as handoff_router
 from support_agent.api.memory_routes import router as memory_router
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             500: {"model": ErrorBody},
             503: {"model": ErrorBody, "description": "PostgreSQL or Redis is unavailable"},
         },
-        dependencies=[Depends(reject_invalid_text)],
+        dependencies=[Depends(check_request_edges)],
     )
 
     @app.exception_handler(SupportAgentError)

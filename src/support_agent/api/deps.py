@@ -64,13 +64,16 @@ async def get_tenant_dep(
 
 TenantDep = Annotated[str, Depends(get_tenant_dep)]
 
+#: The OpenAPI ``Retry-After`` header of a 409 or 429.
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+
 #: The OpenAPI responses of a route behind an API key.
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "no valid API key"},
     429: {
         "model": ErrorBody,
         "description": "the API key exceeded its tenant's rate limit (see `Retry-After`)",
-        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+        "headers": _RETRY_AFTER,
     },
 }
 
@@ -103,7 +106,7 @@ BUSY: dict[int | str, dict[str, Any]] = {
         "model": ErrorBody,
         "description": "`TURN_IN_PROGRESS`: another message of the session is still being answered"
         " (see `Retry-After`); on `/v1/chat` also `SESSION_ENDED`",
-        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+        "headers": _RETRY_AFTER,
     }
 }
 
@@ -125,7 +128,7 @@ def _json_media(content_type: str) -> bool:
                                            media.endswith("+json"))  # fmt: skip
 
 
-async def reject_invalid_text(request: Request) -> None:
+async def check_request_edges(request: Request) -> None:
     """Edge hygiene for every request: size, media type, and text PostgreSQL can store.
 
     A body over :data:`MAX_BODY_BYTES` or not sent as JSON is refused, and so is a path, query or

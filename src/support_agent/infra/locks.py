@@ -34,6 +34,8 @@ from support_agent.errors import InfrastructureError, TurnInProgressError
 
 logger = logging.getLogger(__name__)
 
+_BUSY = "another message of this session is still being answered; retry shortly"
+
 #: Polling interval bounds while another process holds the advisory lock (seconds).
 _POLL_MIN_S, _POLL_MAX_S = 0.005, 0.05
 
@@ -94,9 +96,7 @@ class ThreadLocks:
         pause = _POLL_MIN_S
         while not await self._call("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", key):
             if time.monotonic() + pause > deadline:
-                raise TurnInProgressError(
-                    "another message of this session is still being answered; retry shortly"
-                )
+                raise TurnInProgressError(_BUSY)
             await asyncio.sleep(pause)
             pause = min(pause * 2, _POLL_MAX_S)
 
@@ -133,9 +133,7 @@ class ThreadLocks:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     await local.lock.acquire()
             except TimeoutError as exc:
-                raise TurnInProgressError(
-                    "another message of this session is still being answered; retry shortly"
-                ) from exc
+                raise TurnInProgressError(_BUSY) from exc
             try:
                 await self._acquire_remote(key, deadline)
                 try:
