@@ -155,7 +155,7 @@ async def _tenant_key(args: argparse.Namespace) -> int:
     logging.getLogger("support_agent").setLevel(logging.WARNING)  # stdout carries only the key
 
     async def run(agent: Any) -> int:
-        print(await create_api_key(agent.services, args.tenant_name))
+        print(await create_api_key(agent.services, args.tenant_name, args.kind))
         return 0
 
     return await _with_agent(run, warm_up=False)
@@ -351,6 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = p.add_subparsers(dest="tenant_command", required=True)
     tk = tsub.add_parser("create-key", help="print a new API key for a tenant (stored hashed)")
     tk.add_argument("tenant_name", metavar="tenant")
+    tk.add_argument(
+        "--kind",
+        choices=["secret", "agent", "widget"],
+        default="secret",
+        help="secret: server side, everything; agent: the human agents' console; widget:"
+        " publishable, chat only from the tenant's allowed origins",
+    )
     tk.set_defaults(func=_tenant_key)
 
     p = sub.add_parser("intents", help="train, evaluate or cross-validate an intent model")

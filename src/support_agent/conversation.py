@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,12 +26,17 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
+from langgraph.types import Command, StreamMode
 
 from support_agent.context import Context
 from support_agent.crm.migrations import migrate
 from support_agent.crm.repository import get_interaction, idle_sessions
-from support_agent.errors import InvalidRequestError, NotFoundError, SessionEndedError
+from support_agent.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    SessionEndedError,
+)
 from support_agent.graph import make_graph
 from support_agent.intents.classifier import IntentModels
 from support_agent.services import Services
@@ -225,58 +230,97 @@ async def run_turn(
             ``TURN_LOCK_WAIT_S`` (nothing was done; resend it).
         InfrastructureError: PostgreSQL is unreachable.
     """
-    deps = agent.deps(tenant_id)
-    if not message.strip() or len(message) > MAX_MESSAGE_CHARS:
-        raise InvalidRequestError(f"message must be 1-{MAX_MESSAGE_CHARS} characters")
-    if identity and not set(identity) <= IDENTITY_KEYS:
-        raise InvalidRequestError(f"identity keys must be among {sorted(IDENTITY_KEYS)}")
-    session_id = validate_session_id(session_id or uuid.uuid4().hex)
-    async with agent.services.locks.hold(thread_id(tenant_id, session_id)):
-        return await _turn_locked(agent, deps, tenant_id, channel, session_id, message, identity)
-
-
-async def _turn_locked(
-    agent: Agent,
-    deps: TurnDeps,
-    tenant_id: str,
-    channel: str,
-    session_id: str,
-    message: str,
-    identity: dict[str, str] | None,
-) -> TurnResult:
-    """``run_turn`` once the session's lock is held."""
-    channel, awaiting = await _open_session(agent, deps, tenant_id, session_id, channel)
-    context = Context(tenant_id=tenant_id, channel=channel, session_id=session_id, deps=deps)
-    config = _config(tenant_id, session_id)
-    graph_input: Any = {
-        "messages": [HumanMessage(message)],
-        "identity": {k: v for k, v in (identity or {}).items() if v},
-        "event": "message",
-        "consent": None,
-    }
-    if awaiting and (await agent.graph.aget_state(config)).interrupts:
-        graph_input = Command(resume={"message": message})  # the answer to the proposed write
+    session_id = session_id or uuid.uuid4().hex
     nodes: list[str] = []
     approval: dict[str, Any] | None = None
     state: dict[str, Any] = {}
-    mode: str
-    chunk: Any
-    started = datetime.now(UTC)
-    try:
-        async for mode, chunk in agent.graph.astream(
-            graph_input, config, context=context, stream_mode=["updates", "values"],
-            durability="exit",
-        ):  # fmt: skip
-            if mode == "updates":
-                nodes.extend(k for k in chunk if not k.startswith("__"))
-                if chunk.get("__interrupt__"):  # the run stopped for consent to a proposed write
-                    approval = dict(chunk["__interrupt__"][0].value)
-            else:  # the whole state after each step; the last one is the turn's result
-                state = chunk
-    except Exception:
-        await _roll_back_checkpoint(agent, config, started)
-        raise
+    async for mode, chunk in stream_turn(
+        agent, tenant_id=tenant_id, channel=channel, session_id=session_id, message=message,
+        identity=identity, stream_mode=("updates", "values"),
+    ):  # fmt: skip
+        if mode == "updates":
+            nodes.extend(k for k in chunk if not k.startswith("__"))
+            if chunk.get("__interrupt__"):  # the run stopped for consent to a proposed write
+                approval = dict(chunk["__interrupt__"][0].value)
+        else:  # the whole state after each step; the last one is the turn's result
+            state = chunk
     return _result(session_id, nodes, state, approval)
+
+
+async def stream_turn(
+    agent: Agent,
+    *,
+    tenant_id: str,
+    channel: str,
+    session_id: str,
+    message: str | None,
+    identity: dict[str, str] | None = None,
+    resume: Any = None,
+    stream_mode: Sequence[StreamMode] = ("updates", "values"),
+) -> AsyncIterator[tuple[str, Any]]:
+    """Run one turn and yield what the graph streams, as ``(mode, chunk)`` pairs.
+
+    The turn of :func:`run_turn` (same lock, durability and rollback), for callers that stream
+    it: the graph endpoint sends each chunk as a server-sent event. A turn is either a customer
+    ``message`` (which answers a proposed write when one is awaited, as on ``/v1/chat``) or a
+    ``resume`` value for the awaited proposal (``{"decisions": [{"type": "approve"}]}`` from a
+    button or a reviewer; see ``nodes.await_consent``).
+
+    Args:
+        agent: the open agent.
+        tenant_id: tenant of the session.
+        channel: the session's channel when this turn starts it.
+        session_id: the session (a new id starts one).
+        message: the customer's message (1..4000 characters), or ``None`` with ``resume``.
+        identity: identifiers supplied by the channel.
+        resume: the answer to the awaited proposal (only when ``message`` is ``None``).
+        stream_mode: LangGraph stream modes (``values``, ``updates``, ``messages``, ``custom``).
+
+    Yields:
+        ``(mode, chunk)``: LangGraph's multi-mode stream items; a ``values`` chunk is the whole
+        state, an ``updates`` chunk ``{node: update}`` (``__interrupt__`` when the run stops for
+        consent), a ``messages`` chunk ``(message chunk, metadata)``.
+
+    Raises:
+        the errors of :func:`run_turn`, and
+        ConflictError: a ``resume`` when no proposal is awaited.
+        InvalidRequestError: neither a message nor a resume value.
+    """
+    deps = agent.deps(tenant_id)
+    if message is None and resume is None:
+        raise InvalidRequestError("send a message or a resume value")
+    if message is not None and (not message.strip() or len(message) > MAX_MESSAGE_CHARS):
+        raise InvalidRequestError(f"message must be 1-{MAX_MESSAGE_CHARS} characters")
+    if identity and not set(identity) <= IDENTITY_KEYS:
+        raise InvalidRequestError(f"identity keys must be among {sorted(IDENTITY_KEYS)}")
+    validate_session_id(session_id)
+    async with agent.services.locks.hold(thread_id(tenant_id, session_id)):
+        channel, awaiting = await _open_session(agent, deps, tenant_id, session_id, channel)
+        context = Context(tenant_id=tenant_id, channel=channel, session_id=session_id, deps=deps)
+        config = _config(tenant_id, session_id)
+        pending = awaiting and bool((await agent.graph.aget_state(config)).interrupts)
+        graph_input: Any = {
+            "messages": [HumanMessage(message or "")],
+            "identity": {k: v for k, v in (identity or {}).items() if v},
+            "event": "message",
+            "consent": None,
+        }
+        if message is None:
+            if not pending:
+                raise ConflictError("nothing to resume: no proposed action awaits an answer")
+            graph_input = Command(resume=resume)
+        elif pending:
+            graph_input = Command(resume={"message": message})  # the answer to the proposal
+        started = datetime.now(UTC)
+        try:
+            async for mode, chunk in agent.graph.astream(
+                graph_input, config, context=context, stream_mode=list(stream_mode),
+                durability="exit",
+            ):  # fmt: skip
+                yield mode, chunk
+        except BaseException:  # a failure or a cancelled run: the thread stays as it was
+            await asyncio.shield(_roll_back_checkpoint(agent, config, started))
+            raise
 
 
 async def _roll_back_checkpoint(agent: Agent, config: RunnableConfig, started: datetime) -> None:

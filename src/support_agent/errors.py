@@ -6,6 +6,8 @@ Hierarchy::
     ├── NotFoundError              a tenant, customer, session or order does not exist (→ 404)
     ├── InvalidRequestError        malformed or inconsistent input (→ 422)
     ├── UnauthorizedError          missing or wrong credentials (→ 401)
+    ├── ForbiddenError             a valid key of a kind not allowed here (→ 403)
+    ├── ConflictError              the request conflicts with the resource's state (→ 409)
     ├── SessionEndedError          a message for a session that has ended (→ 409)
     ├── TurnInProgressError        the session is busy with another message for too long (→ 409)
     ├── RateLimitedError           the API key sent too many requests (→ 429)
@@ -58,6 +60,20 @@ class UnauthorizedError(SupportAgentError):
 
     code = "UNAUTHORIZED"
     status = 401
+
+
+class ForbiddenError(SupportAgentError):
+    """A valid credential that may not do this (a publishable widget key on the memory API)."""
+
+    code = "FORBIDDEN"
+    status = 403
+
+
+class ConflictError(SupportAgentError):
+    """The request conflicts with the resource's state (an existing thread, nothing to resume)."""
+
+    code = "CONFLICT"
+    status = 409
 
 
 class InfrastructureError(SupportAgentError):

@@ -2,12 +2,14 @@
 
 Every error answers ``{"error": {"code": "...", "message": "..."}}`` with a stable code:
 ``INVALID_REQUEST`` (400 unreadable body, 422 invalid input), ``UNAUTHORIZED`` (401, missing or
-invalid bearer key), ``NOT_FOUND`` (404, also an unknown route), ``METHOD_NOT_ALLOWED`` (405, with
-``Allow``), ``SESSION_ENDED`` and ``TURN_IN_PROGRESS`` (409, the latter with ``Retry-After``),
-``PAYLOAD_TOO_LARGE`` (413), ``UNSUPPORTED_MEDIA_TYPE`` (415), ``RATE_LIMITED`` (429, with
-``Retry-After``), ``SERVICE_UNAVAILABLE`` (503, a database or cache is down) and
-``INTERNAL_ERROR`` (500). Messages are fixed per code or come from our own domain errors, never
-from an internal exception's text.
+invalid bearer key), ``FORBIDDEN`` (403, a kind of key the route does not accept, or a widget
+key from an origin its tenant does not allow), ``NOT_FOUND`` (404, also an unknown route),
+``METHOD_NOT_ALLOWED`` (405, with ``Allow``), ``SESSION_ENDED``, ``CONFLICT`` and
+``TURN_IN_PROGRESS`` (409, the latter with ``Retry-After``), ``PAYLOAD_TOO_LARGE`` (413),
+``UNSUPPORTED_MEDIA_TYPE`` (415), ``RATE_LIMITED`` (429, with ``Retry-After``),
+``SERVICE_UNAVAILABLE`` (503, a database or cache is down) and ``INTERNAL_ERROR`` (500).
+Messages are fixed per code or come from our own domain errors, never from an internal
+exception's text.
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ from support_agent.api.deps import (
     BUSY,
     UNAUTHORIZED,
     AgentDep,
+    ChatTenantDep,
     ServicesDep,
-    TenantDep,
     check_request_edges,
 )
+from support_agent.api.graph_routes import public_router as graph_public_router
+from support_agent.api.graph_routes import router as graph_router
 from support_agent.api.handoff_routes import router as handoff_router
 from support_agent.api.memory_routes import router as memory_router
 from support_agent.api.ratelimit import RateLimiter
+from support_agent.api.runs import RunRegistry
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
 from support_agent.conversation import Agent, end_session, run_turn, sweep_idle_sessions
 from support_agent.errors import SupportAgentError
@@ -88,6 +93,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             )
             app.state.agent = opened
             app.state.limiter = RateLimiter(opened.services)
+            app.state.runs = runs = RunRegistry(opened)
             stop = asyncio.Event()
             tasks = [asyncio.create_task(_sweeper(opened))]
             if opened.services.settings.memory_worker:
@@ -95,6 +101,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             try:
                 yield
             finally:
+                await runs.close()
                 stop.set()
                 for task in tasks:
                     task.cancel()
@@ -172,7 +179,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
         )
 
     @app.post("/v1/chat", response_model=ChatResponse, responses={**UNAUTHORIZED, **BUSY})
-    async def chat(body: ChatRequest, agent: AgentDep, tenant_id: TenantDep) -> dict[str, Any]:
+    async def chat(body: ChatRequest, agent: AgentDep, tenant_id: ChatTenantDep) -> dict[str, Any]:
         """Handle one customer message; starts a session when ``session_id`` is absent."""
         identity = body.customer.model_dump(exclude_none=True) if body.customer else None
         result = await run_turn(
@@ -198,10 +205,12 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
         response_model=EndSessionResponse,
         responses={**UNAUTHORIZED, **BUSY},
     )
-    async def end(session_id: str, agent: AgentDep, tenant_id: TenantDep) -> dict[str, Any]:
+    async def end(session_id: str, agent: AgentDep, tenant_id: ChatTenantDep) -> dict[str, Any]:
         """End a session now and queue its memory job (idempotent)."""
         return await end_session(agent, tenant_id=tenant_id, session_id=session_id)
 
+    app.include_router(graph_public_router)
+    app.include_router(graph_router)
     app.include_router(memory_router)
     app.include_router(handoff_router)
     for route in app.routes:  # every route with a body documents the body's errors

@@ -13,12 +13,13 @@ from support_agent.api.ratelimit import RateLimiter
 from support_agent.api.schemas import ErrorBody
 from support_agent.conversation import Agent
 from support_agent.errors import (
+    ForbiddenError,
     InvalidRequestError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
 from support_agent.services import Services
-from support_agent.tenancy import hash_key, tenant_for_key
+from support_agent.tenancy import Principal, principal_for_key
 
 
 def get_agent_dep(request: Request) -> Agent:
@@ -43,26 +44,77 @@ ServicesDep = Annotated[Services, Depends(get_services_dep)]
 _BEARER = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer sk_…`")
 
 
-async def get_tenant_dep(
+def allowed_origin(services: Services, tenant_id: str, origin: str) -> bool:
+    """Whether a browser page of ``origin`` may use ``tenant_id``'s widget key."""
+    pack = services.tenants.get(tenant_id)
+    return origin.rstrip("/") in {o.rstrip("/") for o in pack.config.widget.allowed_origins}
+
+
+async def get_principal_dep(
     request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
-) -> str:
-    """The tenant of the bearer API key (``me``), after counting the request against its limit.
+) -> Principal:
+    """The caller: a bearer API key's tenant and kind, after counting the request.
+
+    The key comes as ``Authorization: Bearer <key>`` or, as the ``langgraph-sdk`` clients send
+    it, ``X-Api-Key: <key>``. A widget key used from a browser page must come from one of its
+    tenant's ``widget.allowed_origins``.
 
     Raises:
         UnauthorizedError: (401 ``UNAUTHORIZED``) no key, another scheme, or an unknown key.
+        ForbiddenError: (403 ``FORBIDDEN``) a widget key from an origin its tenant does not allow.
         RateLimitedError: (429 ``RATE_LIMITED``) the key exceeded its tenant's rate limit.
     """
-    header = None if credentials is None else f"Bearer {credentials.credentials}"
-    tenant_id = await tenant_for_key(services, header)
+    key = credentials.credentials if credentials is not None else request.headers.get("x-api-key")
+    principal = await principal_for_key(services, key)
+    origin = request.headers.get("origin")
+    if (
+        principal.kind == "widget"
+        and origin
+        and not allowed_origin(services, principal.tenant_id, origin)
+    ):
+        raise ForbiddenError("this widget key may not be used from this origin")
     limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
-    if limiter is not None and credentials is not None:
-        await limiter.hit(tenant_id, hash_key(credentials.credentials.strip()))
-    return tenant_id
+    if limiter is not None:
+        await limiter.hit(principal.tenant_id, principal.key_hash)
+    return principal
 
 
+PrincipalDep = Annotated[Principal, Depends(get_principal_dep)]
+
+
+def get_tenant_dep(principal: PrincipalDep) -> str:
+    """The tenant of a server-side key (``secret`` or ``agent``); widget keys are refused.
+
+    Raises:
+        ForbiddenError: (403 ``FORBIDDEN``) a publishable widget key.
+    """
+    return principal.require("secret", "agent")
+
+
+#: The tenant of a server-side key (the memory API, handoffs, MCP).
 TenantDep = Annotated[str, Depends(get_tenant_dep)]
+
+
+def get_secret_tenant_dep(principal: PrincipalDep) -> str:
+    """The tenant of a ``secret`` key (erasure).
+
+    Raises:
+        ForbiddenError: (403 ``FORBIDDEN``) an agent or widget key.
+    """
+    return principal.require("secret")
+
+
+SecretTenantDep = Annotated[str, Depends(get_secret_tenant_dep)]
+
+
+def get_chat_tenant_dep(principal: PrincipalDep) -> str:
+    """The tenant of any key, widget keys included (chat and the graph endpoint)."""
+    return principal.tenant_id
+
+
+ChatTenantDep = Annotated[str, Depends(get_chat_tenant_dep)]
 
 #: The OpenAPI ``Retry-After`` header of a 409 or 429.
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
@@ -70,6 +122,11 @@ _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "s
 #: The OpenAPI responses of a route behind an API key.
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "no valid API key"},
+    403: {
+        "model": ErrorBody,
+        "description": "`FORBIDDEN`: a kind of key this route does not accept (a widget key"
+        " outside chat), or a widget key from an origin its tenant does not allow",
+    },
     429: {
         "model": ErrorBody,
         "description": "the API key exceeded its tenant's rate limit (see `Retry-After`)",

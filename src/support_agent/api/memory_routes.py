@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from support_agent.api.deps import BUSY, UNAUTHORIZED, ServicesDep, TenantDep
+from support_agent.api.deps import BUSY, UNAUTHORIZED, SecretTenantDep, ServicesDep, TenantDep
 from support_agent.memory_store.erasure import erase_customer
 from support_agent.memory_store.identity import link_identity, merge_customers
 from support_agent.memory_store.profiles import (
@@ -118,8 +118,11 @@ async def export(
 
 
 @router.delete("/customers/{customer_id}", responses=BUSY)
-async def erase(customer_id: str, svc: ServicesDep, tenant_id: TenantDep) -> dict[str, Any]:
-    """Erase the customer everywhere (right to be forgotten); returns what was deleted."""
+async def erase(customer_id: str, svc: ServicesDep, tenant_id: SecretTenantDep) -> dict[str, Any]:
+    """Erase the customer everywhere (right to be forgotten); returns what was deleted.
+
+    Only a ``secret`` key may erase (an agent's console key may not).
+    """
     return await erase_customer(svc, tenant_id, customer_id)
 
 

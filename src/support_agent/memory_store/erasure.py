@@ -31,6 +31,8 @@ _PG_DELETES: list[tuple[str, str]] = [
     ("memory_jobs", "tenant_id = %(t)s AND customer_id = %(c)s"),
     ("handoffs", "tenant_id = %(t)s AND (customer_id = %(c)s OR session_id = ANY(%(s)s))"),
     ("messages", "tenant_id = %(t)s AND interaction_id = ANY(%(s)s)"),
+    # the graph endpoint's threads of these sessions (client metadata; their runs cascade)
+    ("graph_threads", "tenant_id = %(t)s AND thread_id = ANY(%(s)s)"),
     ("policy_audit", "tenant_id = %(t)s AND interaction_id = ANY(%(s)s)"),
     ("account_actions",
      "tenant_id = %(t)s AND (customer_id = %(c)s OR interaction_id = ANY(%(s)s))"),

@@ -197,6 +197,24 @@ class IntentCue(_Strict):
         return value
 
 
+class WidgetConfig(_Strict):
+    """The chat widget of a tenant (``widget:`` in ``tenant.yaml``).
+
+    Attributes:
+        allowed_origins: web origins (``https://shop.example``) whose pages may embed the widget
+            and call the graph endpoint with the tenant's publishable key (CORS); none: no
+            browser origin may.
+        identity_secret_env: the environment variable holding the HMAC secret the tenant's site
+            signs logged-in customers' tokens with (HS256 JWT, ``sub`` = customer id); unset:
+            widget visitors identify in the conversation.
+        title: the widget's heading.
+    """
+
+    allowed_origins: tuple[str, ...] = ()
+    identity_secret_env: str | None = None
+    title: str = "Support"
+
+
 class TenantConfig(_Strict):
     """Configuration of one tenant, from ``tenants/<id>/tenant.yaml``.
 
@@ -220,6 +238,7 @@ class TenantConfig(_Strict):
             ``shared:<path>`` inside ``SHARED_DATA_DIR``, or a list of them.
         rate_limit: requests per API key of this tenant in the ``limits`` notation
             (``"120/minute"``, ``"10/second;600/hour"``); ``None`` uses ``RATE_LIMIT``.
+        widget: the chat widget's allowed origins and identity secret.
         memory / handoff / clv / ranking: see their models.
         pack_dir: the pack folder (set by the loader).
     """
@@ -236,6 +255,7 @@ class TenantConfig(_Strict):
     help_topics: str = "your account"
     intents_file: str | tuple[str, ...] = "intents.csv"
     rate_limit: str | None = None
+    widget: WidgetConfig = WidgetConfig()
     memory: MemoryConfig = MemoryConfig()
     handoff: HandoffConfig = HandoffConfig()
     clv: ClvConfig = ClvConfig()

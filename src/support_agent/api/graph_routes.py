@@ -1,0 +1,614 @@
+"""The graph endpoint: a subset of the LangGraph API (Agent Protocol) on our own app.
+
+The official ``langgraph-sdk`` clients (Python, JavaScript), LangChain's agent-chat-ui and the
+chat widget talk to the support graph through these routes, behind our API keys and tenancy. A
+**thread is a session** (its id is the session id; its checkpoints are the session's, under
+``"{tenant_id}:{thread_id}"``), so a key only ever sees its own tenant's threads: a thread id of
+another tenant answers 404.
+
+- ``GET /info``; ``POST /assistants/search``, ``GET /assistants/{id}``: one assistant, the
+  ``support_agent`` graph (its id is the graph id or the UUID the LangGraph API derives from it);
+- ``POST /threads``, ``GET /threads/{id}``, ``GET /threads/{id}/state``; and for server keys
+  only ``POST /threads/search`` (metadata filter), ``POST /threads/{id}/history`` and ``DELETE
+  /threads/{id}`` (ends the session, so its memory is written, then forgets the thread);
+- ``POST /threads/{id}/runs`` (background), ``/runs/stream`` (server-sent events, with
+  ``Content-Location`` naming the run), ``/runs/wait``; ``GET /threads/{id}/runs/{run}``,
+  ``.../stream`` (join, from ``Last-Event-ID``), ``.../join`` (wait); ``POST
+  .../cancel``.
+
+A run's ``input`` is ``{"messages": [{"role": "user", "content": "..."}]}`` (the last user
+message is the turn's message; ``type: human`` and content blocks work too), optionally with
+``identity`` (server keys) and ``channel``; ``context.customer_token`` carries a logged-in
+customer's signed token (HS256 JWT from the tenant's site, ``sub`` = customer id, ``aud`` =
+tenant id) and ``context.channel`` the channel. ``command.resume`` answers the proposed write the
+thread awaits (``{"decisions": [{"type": "approve"}]}``, or ``{"message": "yes"}``).
+
+A publishable widget key may create threads and run them, and reads only the public part of a
+thread's state (:func:`~support_agent.api.runs.public_values`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+import jwt
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
+from langgraph.types import StateSnapshot
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from support_agent.api.deps import UNAUTHORIZED, AgentDep, PrincipalDep
+from support_agent.api.runs import (
+    ASSISTANT_ID,
+    GRAPH_ID,
+    STREAM_MODES,
+    Run,
+    RunRegistry,
+    TurnSpec,
+    public_values,
+    to_jsonable,
+)
+from support_agent.conversation import Agent, end_session
+from support_agent.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotFoundError,
+    SessionEndedError,
+    UnauthorizedError,
+)
+from support_agent.tenancy import Principal
+from support_agent.threads import thread_id as checkpoint_thread
+
+router = APIRouter(tags=["graph (LangGraph API)"], responses=UNAUTHORIZED)
+#: Routes without a key (``/info``).
+public_router = APIRouter(tags=["graph (LangGraph API)"])
+
+ThreadId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")]
+_THREAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+_CHANNEL = re.compile(r"^[a-z_]{1,32}$")
+
+
+class ThreadCreate(BaseModel):
+    """``POST /threads``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    thread_id: ThreadId | None = None
+    metadata: dict[str, Any] | None = None
+    if_exists: Literal["raise", "do_nothing"] | None = None
+
+
+class ThreadSearch(BaseModel):
+    """``POST /threads/search``: threads whose metadata contains ``metadata``, newest first."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    metadata: dict[str, Any] | None = None
+    status: Literal["idle", "busy", "interrupted", "error"] | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class HistoryRequest(BaseModel):
+    """``POST /threads/{id}/history``: the thread's checkpoints, newest first."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(10, ge=1, le=1000)
+    before: dict[str, Any] | str | None = None
+
+
+class RunCreate(BaseModel):
+    """``POST /threads/{id}/runs[/stream|/wait]`` (the fields the support graph uses)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    assistant_id: str = Field(min_length=1, max_length=100)
+    input: dict[str, Any] | None = None
+    command: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    stream_mode: str | list[str] | None = None
+    if_not_exists: Literal["create", "reject"] | None = None
+
+
+def _assistant() -> dict[str, Any]:
+    return {
+        "assistant_id": ASSISTANT_ID,
+        "graph_id": GRAPH_ID,
+        "name": GRAPH_ID,
+        "description": "Customer support with a memory of every customer",
+        "config": {},
+        "context": {},
+        "metadata": {"created_by": "system"},
+        "version": 1,
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "updated_at": "2026-01-01T00:00:00+00:00",
+    }
+
+
+def _check_assistant(assistant_id: str) -> str:
+    if assistant_id not in (GRAPH_ID, ASSISTANT_ID):
+        raise NotFoundError("assistant not found")
+    return ASSISTANT_ID
+
+
+def _registry(request: Request) -> RunRegistry:
+    registry: RunRegistry = request.app.state.runs
+    return registry
+
+
+async def _thread_row(agent: Agent, tenant_id: str, thread: str) -> dict[str, Any]:
+    """The thread's row, if it is this tenant's.
+
+    Raises:
+        NotFoundError: no such thread for this tenant (also a malformed id).
+    """
+    if not _THREAD_ID.match(thread):
+        raise NotFoundError("thread not found")
+    async with agent.services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT * FROM graph_threads WHERE tenant_id = %s AND thread_id = %s",
+                (tenant_id, thread),
+            )
+        ).fetchone()
+    if row is None:
+        raise NotFoundError("thread not found")
+    return dict(row)
+
+
+async def _create_thread(
+    agent: Agent, tenant_id: str, thread: str, metadata: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Insert a thread; ``None`` when it exists already."""
+    async with agent.services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "INSERT INTO graph_threads (tenant_id, thread_id, metadata) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING RETURNING *",
+                (tenant_id, thread, json.dumps(metadata)),
+            )
+        ).fetchone()
+    return None if row is None else dict(row)
+
+
+def _snapshot(thread: str, snap: StateSnapshot, full: bool) -> dict[str, Any]:
+    """A checkpoint in the LangGraph API's ``ThreadState`` shape (ids are the client's)."""
+    conf = snap.config.get("configurable", {}) if snap.config else {}
+    parent = (snap.parent_config or {}).get("configurable", {})
+    values = to_jsonable(snap.values) if isinstance(snap.values, dict) else {}
+    interrupts = [to_jsonable(i) for i in snap.interrupts]
+    if interrupts:
+        values["__interrupt__"] = interrupts
+    return {
+        "values": public_values(values, full),
+        "next": list(snap.next),
+        "tasks": [
+            {"id": t.id, "name": t.name, "interrupts": [to_jsonable(i) for i in t.interrupts]}
+            for t in snap.tasks
+        ],
+        "interrupts": interrupts,
+        "metadata": to_jsonable(dict(snap.metadata or {})) if full else {},
+        "created_at": snap.created_at,
+        "checkpoint": {
+            "thread_id": thread,
+            "checkpoint_ns": "",
+            "checkpoint_id": conf.get("checkpoint_id"),
+        },  # fmt: skip
+        "parent_checkpoint": (
+            {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent.get("checkpoint_id")}
+            if parent
+            else None
+        ),  # fmt: skip
+    }
+
+
+async def _state(agent: Agent, tenant_id: str, thread: str) -> StateSnapshot:
+    config = {"configurable": {"thread_id": checkpoint_thread(tenant_id, thread)}}
+    return await agent.graph.aget_state(config)  # type: ignore[arg-type]
+
+
+async def _thread(agent: Agent, row: dict[str, Any], full: bool) -> dict[str, Any]:
+    """A thread in the LangGraph API's ``Thread`` shape, with its current values."""
+    snap = await _state(agent, row["tenant_id"], row["thread_id"])
+    state = _snapshot(row["thread_id"], snap, full)
+    return {
+        "thread_id": row["thread_id"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+        "metadata": row["metadata"],
+        "status": row["status"],
+        "values": state["values"],
+        "interrupts": {t["id"]: t["interrupts"] for t in state["tasks"] if t["interrupts"]},
+    }
+
+
+@public_router.get("/info")
+async def info() -> dict[str, Any]:
+    """The server: version and capabilities (no key needed)."""
+    return {"version": "0.1.0", "flags": {"assistants": True, "crons": False,
+                                          "langsmith": False}}  # fmt: skip
+
+
+@router.post("/assistants/search")
+async def search_assistants(_: PrincipalDep) -> list[dict[str, Any]]:
+    """The assistants: the one support graph."""
+    return [_assistant()]
+
+
+@router.get("/assistants/{assistant_id}")
+async def get_assistant(assistant_id: str, _: PrincipalDep) -> dict[str, Any]:
+    """The support graph's assistant (by assistant id or graph id)."""
+    _check_assistant(assistant_id)
+    return _assistant()
+
+
+@router.post("/threads")
+async def create_thread(
+    body: ThreadCreate, agent: AgentDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Create a thread (a session); ``if_exists=do_nothing`` returns an existing one.
+
+    Raises:
+        ConflictError: (409) the thread exists and ``if_exists`` is not ``do_nothing``.
+    """
+    thread = body.thread_id or str(uuid.uuid4())
+    row = await _create_thread(agent, principal.tenant_id, thread, body.metadata or {})
+    if row is None:
+        if body.if_exists != "do_nothing":
+            raise ConflictError("thread already exists")
+        row = await _thread_row(agent, principal.tenant_id, thread)
+    return await _thread(agent, row, principal.kind != "widget")
+
+
+@router.post("/threads/search")
+async def search_threads(
+    body: ThreadSearch, agent: AgentDep, principal: PrincipalDep
+) -> list[dict[str, Any]]:
+    """The tenant's threads whose metadata contains ``metadata``, newest first (server keys)."""
+    tenant_id = principal.require("secret", "agent")
+    async with agent.services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT * FROM graph_threads WHERE tenant_id = %s AND metadata @> %s"
+                " AND (%s::text IS NULL OR status = %s)"
+                " ORDER BY updated_at DESC, thread_id LIMIT %s OFFSET %s",
+                (
+                    tenant_id,
+                    json.dumps(body.metadata or {}),
+                    body.status,
+                    body.status,
+                    body.limit,
+                    body.offset,
+                ),
+            )  # fmt: skip
+        ).fetchall()
+    return [await _thread(agent, dict(r), True) for r in rows]
+
+
+@router.get("/threads/{thread_id}")
+async def get_thread(thread_id: str, agent: AgentDep, principal: PrincipalDep) -> dict[str, Any]:
+    """A thread with its current values."""
+    row = await _thread_row(agent, principal.tenant_id, thread_id)
+    return await _thread(agent, row, principal.kind != "widget")
+
+
+@router.get("/threads/{thread_id}/state")
+async def get_state(thread_id: str, agent: AgentDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The thread's current state (``values``, ``next``, ``tasks`` with interrupts)."""
+    await _thread_row(agent, principal.tenant_id, thread_id)
+    snap = await _state(agent, principal.tenant_id, thread_id)
+    return _snapshot(thread_id, snap, principal.kind != "widget")
+
+
+@router.post("/threads/{thread_id}/history")
+async def history(
+    thread_id: str, body: HistoryRequest, agent: AgentDep, principal: PrincipalDep
+) -> list[dict[str, Any]]:
+    """The thread's checkpoints, newest first (server keys)."""
+    tenant_id = principal.require("secret", "agent")
+    await _thread_row(agent, tenant_id, thread_id)
+    config = {"configurable": {"thread_id": checkpoint_thread(tenant_id, thread_id)}}
+    before = body.before
+    if isinstance(before, dict):
+        before = (before.get("configurable") or before).get("checkpoint_id")
+    before_config = (
+        {"configurable": {**config["configurable"], "checkpoint_id": before}} if before else None
+    )
+    return [
+        _snapshot(thread_id, snap, True)
+        async for snap in agent.graph.aget_state_history(
+            config,  # type: ignore[arg-type]
+            limit=body.limit,
+            before=before_config,  # type: ignore[arg-type]
+        )
+    ]
+
+
+@router.delete("/threads/{thread_id}", status_code=204)
+async def delete_thread(thread_id: str, agent: AgentDep, principal: PrincipalDep) -> Response:
+    """End the thread's session (its memory is written) and forget the thread (server keys)."""
+    tenant_id = principal.require("secret", "agent")
+    await _thread_row(agent, tenant_id, thread_id)
+    try:
+        await end_session(agent, tenant_id=tenant_id, session_id=thread_id)
+    except NotFoundError:
+        pass  # no message was ever sent: nothing to end
+    async with agent.services.pool.connection() as conn:
+        await conn.execute(
+            "DELETE FROM graph_threads WHERE tenant_id = %s AND thread_id = %s",
+            (tenant_id, thread_id),
+        )
+    await agent.services.checkpointer.adelete_thread(checkpoint_thread(tenant_id, thread_id))
+    return Response(status_code=204)
+
+
+def _text(content: Any) -> str:
+    """A message's text: a string, or the text blocks of a content list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            str(b.get("text", "")) if isinstance(b, dict) else str(b) for b in content
+        ).strip()
+    return ""
+
+
+def _customer_token(agent: Agent, tenant_id: str, token: str) -> dict[str, str]:
+    """The identity in a logged-in customer's signed token.
+
+    Raises:
+        UnauthorizedError: the tenant has no identity secret, or the token is invalid/expired.
+    """
+    env = agent.services.tenants.get(tenant_id).config.widget.identity_secret_env
+    secret = os.environ.get(env) if env else None
+    if not secret:
+        raise UnauthorizedError("this tenant does not accept customer tokens")
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], audience=tenant_id,
+            options={"require": ["sub", "exp", "aud"]},
+        )  # fmt: skip
+    except jwt.InvalidTokenError as exc:
+        raise UnauthorizedError("invalid or expired customer token") from exc
+    return {"customer_id": str(claims["sub"])}
+
+
+def _turn_spec(agent: Agent, principal: Principal, body: RunCreate) -> TurnSpec:
+    """What the run does, from its input, command and context.
+
+    Raises:
+        InvalidRequestError: no user message and no resume value, or a malformed field.
+        ForbiddenError: a widget key sending an identity (it sends a signed customer token).
+        UnauthorizedError: an invalid customer token.
+    """
+    data = body.input or {}
+    context = body.context or {}
+    channel = str(context.get("channel") or data.get("channel") or "chat")
+    if not _CHANNEL.match(channel):
+        raise InvalidRequestError("channel must be 1-32 lower-case letters or _")
+    identity = data.get("identity")
+    if identity is not None:
+        if principal.kind == "widget":
+            raise ForbiddenError("a widget key identifies a customer with a signed customer_token")
+        if not isinstance(identity, dict) or not all(isinstance(v, str) for v in identity.values()):
+            raise InvalidRequestError("input.identity must be an object of strings")
+    token = context.get("customer_token")
+    if token:
+        identity = {**(identity or {}), **_customer_token(agent, principal.tenant_id, str(token))}
+    if body.command is not None:
+        if set(body.command) - {"resume"} or "resume" not in body.command:
+            raise InvalidRequestError("command supports only resume")
+        return TurnSpec(channel, None, identity, body.command["resume"])
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequestError("input.messages must hold the customer's message")
+    users = [
+        m for m in messages
+        if isinstance(m, dict) and (m.get("role") in ("user", "human") or m.get("type") == "human")
+    ]  # fmt: skip
+    text = _text(users[-1].get("content")) if users else ""
+    if not text:
+        raise InvalidRequestError("input.messages must hold a user message with text")
+    return TurnSpec(channel, text, identity)
+
+
+def _stream_modes(body: RunCreate) -> list[str]:
+    modes = body.stream_mode or ["values"]
+    modes = [modes] if isinstance(modes, str) else modes
+    unknown = [m for m in modes if m not in STREAM_MODES]
+    if unknown:
+        raise InvalidRequestError(
+            f"stream_mode {unknown[0]!r} is not supported; use {sorted(STREAM_MODES)}"
+        )
+    return list(dict.fromkeys(modes))
+
+
+async def _start(
+    request: Request, agent: Agent, principal: Principal, thread_id: str, body: RunCreate
+) -> Run:
+    """Validate a run request and start the run.
+
+    Raises:
+        NotFoundError: unknown thread (unless ``if_not_exists=create``) or assistant.
+        SessionEndedError: the thread's session has ended.
+    """
+    assistant_id = _check_assistant(body.assistant_id)
+    spec = _turn_spec(agent, principal, body)
+    modes = _stream_modes(body)
+    tenant_id = principal.tenant_id
+    try:
+        await _thread_row(agent, tenant_id, thread_id)
+    except NotFoundError:
+        if body.if_not_exists != "create" or not _THREAD_ID.match(thread_id):
+            raise
+        await _create_thread(agent, tenant_id, thread_id, body.metadata or {})
+    async with agent.services.pool.connection() as conn:
+        ended = await (
+            await conn.execute(
+                "SELECT 1 FROM interactions WHERE tenant_id = %s AND id = %s AND status = 'ended'",
+                (tenant_id, thread_id),
+            )
+        ).fetchone()
+    if ended:
+        raise SessionEndedError("this session has ended; start a new thread")
+    return await _registry(request).start(tenant_id, thread_id, assistant_id, modes, spec)
+
+
+def _events(run: Run, full: bool, after: int = 0) -> AsyncIterator[ServerSentEvent]:
+    """The run's events as server-sent events (values filtered for widget keys)."""
+
+    async def gen() -> AsyncIterator[ServerSentEvent]:
+        async for seq, event, data in run.subscribe(after):
+            if event == "values":
+                data = public_values(data, full)
+            elif event in ("updates", "custom") and not full:
+                continue  # node updates carry the 360 and policy: server keys only
+            yield ServerSentEvent(data=json.dumps(data, default=str), event=event, id=str(seq))
+
+    return gen()
+
+
+def _sse(run: Run, full: bool, after: int = 0) -> EventSourceResponse:
+    path = f"/threads/{run.thread_id}/runs/{run.run_id}"
+    return EventSourceResponse(
+        _events(run, full, after),
+        headers={"Content-Location": path, "Location": f"{path}/stream"},
+    )
+
+
+_SSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}
+}
+
+
+@router.post("/threads/{thread_id}/runs/stream", responses=_SSE)
+async def stream_run(
+    thread_id: str, body: RunCreate, request: Request, agent: AgentDep, principal: PrincipalDep
+) -> EventSourceResponse:
+    """Start a run and stream its events (``metadata`` … ``end``)."""
+    run = await _start(request, agent, principal, thread_id, body)
+    return _sse(run, principal.kind != "widget")
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(
+    thread_id: str, body: RunCreate, request: Request, agent: AgentDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Start a run in the background; join it with ``GET .../runs/{run}/stream``."""
+    run = await _start(request, agent, principal, thread_id, body)
+    return run.as_dict()
+
+
+async def _finished(run: Run, full: bool) -> dict[str, Any]:
+    """The run's last values once it finished; its error as an HTTP error if it failed."""
+    if run.task is not None:
+        await run.task
+    if run.failure is not None:
+        raise run.failure
+    if run.error is not None:
+        raise ConflictError(run.error["message"])
+    return public_values(run.values, full)
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(
+    thread_id: str, body: RunCreate, request: Request, agent: AgentDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Run and return the thread's values at the end (``__interrupt__`` when it awaits a yes)."""
+    run = await _start(request, agent, principal, thread_id, body)
+    return await _finished(run, principal.kind != "widget")
+
+
+async def _run_or_404(
+    request: Request, agent: Agent, principal: Principal, thread_id: str, run_id: str
+) -> Run | dict[str, Any]:
+    """The live run of this process, else its recorded row.
+
+    Raises:
+        NotFoundError: no such run on this tenant's thread.
+    """
+    run = _registry(request).get(principal.tenant_id, thread_id, run_id)
+    if run is not None:
+        return run
+    try:
+        uuid.UUID(run_id)
+    except ValueError as exc:
+        raise NotFoundError("run not found") from exc
+    async with agent.services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT * FROM graph_runs WHERE run_id = %s AND tenant_id = %s AND thread_id = %s",
+                (run_id, principal.tenant_id, thread_id),
+            )
+        ).fetchone()
+    if row is None:
+        raise NotFoundError("run not found")
+    return dict(row)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(
+    thread_id: str, run_id: str, request: Request, agent: AgentDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """A run and its status."""
+    found = await _run_or_404(request, agent, principal, thread_id, run_id)
+    if isinstance(found, Run):
+        return found.as_dict()
+    return {
+        "run_id": str(found["run_id"]), "thread_id": found["thread_id"],
+        "assistant_id": found["assistant_id"], "status": found["status"],
+        "created_at": found["created_at"].isoformat(),
+        "updated_at": found["updated_at"].isoformat(), "metadata": {},
+        "multitask_strategy": "enqueue", "kwargs": {},
+    }  # fmt: skip
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream", responses=_SSE)
+async def join_stream(
+    thread_id: str,
+    run_id: str,
+    request: Request,
+    agent: AgentDep,
+    principal: PrincipalDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> EventSourceResponse:
+    """Join a run's stream: the events after ``Last-Event-ID`` (all without it), then live."""
+    found = await _run_or_404(request, agent, principal, thread_id, run_id)
+    if not isinstance(found, Run):
+        raise NotFoundError("the run's events are no longer kept; read the thread's state")
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    return _sse(found, principal.kind != "widget", after)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(
+    thread_id: str, run_id: str, request: Request, agent: AgentDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Wait for a run to finish and return the thread's values."""
+    found = await _run_or_404(request, agent, principal, thread_id, run_id)
+    if isinstance(found, Run):
+        return await _finished(found, principal.kind != "widget")
+    snap = await _state(agent, principal.tenant_id, thread_id)
+    values: dict[str, Any] = _snapshot(thread_id, snap, principal.kind != "widget")["values"]
+    return values
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202)
+async def cancel_run(
+    thread_id: str, run_id: str, request: Request, agent: AgentDep, principal: PrincipalDep
+) -> Response:
+    """Cancel a run; a turn in progress is rolled back (the thread stays as it was)."""
+    found = await _run_or_404(request, agent, principal, thread_id, run_id)
+    if isinstance(found, Run):
+        await _registry(request).cancel(found)
+    return Response(status_code=202)
