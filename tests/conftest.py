@@ -7,14 +7,18 @@ customers or session ids, so they stay independent of each other.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
 from support_agent.api.app import create_app
 from support_agent.conversation import Agent, TurnResult, end_session, run_turn
@@ -47,11 +51,33 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 TEST_PACKS = Path(__file__).resolve().parent / "packs"
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+#: The origin the browser tests serve their host page from (retail's widget allows it) and the
+#: environment variable of retail's customer-token secret in the tests.
+WIDGET_ORIGIN = f"http://127.0.0.1:{free_port()}"
+WIDGET_SECRET_ENV = "RETAIL_WIDGET_SECRET"
+os.environ.setdefault(WIDGET_SECRET_ENV, "test-secret-" + uuid.uuid4().hex)
+
+
 @pytest.fixture(scope="session")
 def packs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Extra tenants: ``acme``, the retail pack under another name (tenant isolation tests), and
-    ``library``, a third vertical from the test tree."""
+    ``library``, a third vertical from the test tree; retail itself with the browser tests' page
+    origin among its widget's allowed origins."""
     root = tmp_path_factory.mktemp("packs")
+    shutil.copytree(PACKS_DIR / "retail", root / "retail")
+    retail = (root / "retail" / "tenant.yaml").read_text()
+    allowed = 'allowed_origins: ["http://localhost:8000", "http://127.0.0.1:8000"]'
+    assert allowed in retail
+    (root / "retail" / "tenant.yaml").write_text(
+        retail.replace(allowed, f'allowed_origins: ["{WIDGET_ORIGIN}"]')
+    )
     shutil.copytree(TEST_PACKS / "library", root / "library")
     shutil.copytree(PACKS_DIR / "retail", root / "acme")
     config = (root / "acme" / "tenant.yaml").read_text()
@@ -207,6 +233,24 @@ async def add_acme_twin(services: Services, customer_id: str) -> None:
             " ON CONFLICT DO NOTHING",
             (customer_id,),
         )
+
+
+@pytest.fixture
+async def served(agent: Agent) -> AsyncIterator[tuple[str, FastAPI]]:
+    """The API served by uvicorn on this test's event loop: ``(base URL, app)``."""
+    app = create_app(agent=agent)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            assert not serving.done(), "the API did not start"
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}", app
+    finally:
+        server.should_exit = True
+        await serving
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from support_agent.errors import (
 )
 from support_agent.graph import make_graph
 from support_agent.intents.classifier import IntentModels
+from support_agent.nodes.identify import SITE_TOKEN_KEY
 from support_agent.services import Services
 from support_agent.settings import Settings, get_settings
 from support_agent.threads import thread_id, validate_session_id
@@ -244,7 +245,7 @@ async def run_turn(
                 approval = dict(chunk["__interrupt__"][0].value)
         else:  # the whole state after each step; the last one is the turn's result
             state = chunk
-    return _result(session_id, nodes, state, approval)
+    return result_of(session_id, nodes, state, approval)
 
 
 async def stream_turn(
@@ -256,6 +257,7 @@ async def stream_turn(
     message: str | None,
     identity: dict[str, str] | None = None,
     resume: Any = None,
+    verified_customer_id: str | None = None,
     stream_mode: Sequence[StreamMode] = ("updates", "values"),
 ) -> AsyncIterator[tuple[str, Any]]:
     """Run one turn and yield what the graph streams, as ``(mode, chunk)`` pairs.
@@ -274,6 +276,8 @@ async def stream_turn(
         message: the customer's message (1..4000 characters), or ``None`` with ``resume``.
         identity: identifiers supplied by the channel.
         resume: the answer to the awaited proposal (only when ``message`` is ``None``).
+        verified_customer_id: a customer id the caller verified (the tenant site's signed
+            token): it authenticates the customer.
         stream_mode: LangGraph stream modes (``values``, ``updates``, ``messages``, ``custom``).
 
     Yields:
@@ -294,6 +298,9 @@ async def stream_turn(
     if identity and not set(identity) <= IDENTITY_KEYS:
         raise InvalidRequestError(f"identity keys must be among {sorted(IDENTITY_KEYS)}")
     validate_session_id(session_id)
+    identity = {k: v for k, v in (identity or {}).items() if v}
+    if verified_customer_id:
+        identity[SITE_TOKEN_KEY] = verified_customer_id
     async with agent.services.locks.hold(thread_id(tenant_id, session_id)):
         channel, awaiting = await _open_session(agent, deps, tenant_id, session_id, channel)
         context = Context(tenant_id=tenant_id, channel=channel, session_id=session_id, deps=deps)
@@ -301,7 +308,7 @@ async def stream_turn(
         pending = awaiting and bool((await agent.graph.aget_state(config)).interrupts)
         graph_input: Any = {
             "messages": [HumanMessage(message or "")],
-            "identity": {k: v for k, v in (identity or {}).items() if v},
+            "identity": identity,
             "event": "message",
             "consent": None,
         }
@@ -351,9 +358,17 @@ async def _roll_back_checkpoint(agent: Agent, config: RunnableConfig, started: d
     logger.warning("turn_failed_checkpoint_rolled_back", extra={"thread_id": thread})
 
 
-def _result(
+def result_of(
     session_id: str, nodes: list[str], state: dict[str, Any], approval: dict[str, Any] | None
 ) -> TurnResult:
+    """The :class:`TurnResult` of a turn from what its stream gave.
+
+    Args:
+        session_id: the session.
+        nodes: the graph nodes visited, in order.
+        state: the last ``values`` chunk (the thread's state after the turn).
+        approval: the consent interrupt's payload, if the run stopped for one.
+    """
     memory = state.get("memory") or {}
     return TurnResult(
         session_id=session_id,

@@ -27,8 +27,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from redis.exceptions import RedisError
+from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from support_agent.api.chat_stream import chat_events, chat_response
+from support_agent.api.cors import TenantCORSMiddleware
 from support_agent.api.deps import (
     BODY_ERRORS,
     BUSY,
@@ -122,6 +125,8 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
         dependencies=[Depends(check_request_edges)],
     )
 
+    app.add_middleware(TenantCORSMiddleware, state=app.state)
+
     @app.exception_handler(SupportAgentError)
     async def _domain_error(_: Request, exc: SupportAgentError) -> JSONResponse:
         response = _error(exc.status, exc.code, exc.message)
@@ -178,10 +183,28 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             content={"status": "ok" if ok else "unavailable", **checks},
         )
 
-    @app.post("/v1/chat", response_model=ChatResponse, responses={**UNAUTHORIZED, **BUSY})
-    async def chat(body: ChatRequest, agent: AgentDep, tenant_id: ChatTenantDep) -> dict[str, Any]:
+    @app.post(
+        "/v1/chat",
+        response_model=ChatResponse,
+        responses={
+            **UNAUTHORIZED,
+            **BUSY,
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "the turn as JSON, or as server-sent events when the request"
+                " says `Accept: text/event-stream`: `metadata` (`session_id`), `node` (each"
+                " graph node as it finishes), `token` (reply text as an LLM writes it), `reply`"
+                " (the JSON body), `error`, `end`",
+            },
+        },
+    )
+    async def chat(
+        body: ChatRequest, request: Request, agent: AgentDep, tenant_id: ChatTenantDep
+    ) -> Any:
         """Handle one customer message; starts a session when ``session_id`` is absent."""
         identity = body.customer.model_dump(exclude_none=True) if body.customer else None
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return EventSourceResponse(chat_events(agent, tenant_id, body, identity))
         result = await run_turn(
             agent,
             tenant_id=tenant_id,
@@ -190,15 +213,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             session_id=body.session_id,
             identity=identity,
         )
-        return {
-            "session_id": result.session_id,
-            "reply": result.reply,
-            "decision": result.decision,
-            "intent": result.intent,
-            "actions": result.actions,
-            "handoff": result.handoff,
-            "approval": result.approval,
-        }
+        return chat_response(result)
 
     @app.post(
         "/v1/sessions/{session_id}/end",

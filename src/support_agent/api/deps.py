@@ -44,10 +44,19 @@ ServicesDep = Annotated[Services, Depends(get_services_dep)]
 _BEARER = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer sk_…`")
 
 
-def allowed_origin(services: Services, tenant_id: str, origin: str) -> bool:
-    """Whether a browser page of ``origin`` may use ``tenant_id``'s widget key."""
-    pack = services.tenants.get(tenant_id)
-    return origin.rstrip("/") in {o.rstrip("/") for o in pack.config.widget.allowed_origins}
+def allowed_origin(services: Services, tenant_id: str, origin: str, own: str) -> bool:
+    """Whether a browser page of ``origin`` may use a widget key of ``tenant_id``.
+
+    ``own`` is the API's own origin: its pages (``/widget/demo``) always may.
+    """
+    origin = origin.rstrip("/")
+    allowed = services.tenants.get(tenant_id).config.widget.allowed_origins
+    return origin == own.rstrip("/") or origin in {o.rstrip("/") for o in allowed}
+
+
+def own_origin(request: Request) -> str:
+    """The origin the API was reached at (``scheme://host[:port]``)."""
+    return f"{request.url.scheme}://{request.url.netloc}"
 
 
 async def get_principal_dep(
@@ -72,7 +81,7 @@ async def get_principal_dep(
     if (
         principal.kind == "widget"
         and origin
-        and not allowed_origin(services, principal.tenant_id, origin)
+        and not allowed_origin(services, principal.tenant_id, origin, own_origin(request))
     ):
         raise ForbiddenError("this widget key may not be used from this origin")
     limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)

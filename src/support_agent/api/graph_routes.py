@@ -363,8 +363,8 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _customer_token(agent: Agent, tenant_id: str, token: str) -> dict[str, str]:
-    """The identity in a logged-in customer's signed token.
+def _customer_token(agent: Agent, tenant_id: str, token: str) -> str:
+    """The customer id in a logged-in customer's signed token.
 
     Raises:
         UnauthorizedError: the tenant has no identity secret, or the token is invalid/expired.
@@ -380,7 +380,7 @@ def _customer_token(agent: Agent, tenant_id: str, token: str) -> dict[str, str]:
         )  # fmt: skip
     except jwt.InvalidTokenError as exc:
         raise UnauthorizedError("invalid or expired customer token") from exc
-    return {"customer_id": str(claims["sub"])}
+    return str(claims["sub"])
 
 
 def _turn_spec(agent: Agent, principal: Principal, body: RunCreate) -> TurnSpec:
@@ -403,12 +403,11 @@ def _turn_spec(agent: Agent, principal: Principal, body: RunCreate) -> TurnSpec:
         if not isinstance(identity, dict) or not all(isinstance(v, str) for v in identity.values()):
             raise InvalidRequestError("input.identity must be an object of strings")
     token = context.get("customer_token")
-    if token:
-        identity = {**(identity or {}), **_customer_token(agent, principal.tenant_id, str(token))}
+    verified = _customer_token(agent, principal.tenant_id, str(token)) if token else None
     if body.command is not None:
         if set(body.command) - {"resume"} or "resume" not in body.command:
             raise InvalidRequestError("command supports only resume")
-        return TurnSpec(channel, None, identity, body.command["resume"])
+        return TurnSpec(channel, None, identity, body.command["resume"], verified)
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequestError("input.messages must hold the customer's message")
@@ -419,7 +418,7 @@ def _turn_spec(agent: Agent, principal: Principal, body: RunCreate) -> TurnSpec:
     text = _text(users[-1].get("content")) if users else ""
     if not text:
         raise InvalidRequestError("input.messages must hold a user message with text")
-    return TurnSpec(channel, text, identity)
+    return TurnSpec(channel, text, identity, verified_customer_id=verified)
 
 
 def _stream_modes(body: RunCreate) -> list[str]:

@@ -189,12 +189,14 @@ class TurnSpec:
         message: the customer's message, or ``None`` with ``resume``.
         identity: identifiers the channel supplies (server keys, or a verified widget token).
         resume: the resume value of ``command.resume``.
+        verified_customer_id: the customer of a verified site token.
     """
 
     channel: str
     message: str | None
     identity: dict[str, str] | None
     resume: Any = None
+    verified_customer_id: str | None = None
 
 
 class RunRegistry:
@@ -269,7 +271,8 @@ class RunRegistry:
             async for mode, chunk in stream_turn(
                 self._agent, tenant_id=run.tenant_id, channel=spec.channel,
                 session_id=run.thread_id, message=spec.message, identity=spec.identity,
-                resume=spec.resume, stream_mode=graph_modes,
+                resume=spec.resume, verified_customer_id=spec.verified_customer_id,
+                stream_mode=graph_modes,
             ):  # fmt: skip
                 await self._forward(run, mode, chunk, interrupts)
             if interrupts:

@@ -27,13 +27,19 @@ from support_agent.verticals.protocol import Turn
 
 logger = logging.getLogger(__name__)
 
+#: The identity key under which the API passes a customer id it verified from the tenant site's
+#: signed token (``site_token`` authentication, whatever the tenant's ``auth_methods``).
+SITE_TOKEN_KEY = "verified_customer_id"
+
 
 async def resolve_identifiers(this: Turn) -> tuple[dict[str, str | None], bool]:
     """Each identifier given (request or message) resolved to a customer id or ``None``.
 
     Returns:
         ``({method: customer id or None}, any identifier given)``; methods are ``email``,
-        ``phone``, ``customer_id``, ``name_zip`` and ``customer_id_zip``.
+        ``phone``, ``customer_id``, ``name_zip``, ``customer_id_zip`` and ``site_token`` (the
+        API verified the tenant site's signed token for this customer id; never read from
+        text).
     """
     services, tenant_id, text = this.deps.services, this.tenant_id, this.text
     given = {k: v for k, v in (this.state.get("identity") or {}).items() if v}
@@ -42,6 +48,10 @@ async def resolve_identifiers(this: Turn) -> tuple[dict[str, str | None], bool]:
     for kind in ("email", "phone", "customer_id"):
         if kind in hints:
             resolved[kind] = await find_customer_by_identity(services, tenant_id, kind, hints[kind])
+    if verified := given.get(SITE_TOKEN_KEY):
+        resolved["site_token"] = await find_customer_by_identity(
+            services, tenant_id, "customer_id", verified
+        )
     if "zip" in hints:
         first = last = None
         if "name" in given and len(given["name"].split()) >= 2:
@@ -70,7 +80,7 @@ def _continuing(this: Turn, resolved: dict[str, str | None], current: str) -> di
                 "a different customer was presented; one customer per conversation"}}  # fmt: skip
     update: dict[str, Any] = {}
     if not state.get("authenticated"):
-        methods = this.deps.config.auth_methods
+        methods = (*this.deps.config.auth_methods, "site_token")
         method = next((m for m in methods if resolved.get(m) == current), None)
         if method is not None:
             update.update(authenticated=True, auth_method=method)
@@ -95,7 +105,7 @@ def _first(this: Turn, resolved: dict[str, str | None], hinted: bool) -> dict[st
                                                     "node": "identify"})  # fmt: skip
         return {"identification": {"status": "unknown", "detail": detail}}
     (customer_id,) = found
-    methods = this.deps.config.auth_methods
+    methods = (*this.deps.config.auth_methods, "site_token")
     method = next((m for m in methods if resolved.get(m) == customer_id), None)
     update: dict[str, Any] = {"customer_id": customer_id, "authenticated": method is not None}
     if method is not None:

@@ -1,0 +1,75 @@
+"""``/v1/chat`` as server-sent events: the same turn, its progress and reply as they happen.
+
+Events: ``metadata`` (``{"session_id"}``), ``node`` (``{"node"}`` as each graph node finishes),
+``token`` (``{"text"}``: reply text as an LLM writes it; none without an LLM), ``reply`` (the
+JSON body of the plain endpoint), ``error`` (``{"error": code, "message"}``) and ``end``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from langchain_core.messages import AIMessageChunk
+from sse_starlette import ServerSentEvent
+
+from support_agent.api.schemas import ChatRequest
+from support_agent.conversation import Agent, TurnResult, result_of, stream_turn
+from support_agent.errors import SupportAgentError
+
+logger = logging.getLogger(__name__)
+
+
+def chat_response(result: TurnResult) -> dict[str, Any]:
+    """The ``ChatResponse`` body of a turn."""
+    return {
+        "session_id": result.session_id,
+        "reply": result.reply,
+        "decision": result.decision,
+        "intent": result.intent,
+        "actions": result.actions,
+        "handoff": result.handoff,
+        "approval": result.approval,
+    }
+
+
+def _event(event: str, data: Any) -> ServerSentEvent:
+    return ServerSentEvent(data=json.dumps(data, default=str), event=event)
+
+
+async def chat_events(
+    agent: Agent, tenant_id: str, body: ChatRequest, identity: dict[str, str] | None
+) -> AsyncIterator[ServerSentEvent]:
+    """One turn of ``/v1/chat`` as server-sent events (see the module docstring)."""
+    session_id = body.session_id or uuid.uuid4().hex
+    yield _event("metadata", {"session_id": session_id})
+    nodes: list[str] = []
+    approval: dict[str, Any] | None = None
+    state: dict[str, Any] = {}
+    try:
+        async for mode, chunk in stream_turn(
+            agent, tenant_id=tenant_id, channel=body.channel, session_id=session_id,
+            message=body.message, identity=identity,
+            stream_mode=("updates", "values", "messages"),
+        ):  # fmt: skip
+            if mode == "updates":
+                for node in chunk:
+                    if not node.startswith("__"):
+                        nodes.append(node)
+                        yield _event("node", {"node": node})
+                if chunk.get("__interrupt__"):
+                    approval = dict(chunk["__interrupt__"][0].value)
+            elif mode == "values":
+                state = chunk
+            elif mode == "messages" and isinstance(chunk[0], AIMessageChunk) and chunk[0].text:
+                yield _event("token", {"text": chunk[0].text})
+        yield _event("reply", chat_response(result_of(session_id, nodes, state, approval)))
+    except SupportAgentError as exc:
+        yield _event("error", {"error": exc.code, "message": exc.message})
+    except Exception as exc:  # the stream has started: report it as an event, and log it
+        logger.exception("chat_stream_failed", extra={"error": type(exc).__name__})
+        yield _event("error", {"error": "INTERNAL_ERROR", "message": "internal error"})
+    yield _event("end", {"session_id": session_id})
