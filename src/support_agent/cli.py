@@ -161,6 +161,18 @@ async def _tenant_key(args: argparse.Namespace) -> int:
     return await _with_agent(run, warm_up=False)
 
 
+async def _mcp(args: argparse.Namespace) -> int:
+    """``support-agent mcp``: the Customer 360 MCP tools over stdio for one tenant."""
+    from support_agent.mcp_server import CustomerTools, build_mcp
+
+    async def run(agent: Any) -> int:
+        agent.services.tenants.get(args.tenant)  # NotFoundError for an unknown tenant
+        await build_mcp(CustomerTools(agent.services, args.tenant), http=False).run_stdio_async()
+        return 0
+
+    return await _with_agent(run, warm_up=False)
+
+
 def _intents(args: argparse.Namespace) -> int:
     """``support-agent intents train|eval|cv`` (no database needed)."""
     from pathlib import Path
@@ -417,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="retail memory across channels, then a bank disputed fee")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser(
+        "mcp", help="serve the Customer 360 as MCP tools over stdio (HTTP: /mcp of serve)"
+    )
+    p.add_argument("--tenant", default=None, help="the tenant whose data the tools read")
+    p.set_defaults(func=_mcp)
 
     p = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
     p.add_argument("--host", default=None)

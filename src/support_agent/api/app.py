@@ -50,6 +50,7 @@ from support_agent.api.runs import RunRegistry
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
 from support_agent.conversation import Agent, end_session, run_turn, sweep_idle_sessions
 from support_agent.errors import SupportAgentError
+from support_agent.mcp_server import CustomerTools, build_mcp
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.settings import Settings, get_settings
 
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             app.state.agent = opened
             app.state.limiter = RateLimiter(opened.services)
             app.state.runs = runs = RunRegistry(opened)
+            tools.bind(opened.services)
+            await stack.enter_async_context(mcp.session_manager.run())
             stop = asyncio.Event()
             tasks = [asyncio.create_task(_sweeper(opened))]
             if opened.services.settings.memory_worker:
@@ -126,6 +129,10 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
     )
 
     app.add_middleware(TenantCORSMiddleware, state=app.state)
+    tools = CustomerTools()
+    mcp = build_mcp(tools, http=True)
+    #: MCP over streamable HTTP (bearer API keys checked by the SDK's own middleware)
+    app.mount("/mcp", mcp.streamable_http_app())
 
     @app.exception_handler(SupportAgentError)
     async def _domain_error(_: Request, exc: SupportAgentError) -> JSONResponse:
