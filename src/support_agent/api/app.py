@@ -26,6 +26,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from mcp.server.fastmcp import FastMCP
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -79,6 +80,13 @@ async def _sweeper(agent: Agent) -> None:
             logger.warning("idle_sweep_failed", extra={"error": type(exc).__name__})
 
 
+async def _run_mcp(mcp: FastMCP[Any], started: asyncio.Event, stop: asyncio.Event) -> None:
+    """Run the MCP server's session manager until ``stop`` is set."""
+    async with mcp.session_manager.run():
+        started.set()
+        await stop.wait()
+
+
 def create_app(settings: Settings | None = None, agent: Agent | None = None) -> FastAPI:
     """Build the API.
 
@@ -99,8 +107,12 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             app.state.limiter = RateLimiter(opened.services)
             app.state.runs = runs = RunRegistry(opened)
             tools.bind(opened.services)
-            await stack.enter_async_context(mcp.session_manager.run())
+            mcp_started = asyncio.Event()
             stop = asyncio.Event()
+            # the MCP session manager's task group is entered and left by one task of its own
+            # (a lifespan may be entered and left by different tasks, as in tests)
+            mcp_task = asyncio.create_task(_run_mcp(mcp, mcp_started, stop))
+            await mcp_started.wait()
             tasks = [asyncio.create_task(_sweeper(opened))]
             if opened.services.settings.memory_worker:
                 tasks.append(asyncio.create_task(MemoryWorker(opened.services).run(stop)))
@@ -109,6 +121,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             finally:
                 await runs.close()
                 stop.set()
+                await mcp_task
                 for task in tasks:
                     task.cancel()
                 for task in tasks:

@@ -42,8 +42,9 @@ from fastapi.responses import Response
 from langgraph.types import StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from support_agent.api.deps import UNAUTHORIZED, AgentDep, PrincipalDep
+from support_agent.api.deps import BUSY, UNAUTHORIZED, AgentDep, PrincipalDep
 from support_agent.api.runs import (
     ASSISTANT_ID,
     GRAPH_ID,
@@ -54,6 +55,7 @@ from support_agent.api.runs import (
     public_values,
     to_jsonable,
 )
+from support_agent.api.schemas import ErrorBody
 from support_agent.conversation import Agent, end_session
 from support_agent.errors import (
     ConflictError,
@@ -78,7 +80,7 @@ _CHANNEL = re.compile(r"^[a-z_]{1,32}$")
 class ThreadCreate(BaseModel):
     """``POST /threads``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     thread_id: ThreadId | None = None
     metadata: dict[str, Any] | None = None
@@ -88,7 +90,7 @@ class ThreadCreate(BaseModel):
 class ThreadSearch(BaseModel):
     """``POST /threads/search``: threads whose metadata contains ``metadata``, newest first."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     metadata: dict[str, Any] | None = None
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
@@ -99,7 +101,7 @@ class ThreadSearch(BaseModel):
 class HistoryRequest(BaseModel):
     """``POST /threads/{id}/history``: the thread's checkpoints, newest first."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     limit: int = Field(10, ge=1, le=1000)
     before: dict[str, Any] | str | None = None
@@ -108,7 +110,7 @@ class HistoryRequest(BaseModel):
 class RunCreate(BaseModel):
     """``POST /threads/{id}/runs[/stream|/wait]`` (the fields the support graph uses)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     assistant_id: str = Field(min_length=1, max_length=100)
     input: dict[str, Any] | None = None
@@ -245,6 +247,17 @@ async def search_assistants(_: PrincipalDep) -> list[dict[str, Any]]:
     return [_assistant()]
 
 
+@router.api_route(
+    "/assistants/search", methods=["GET", "DELETE", "PUT", "PATCH"], include_in_schema=False
+)
+@router.api_route(
+    "/threads/search", methods=["GET", "DELETE", "PUT", "PATCH"], include_in_schema=False
+)
+async def search_other_methods() -> None:
+    """``search`` is not an id: other methods on it are 405, not an assistant's or thread's 404."""
+    raise StarletteHTTPException(405, headers={"Allow": "POST"})
+
+
 @router.get("/assistants/{assistant_id}")
 async def get_assistant(assistant_id: str, _: PrincipalDep) -> dict[str, Any]:
     """The support graph's assistant (by assistant id or graph id)."""
@@ -252,7 +265,12 @@ async def get_assistant(assistant_id: str, _: PrincipalDep) -> dict[str, Any]:
     return _assistant()
 
 
-@router.post("/threads")
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "`CONFLICT`: the thread already exists"}
+}
+
+
+@router.post("/threads", responses=_CONFLICT)
 async def create_thread(
     body: ThreadCreate, agent: AgentDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -334,7 +352,7 @@ async def history(
     ]
 
 
-@router.delete("/threads/{thread_id}", status_code=204)
+@router.delete("/threads/{thread_id}", status_code=204, responses=BUSY)
 async def delete_thread(thread_id: str, agent: AgentDep, principal: PrincipalDep) -> Response:
     """End the thread's session (its memory is written) and forget the thread (server keys)."""
     tenant_id = principal.require("secret", "agent")
@@ -490,7 +508,7 @@ _SSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/threads/{thread_id}/runs/stream", responses=_SSE)
+@router.post("/threads/{thread_id}/runs/stream", responses={**_SSE, **BUSY})
 async def stream_run(
     thread_id: str, body: RunCreate, request: Request, agent: AgentDep, principal: PrincipalDep
 ) -> EventSourceResponse:
@@ -499,7 +517,7 @@ async def stream_run(
     return _sse(run, principal.kind != "widget")
 
 
-@router.post("/threads/{thread_id}/runs")
+@router.post("/threads/{thread_id}/runs", responses=BUSY)
 async def create_run(
     thread_id: str, body: RunCreate, request: Request, agent: AgentDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -519,7 +537,7 @@ async def _finished(run: Run, full: bool) -> dict[str, Any]:
     return public_values(run.values, full)
 
 
-@router.post("/threads/{thread_id}/runs/wait")
+@router.post("/threads/{thread_id}/runs/wait", responses=BUSY)
 async def wait_run(
     thread_id: str, body: RunCreate, request: Request, agent: AgentDep, principal: PrincipalDep
 ) -> dict[str, Any]:
@@ -553,6 +571,21 @@ async def _run_or_404(
     if row is None:
         raise NotFoundError("run not found")
     return dict(row)
+
+
+@router.api_route(
+    "/threads/{thread_id}/runs/stream",
+    methods=["GET", "DELETE", "PUT", "PATCH"],
+    include_in_schema=False,
+)
+@router.api_route(
+    "/threads/{thread_id}/runs/wait",
+    methods=["GET", "DELETE", "PUT", "PATCH"],
+    include_in_schema=False,
+)
+async def run_other_methods() -> None:
+    """``stream`` and ``wait`` are not run ids: other methods on them are 405."""
+    raise StarletteHTTPException(405, headers={"Allow": "POST"})
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
@@ -589,7 +622,7 @@ async def join_stream(
     return _sse(found, principal.kind != "widget", after)
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/join")
+@router.get("/threads/{thread_id}/runs/{run_id}/join", responses=BUSY)
 async def join_run(
     thread_id: str, run_id: str, request: Request, agent: AgentDep, principal: PrincipalDep
 ) -> dict[str, Any]:
