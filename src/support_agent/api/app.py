@@ -32,6 +32,8 @@ from sse_starlette import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from support_agent.api.chat_stream import chat_events, chat_response
+from support_agent.api.console_routes import pages as console_pages
+from support_agent.api.console_routes import router as console_router
 from support_agent.api.cors import TenantCORSMiddleware
 from support_agent.api.deps import (
     BODY_ERRORS,
@@ -244,6 +246,8 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
         """End a session now and queue its memory job (idempotent)."""
         return await end_session(agent, tenant_id=tenant_id, session_id=session_id)
 
+    app.include_router(console_pages)
+    app.include_router(console_router)  # before the handoff routes: /handoffs/stream is no id
     app.include_router(graph_public_router)
     app.include_router(graph_router)
     app.include_router(memory_router)
