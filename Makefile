@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8000
 STUDIO_PORT ?= 8123
 
-.PHONY: help setup demo serve studio test fuzz lint eval bench worker clean
+.PHONY: help setup demo serve studio test fuzz lint eval bench worker clean browsers
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -38,8 +38,17 @@ studio: setup  ## LangGraph Studio's local server (never port 2024: it is taken 
 	LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH_TRACING=false \
 		$(BIN)/langgraph dev --port $(STUDIO_PORT) --no-browser
 
-test: setup  ## run the test suite against real embedded PostgreSQL and Redis
+test: setup browsers  ## run the test suite against real embedded PostgreSQL and Redis
 	$(BIN)/pytest -q
+
+browsers:  ## Debian's chromium (browser tests) via apt-get when missing; the JS SDK (npm ci)
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (apt-get) for the browser tests"; \
+		apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } || \
+		echo "could not install chromium: the browser tests will fail"; }
+	@test -d tests/js/node_modules/@langchain/langgraph-sdk || \
+		npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 
 fuzz: setup  ## schemathesis, positive + negative data, >= 5,000 cases, new seed each run (~20 min)
 	SUPPORT_AGENT_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-400} SUPPORT_AGENT_FUZZ_MIN_CASES=5000 \

@@ -7,7 +7,8 @@ console (agent key) shows the handoff live with every panel field and the conver
 time; the agent resolves it; the customer's next widget session greets them with the outcome.
 Screenshots go to ``SCREENSHOT_DIR`` (default: the test's temporary directory).
 
-Skipped only when no chromium is installed (``make test`` installs it with apt-get when it can).
+``make test`` installs chromium with apt-get when it is missing; without it these tests fail,
+unless ``SUPPORT_AGENT_ALLOW_SKIP=1`` says to skip them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ from support_agent.tenancy import create_api_key
 from tests.conftest import WIDGET_ORIGIN, WIDGET_SECRET_ENV, customer_with, order_status
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed")
+#: ``make test`` installs chromium; a machine that cannot may skip these tests only explicitly.
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and os.environ.get("SUPPORT_AGENT_ALLOW_SKIP") == "1",
+    reason="chromium is not installed (SUPPORT_AGENT_ALLOW_SKIP=1)",
+)
 TIMEOUT_MS = 20_000
 
 

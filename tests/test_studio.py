@@ -194,3 +194,30 @@ async def test_sdk_reject_executes_nothing(studio: str, services: Services) -> N
     assert isinstance(out, dict) and out["decision"] == "respond", out
     assert "won't" in out["reply"]
     assert await _ledger(services, cust["order_id"]) == ("pending", 0)
+
+
+async def test_our_http_app_is_mounted_next_to_the_server(studio: str, services: Services) -> None:
+    """``langgraph.json`` ``http.app``: the console, the widget, the APIs and MCP under Studio."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    from support_agent.tenancy import create_api_key
+
+    key = await create_api_key(services, "retail", "agent")
+    async with httpx.AsyncClient(base_url=studio, timeout=30) as http:
+        console = await http.get("/console")
+        assert console.status_code == 200 and "Agent console" in console.text
+        widget = await http.get("/widget.js")
+        assert widget.headers["content-type"].startswith("application/javascript")
+        queue = await http.get(
+            "/api/tenants/me/handoffs", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert queue.status_code == 200 and "data" in queue.json()
+        assert (await http.get("/api/tenants/me/handoffs")).status_code == 401
+    async with (
+        httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as mcp_http,
+        streamable_http_client(f"{studio}/mcp/", http_client=mcp_http) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        assert "get_customer_360" in {t.name for t in (await session.list_tools()).tools}

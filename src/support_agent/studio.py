@@ -15,6 +15,10 @@ dependencies, as ``conversation.Agent`` does for the API:
 
 The server's :class:`~support_agent.conversation.Agent` is opened on first use and lives as long
 as the server process; the graph's nodes never reach it except through their ``Context``.
+
+:data:`http_app` (``langgraph.json`` ``http.app``) mounts our own API next to the server's
+routes, on the same agent: the chat widget, the agents' console and its feeds, the memory and
+handoff APIs, ``/v1/chat`` and MCP at ``/mcp/``. The LangGraph API routes stay the server's.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from langgraph_sdk import Auth
 from langgraph_sdk.runtime import ServerRuntime
 from pydantic.json_schema import SkipJsonSchema
 
+from support_agent.api.app import create_app
 from support_agent.context import Context
 from support_agent.conversation import Agent
 from support_agent.errors import UnauthorizedError
@@ -56,6 +61,10 @@ class _Server:
 
 
 _server = _Server()
+
+
+#: Our HTTP app under ``langgraph dev`` (see the module docstring).
+http_app = create_app(graph_api=False, open_agent=_server.agent)
 
 
 @auth.authenticate

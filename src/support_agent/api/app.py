@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -89,22 +89,33 @@ async def _run_mcp(mcp: FastMCP[Any], started: asyncio.Event, stop: asyncio.Even
         await stop.wait()
 
 
-def create_app(settings: Settings | None = None, agent: Agent | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    agent: Agent | None = None,
+    *,
+    graph_api: bool = True,
+    open_agent: Callable[[], Awaitable[Agent]] | None = None,
+) -> FastAPI:
     """Build the API.
 
     Args:
         settings: configuration (default :func:`get_settings`).
         agent: an already-open agent to use (tests); otherwise the lifespan opens one.
+        graph_api: serve the graph endpoint (the LangGraph API routes); ``False`` under
+            ``langgraph dev``, whose own server answers them (``studio.http_app``).
+        open_agent: where to get the agent (an agent owned by someone else, e.g. the
+            ``langgraph dev`` server's); otherwise the lifespan opens one.
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            opened: Agent = (
-                agent
-                if agent is not None
-                else await stack.enter_async_context(Agent.open(settings or get_settings()))
-            )
+            if agent is not None:
+                opened = agent
+            elif open_agent is not None:
+                opened = await open_agent()
+            else:
+                opened = await stack.enter_async_context(Agent.open(settings or get_settings()))
             app.state.agent = opened
             app.state.limiter = RateLimiter(opened.services)
             app.state.runs = runs = RunRegistry(opened)
@@ -248,8 +259,9 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
 
     app.include_router(console_pages)
     app.include_router(console_router)  # before the handoff routes: /handoffs/stream is no id
-    app.include_router(graph_public_router)
-    app.include_router(graph_router)
+    if graph_api:
+        app.include_router(graph_public_router)
+        app.include_router(graph_router)
     app.include_router(memory_router)
     app.include_router(handoff_router)
     for route in app.routes:  # every route with a body documents the body's errors
