@@ -119,6 +119,7 @@
     banner.hidden = false;
     banner.textContent =
       "A colleague is joining. They can see everything we have discussed, so you will not need to repeat yourself.";
+    log.scrollTop = log.scrollHeight;
   }
 
   function clearApprovals() {
@@ -171,6 +172,7 @@
     }
     if (last && !shown && !Object.keys(bubbles).length) add("agent", last.content);
     bubbles = {};
+    log.scrollTop = log.scrollHeight;
   }
 
   // Server-sent events from a fetch response: yields {event, data, id}.
