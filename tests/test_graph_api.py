@@ -220,6 +220,10 @@ async def test_widget_key_is_chat_only_with_public_state(
             r = await http.request(method, path, json={} if method == "POST" else None)
             assert r.status_code == 403, (path, r.text)
             assert r.json()["error"]["code"] == "FORBIDDEN"
+        r = await http.post(
+            "/v1/chat", json={"message": "hi", "customer": {"email": cust["email"]}}
+        )
+        assert r.status_code == 403, r.text  # nor on /v1/chat
         tid = (await http.post("/threads", json={})).json()["thread_id"]
         # a widget cannot claim an identity; it sends the site's signed token
         r = await http.post(

@@ -4,9 +4,11 @@ LangGraph agent driven by a scripted chat model."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +36,17 @@ TOOLS = {
 }  # fmt: skip
 
 
-def _http(key: str) -> httpx.AsyncClient:
-    """An HTTP client for the MCP transport with the key (the SDK's recommended timeouts)."""
-    return httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, follow_redirects=True,
-                             timeout=httpx.Timeout(30, read=300))  # fmt: skip
+@contextlib.asynccontextmanager
+async def _session(base: str, key: str) -> AsyncIterator[ClientSession]:
+    """An initialized MCP client session over streamable HTTP with the key as bearer token."""
+    async with (
+        httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, follow_redirects=True,
+                          timeout=httpx.Timeout(30, read=300)) as http,
+        streamable_http_client(f"{base}/mcp/", http_client=http) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):  # fmt: skip
+        await session.initialize()
+        yield session
 
 
 def _json(result: Any) -> Any:
@@ -50,15 +59,7 @@ async def test_mcp_over_http_is_tenant_scoped(served: tuple[str, Any], services:
     key = await create_api_key(services, "retail")
     cust = await customer_with(services, "delivered", fresh=False)
     await add_acme_twin(services, str(cust["id"]))
-    async with (
-        streamable_http_client(f"{base}/mcp/", http_client=_http(key)) as (
-            read,
-            write,
-            _,
-        ),
-        ClientSession(read, write) as session,
-    ):
-        await session.initialize()
+    async with _session(base, key) as session:
         names = {t.name for t in (await session.list_tools()).tools}
         assert names == TOOLS
         schema = next(t for t in (await session.list_tools()).tools if t.name == "get_orders")
@@ -105,15 +106,7 @@ async def test_acme_key_sees_only_acme(served: tuple[str, Any], services: Servic
     cust = await customer_with(services, "delivered", fresh=False)
     await add_acme_twin(services, str(cust["id"]))
     acme = await create_api_key(services, "acme")
-    async with (
-        streamable_http_client(f"{base}/mcp/", http_client=_http(acme)) as (
-            read,
-            write,
-            _,
-        ),
-        ClientSession(read, write) as session,
-    ):
-        await session.initialize()
+    async with _session(base, acme) as session:
         c360 = await session.call_tool("get_customer_360", {"customer_id": cust["id"]})
         if not c360.isError:  # acme's twin (a different person under the same id)
             assert _json(c360)["profile"]["email"] == "zed.twin@acme.example"

@@ -41,6 +41,7 @@ from support_agent.api.deps import (
     UNAUTHORIZED,
     AgentDep,
     ChatTenantDep,
+    PrincipalDep,
     ServicesDep,
     check_request_edges,
 )
@@ -52,7 +53,7 @@ from support_agent.api.ratelimit import RateLimiter
 from support_agent.api.runs import RunRegistry
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
 from support_agent.conversation import Agent, end_session, run_turn, sweep_idle_sessions
-from support_agent.errors import SupportAgentError
+from support_agent.errors import ForbiddenError, SupportAgentError
 from support_agent.mcp_server import CustomerTools, build_mcp
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.settings import Settings, get_settings
@@ -232,9 +233,17 @@ def create_app(
         },
     )
     async def chat(
-        body: ChatRequest, request: Request, agent: AgentDep, tenant_id: ChatTenantDep
+        body: ChatRequest, request: Request, agent: AgentDep, principal: PrincipalDep
     ) -> Any:
-        """Handle one customer message; starts a session when ``session_id`` is absent."""
+        """Handle one customer message; starts a session when ``session_id`` is absent.
+
+        A widget key may not pass ``customer`` (403): a browser cannot vouch for an identity;
+        the visitor identifies in the conversation, or the graph endpoint takes the site's
+        signed customer token.
+        """
+        tenant_id = principal.tenant_id
+        if body.customer is not None and principal.kind == "widget":
+            raise ForbiddenError("a widget key cannot claim a customer identity")
         identity = body.customer.model_dump(exclude_none=True) if body.customer else None
         if "text/event-stream" in request.headers.get("accept", ""):
             return EventSourceResponse(chat_events(agent, tenant_id, body, identity))

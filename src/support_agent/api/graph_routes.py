@@ -25,6 +25,10 @@ thread awaits (``{"decisions": [{"type": "approve"}]}``, or ``{"message": "yes"}
 
 A publishable widget key may create threads and run them, and reads only the public part of a
 thread's state (:func:`~support_agent.api.runs.public_values`).
+
+Responses have the shapes of ``langgraph_sdk.schema`` (``Assistant``, ``Thread``,
+``ThreadState``, ``Run``), checked statically by mypy; they are not FastAPI response models
+because pydantic cannot read ``typing.TypedDict`` on Python 3.11.
 """
 
 from __future__ import annotations
@@ -34,12 +38,21 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, cast
 
 import jwt
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from langgraph.types import StateSnapshot
+from langgraph_sdk.schema import (
+    Assistant,
+    Checkpoint,
+    Thread,
+    ThreadState,
+    ThreadTask,
+)
+from langgraph_sdk.schema import Run as SdkRun
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -122,7 +135,10 @@ class RunCreate(BaseModel):
     if_not_exists: Literal["create", "reject"] | None = None
 
 
-def _assistant() -> dict[str, Any]:
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _assistant() -> Assistant:
     return {
         "assistant_id": ASSISTANT_ID,
         "graph_id": GRAPH_ID,
@@ -132,8 +148,8 @@ def _assistant() -> dict[str, Any]:
         "context": {},
         "metadata": {"created_by": "system"},
         "version": 1,
-        "created_at": "2026-01-01T00:00:00+00:00",
-        "updated_at": "2026-01-01T00:00:00+00:00",
+        "created_at": _EPOCH,
+        "updated_at": _EPOCH,
     }
 
 
@@ -183,34 +199,33 @@ async def _create_thread(
     return None if row is None else dict(row)
 
 
-def _snapshot(thread: str, snap: StateSnapshot, full: bool) -> dict[str, Any]:
-    """A checkpoint in the LangGraph API's ``ThreadState`` shape (ids are the client's)."""
+def _checkpoint(thread: str, checkpoint_id: str | None) -> Checkpoint:
+    return {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": checkpoint_id,
+            "checkpoint_map": None}  # fmt: skip
+
+
+def _snapshot(thread: str, snap: StateSnapshot, full: bool) -> ThreadState:
+    """A checkpoint as ``langgraph_sdk.schema.ThreadState`` (ids are the client's)."""
     conf = snap.config.get("configurable", {}) if snap.config else {}
     parent = (snap.parent_config or {}).get("configurable", {})
     values = to_jsonable(snap.values) if isinstance(snap.values, dict) else {}
     interrupts = [to_jsonable(i) for i in snap.interrupts]
     if interrupts:
         values["__interrupt__"] = interrupts
+    tasks: list[ThreadTask] = [
+        {"id": t.id, "name": t.name, "interrupts": [to_jsonable(i) for i in t.interrupts],
+         "error": None, "checkpoint": None, "state": None, "result": None}
+        for t in snap.tasks
+    ]  # fmt: skip
     return {
         "values": public_values(values, full),
         "next": list(snap.next),
-        "tasks": [
-            {"id": t.id, "name": t.name, "interrupts": [to_jsonable(i) for i in t.interrupts]}
-            for t in snap.tasks
-        ],
+        "tasks": tasks,
         "interrupts": interrupts,
         "metadata": to_jsonable(dict(snap.metadata or {})) if full else {},
         "created_at": snap.created_at,
-        "checkpoint": {
-            "thread_id": thread,
-            "checkpoint_ns": "",
-            "checkpoint_id": conf.get("checkpoint_id"),
-        },  # fmt: skip
-        "parent_checkpoint": (
-            {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent.get("checkpoint_id")}
-            if parent
-            else None
-        ),  # fmt: skip
+        "checkpoint": _checkpoint(thread, conf.get("checkpoint_id")),
+        "parent_checkpoint": _checkpoint(thread, parent["checkpoint_id"]) if parent else None,
     }
 
 
@@ -219,18 +234,19 @@ async def _state(agent: Agent, tenant_id: str, thread: str) -> StateSnapshot:
     return await agent.graph.aget_state(config)  # type: ignore[arg-type]
 
 
-async def _thread(agent: Agent, row: dict[str, Any], full: bool) -> dict[str, Any]:
-    """A thread in the LangGraph API's ``Thread`` shape, with its current values."""
+async def _thread(agent: Agent, row: dict[str, Any], full: bool) -> Thread:
+    """A thread as ``langgraph_sdk.schema.Thread``, with its current values."""
     snap = await _state(agent, row["tenant_id"], row["thread_id"])
     state = _snapshot(row["thread_id"], snap, full)
     return {
         "thread_id": row["thread_id"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
         "metadata": row["metadata"],
         "status": row["status"],
-        "values": state["values"],
+        "values": cast(dict[str, Any], state["values"]),
         "interrupts": {t["id"]: t["interrupts"] for t in state["tasks"] if t["interrupts"]},
+        "extracted": {},
     }
 
 
@@ -241,8 +257,8 @@ async def info() -> dict[str, Any]:
                                           "langsmith": False}}  # fmt: skip
 
 
-@router.post("/assistants/search")
-async def search_assistants(_: PrincipalDep) -> list[dict[str, Any]]:
+@router.post("/assistants/search", response_model=None)
+async def search_assistants(_: PrincipalDep) -> list[Assistant]:
     """The assistants: the one support graph."""
     return [_assistant()]
 
@@ -258,8 +274,8 @@ async def search_other_methods() -> None:
     raise StarletteHTTPException(405, headers={"Allow": "POST"})
 
 
-@router.get("/assistants/{assistant_id}")
-async def get_assistant(assistant_id: str, _: PrincipalDep) -> dict[str, Any]:
+@router.get("/assistants/{assistant_id}", response_model=None)
+async def get_assistant(assistant_id: str, _: PrincipalDep) -> Assistant:
     """The support graph's assistant (by assistant id or graph id)."""
     _check_assistant(assistant_id)
     return _assistant()
@@ -270,10 +286,8 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/threads", responses=_CONFLICT)
-async def create_thread(
-    body: ThreadCreate, agent: AgentDep, principal: PrincipalDep
-) -> dict[str, Any]:
+@router.post("/threads", responses=_CONFLICT, response_model=None)
+async def create_thread(body: ThreadCreate, agent: AgentDep, principal: PrincipalDep) -> Thread:
     """Create a thread (a session); ``if_exists=do_nothing`` returns an existing one.
 
     Raises:
@@ -288,10 +302,10 @@ async def create_thread(
     return await _thread(agent, row, principal.kind != "widget")
 
 
-@router.post("/threads/search")
+@router.post("/threads/search", response_model=None)
 async def search_threads(
     body: ThreadSearch, agent: AgentDep, principal: PrincipalDep
-) -> list[dict[str, Any]]:
+) -> list[Thread]:
     """The tenant's threads whose metadata contains ``metadata``, newest first (server keys)."""
     tenant_id = principal.require("secret", "agent")
     async with agent.services.pool.connection() as conn:
@@ -313,25 +327,25 @@ async def search_threads(
     return [await _thread(agent, dict(r), True) for r in rows]
 
 
-@router.get("/threads/{thread_id}")
-async def get_thread(thread_id: str, agent: AgentDep, principal: PrincipalDep) -> dict[str, Any]:
+@router.get("/threads/{thread_id}", response_model=None)
+async def get_thread(thread_id: str, agent: AgentDep, principal: PrincipalDep) -> Thread:
     """A thread with its current values."""
     row = await _thread_row(agent, principal.tenant_id, thread_id)
     return await _thread(agent, row, principal.kind != "widget")
 
 
-@router.get("/threads/{thread_id}/state")
-async def get_state(thread_id: str, agent: AgentDep, principal: PrincipalDep) -> dict[str, Any]:
+@router.get("/threads/{thread_id}/state", response_model=None)
+async def get_state(thread_id: str, agent: AgentDep, principal: PrincipalDep) -> ThreadState:
     """The thread's current state (``values``, ``next``, ``tasks`` with interrupts)."""
     await _thread_row(agent, principal.tenant_id, thread_id)
     snap = await _state(agent, principal.tenant_id, thread_id)
     return _snapshot(thread_id, snap, principal.kind != "widget")
 
 
-@router.post("/threads/{thread_id}/history")
+@router.post("/threads/{thread_id}/history", response_model=None)
 async def history(
     thread_id: str, body: HistoryRequest, agent: AgentDep, principal: PrincipalDep
-) -> list[dict[str, Any]]:
+) -> list[ThreadState]:
     """The thread's checkpoints, newest first (server keys)."""
     tenant_id = principal.require("secret", "agent")
     await _thread_row(agent, tenant_id, thread_id)
@@ -517,10 +531,10 @@ async def stream_run(
     return _sse(run, principal.kind != "widget")
 
 
-@router.post("/threads/{thread_id}/runs", responses=BUSY)
+@router.post("/threads/{thread_id}/runs", responses=BUSY, response_model=None)
 async def create_run(
     thread_id: str, body: RunCreate, request: Request, agent: AgentDep, principal: PrincipalDep
-) -> dict[str, Any]:
+) -> SdkRun:
     """Start a run in the background; join it with ``GET .../runs/{run}/stream``."""
     run = await _start(request, agent, principal, thread_id, body)
     return run.as_dict()
@@ -588,10 +602,10 @@ async def run_other_methods() -> None:
     raise StarletteHTTPException(405, headers={"Allow": "POST"})
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}")
+@router.get("/threads/{thread_id}/runs/{run_id}", response_model=None)
 async def get_run(
     thread_id: str, run_id: str, request: Request, agent: AgentDep, principal: PrincipalDep
-) -> dict[str, Any]:
+) -> SdkRun:
     """A run and its status."""
     found = await _run_or_404(request, agent, principal, thread_id, run_id)
     if isinstance(found, Run):
@@ -599,9 +613,9 @@ async def get_run(
     return {
         "run_id": str(found["run_id"]), "thread_id": found["thread_id"],
         "assistant_id": found["assistant_id"], "status": found["status"],
-        "created_at": found["created_at"].isoformat(),
-        "updated_at": found["updated_at"].isoformat(), "metadata": {},
-        "multitask_strategy": "enqueue", "kwargs": {},
+        "created_at": found["created_at"], "updated_at": found["updated_at"], "metadata": {},
+        "multitask_strategy": "enqueue",
+        "cancel_reason": "cancelled" if found["status"] == "interrupted" else None,
     }  # fmt: skip
 
 
@@ -631,8 +645,7 @@ async def join_run(
     if isinstance(found, Run):
         return await _finished(found, principal.kind != "widget")
     snap = await _state(agent, principal.tenant_id, thread_id)
-    values: dict[str, Any] = _snapshot(thread_id, snap, principal.kind != "widget")["values"]
-    return values
+    return cast(dict[str, Any], _snapshot(thread_id, snap, principal.kind != "widget")["values"])
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202)

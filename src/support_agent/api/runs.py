@@ -37,6 +37,7 @@ from typing import Any, Literal
 import psycopg
 from langchain_core.messages import BaseMessage
 from langgraph.types import Interrupt, StreamMode
+from langgraph_sdk.schema import Run as SdkRun
 from pydantic import BaseModel
 
 from support_agent.conversation import Agent, stream_turn
@@ -77,7 +78,7 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, BaseMessage):
         return to_jsonable(value.model_dump())
     if isinstance(value, Interrupt):
-        return {"value": to_jsonable(value.value), "id": value.id}
+        return {"value": to_jsonable(value.value), "id": value.id, "response_schema": {}}
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -135,6 +136,7 @@ class Run:
     failure: SupportAgentError | None = field(default=None, repr=False)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     finished_at: float | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False)
 
     @property
@@ -164,19 +166,18 @@ class Run:
             if self.done and sent >= len(self.events):
                 return
 
-    def as_dict(self, created_at: str | None = None) -> dict[str, Any]:
-        """The run in the LangGraph API's ``Run`` shape."""
-        now = datetime.now(UTC).isoformat()
+    def as_dict(self) -> SdkRun:
+        """The run as ``langgraph_sdk.schema.Run``."""
         return {
             "run_id": self.run_id,
             "thread_id": self.thread_id,
             "assistant_id": self.assistant_id,
             "status": self.status,
-            "created_at": created_at or now,
-            "updated_at": now,
+            "created_at": self.created_at,
+            "updated_at": datetime.now(UTC),
             "metadata": {},
             "multitask_strategy": "enqueue",
-            "kwargs": {"stream_mode": self.stream_mode},
+            "cancel_reason": "cancelled" if self.status == "interrupted" else None,
         }
 
 
