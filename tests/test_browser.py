@@ -198,9 +198,15 @@ async def test_widget_to_console_to_next_session(
             "Refunded the shipping fee and sent a working tracking link"
         )
         await console.get_by_label("Customer satisfaction").select_option("5")
+        record = console.get_by_label("Resolution applied (optional)")
+        await expect(record.locator("option")).not_to_have_count(1)  # suggestions to pick from
+        record_id = await record.locator("option").nth(1).get_attribute("value")
+        await record.select_option(record_id)
+        uses_before = await _uses(services, str(record_id))
         await console.get_by_role("button", name="Resolve handoff").click()
         await expect(console.locator("#resolve-status")).to_contain_text("Resolved")
         await expect(entry).to_have_count(0, timeout=TIMEOUT_MS)  # off the live queue
+        assert await _uses(services, str(record_id)) == uses_before + 1  # effectiveness counted
         await console.screenshot(path=shots / "console-resolved.png", full_page=True)
 
         # 5. the next widget session greets the customer with the outcome
@@ -211,6 +217,51 @@ async def test_widget_to_console_to_next_session(
         await expect(greeting).to_contain_text("shipping fee", timeout=TIMEOUT_MS)
         await page.screenshot(path=shots / "widget-next-session.png")
     assert errors == []
+
+
+async def _uses(services: Services, record_id: str) -> int:
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT uses FROM resolution_records WHERE tenant_id = 'retail' AND id = %s",
+                (record_id,),
+            )
+        ).fetchone()
+    assert row is not None
+    return int(row["uses"])
+
+
+async def test_widget_rejoins_a_dropped_stream(
+    served: tuple[str, Any], services: Services, browser: Browser
+) -> None:
+    """The connection drops after the first event: the widget rejoins the run from that event
+    (``GET .../runs/{run}/stream`` with ``Last-Event-ID``) and shows the whole reply."""
+    api, _ = served
+    widget_key = await create_api_key(services, "retail", "widget")
+    html = _shop(api, widget_key, "").replace('data-customer-token=""', "")
+    rejoined: list[str | None] = []
+    async for shop in _host_page(html):
+        page = await browser.new_page()
+
+        async def drop_after_first_event(route: Any) -> None:
+            response = await route.fetch()
+            first = (await response.text()).split("\r\n\r\n")[0] + "\r\n\r\n"
+            assert "event: metadata" in first, first
+            await route.fulfill(response=response, body=first)  # closed before `end`
+
+        async def note_rejoin(route: Any) -> None:
+            rejoined.append(route.request.headers.get("last-event-id"))
+            await route.continue_()
+
+        await page.route("**/runs/stream", drop_after_first_event)
+        await page.route("**/runs/*/stream", note_rejoin)
+        await page.goto(shop)
+        widget = _widget(page)
+        await _say(page, "where is my order?")
+        reply = widget.locator(".msg.agent").last
+        await expect(reply).to_contain_text("email", timeout=TIMEOUT_MS)
+        await expect(widget.locator(".msg.system")).to_have_count(0)  # no error shown
+    assert rejoined == ["1"]
 
 
 async def test_widget_keyboard_and_reload(
