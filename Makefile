@@ -61,12 +61,15 @@ lint: setup  ## ruff, ruff format, mypy (strict) and the import-linter layer con
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-eval: setup  ## intent model: Banking77 5-fold CV; CLINC150 train(+oos) → val(+oos) (~6 min)
-	$(BIN)/python evals/prepare_intent_data.py --out .data/evals
+EVAL_DIR = $${DATA_DIR:-.data}
+
+eval: setup  ## intent model: Banking77 5-fold CV; CLINC150 train(+oos) → val(+oos), under DATA_DIR (~6 min)
+	$(BIN)/python evals/prepare_intent_data.py --out $(EVAL_DIR)/evals
 	$(BIN)/support-agent intents cv --data ../shared/data/banking77/train.csv --folds 5
-	$(BIN)/support-agent intents train --data .data/evals/clinc_train.csv \
-		--oos .data/evals/clinc_oos_train.csv --out .data/models/clinc150
-	$(BIN)/support-agent intents eval --model .data/models/clinc150 --data .data/evals/clinc_val.csv
+	$(BIN)/support-agent intents train --data $(EVAL_DIR)/evals/clinc_train.csv \
+		--oos $(EVAL_DIR)/evals/clinc_oos_train.csv --out $(EVAL_DIR)/models/clinc150
+	$(BIN)/support-agent intents eval --model $(EVAL_DIR)/models/clinc150 \
+		--data $(EVAL_DIR)/evals/clinc_val.csv
 
 bench: setup  ## benchmarks: memory loads, turns, pipeline, episodic search at 10k/100k/1M (~3 min)
 	$(BIN)/python bench/run.py

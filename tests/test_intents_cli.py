@@ -65,14 +65,21 @@ def test_train_with_oos_then_eval_prints_the_metrics(
     assert main(["intents", "eval", "--model", str(model), "--data", str(slices["test"])]) == 0
     result = _json_out(capsys)
     assert set(result) == {"n", "accuracy", "macro_f1", "in_scope_accuracy", "oos_recall",
-                           "per_intent"}  # fmt: skip
+                           "per_intent", "confusions"}  # fmt: skip
     assert result["n"] == 120
     assert result["in_scope_accuracy"] >= 0.8  # type: ignore[operator]
     assert result["oos_recall"] >= 0.7  # type: ignore[operator]
     per = result["per_intent"]
     assert isinstance(per, dict) and OUT_OF_SCOPE in per and per[OUT_OF_SCOPE]["support"] == 40
-    png = model / "confusion_test.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("confusion_test.png", "confusion_test_top.png"):
+        assert (model / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    errors = result["confusions"]
+    assert isinstance(errors, list) and len(errors) <= 30
+    counts = [c["count"] for c in errors]
+    assert counts == sorted(counts, reverse=True) and all(c["true"] != c["predicted"]
+                                                          for c in errors)  # fmt: skip
+    wrong = round(result["n"] * (1 - result["accuracy"]))  # type: ignore[operator]
+    assert sum(counts) == wrong or len(errors) == 30  # every error is in some listed pair
 
 
 def test_eval_without_oos_rows_reports_null_oos_fields(
@@ -132,3 +139,20 @@ def test_sentiment_spans_minus_one_to_one() -> None:
     assert detect_signals("thanks, that is perfect").sentiment > 0.5
     assert detect_signals("this is ridiculous and unacceptable").sentiment < -0.5
     assert detect_signals("my husband passed away").vulnerability_kind == "bereavement"
+
+
+def test_top_confusions_counts_and_shares() -> None:
+    import numpy as np
+
+    from support_agent.intents.evaluation import top_confusions
+
+    y = np.array(["a", "a", "a", "a", "b", "b", "c"])
+    yhat = np.array(["a", "b", "b", "c", "a", "b", "c"])
+    assert top_confusions(y, yhat) == [
+        {"true": "a", "predicted": "b", "count": 2, "share": 0.5},
+        {"true": "a", "predicted": "c", "count": 1, "share": 0.25},
+        {"true": "b", "predicted": "a", "count": 1, "share": 0.5},
+    ]
+    assert top_confusions(y, yhat, k=1) == [{"true": "a", "predicted": "b", "count": 2,
+                                               "share": 0.5}]  # fmt: skip
+    assert top_confusions(y, y) == []

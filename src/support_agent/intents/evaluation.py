@@ -7,7 +7,10 @@ Metrics (``evaluate``), over rows of labelled data where ``out_of_scope`` marks 
 - ``in_scope_accuracy``: accuracy over in-scope rows only (a rejected in-scope row is an error);
 - ``oos_recall``: share of out-of-scope rows predicted ``out_of_scope``;
   both ``None`` when the data has no out-of-scope rows (then ``in_scope_accuracy`` is too);
-- ``per_intent``: precision, recall, F1 and support per label.
+- ``per_intent``: precision, recall, F1 and support per label;
+- ``confusions``: the :data:`TOP_CONFUSIONS` most frequent (true, predicted) pairs with
+  ``true != predicted``, most frequent first, each with its count and its share of the true
+  label's rows.
 """
 
 from __future__ import annotations
@@ -21,6 +24,32 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedKFold
 
 from support_agent.intents.classifier import OUT_OF_SCOPE, IntentClassifier
+
+#: How many confusion pairs a report lists and draws.
+TOP_CONFUSIONS = 30
+#: Above this many labels the full confusion matrix has no tick labels (they cannot be read).
+MATRIX_LABELS_MAX = 40
+
+
+def top_confusions(
+    y: np.ndarray, yhat: np.ndarray, k: int = TOP_CONFUSIONS
+) -> list[dict[str, Any]]:
+    """The ``k`` most frequent errors as ``{"true", "predicted", "count", "share"}``.
+
+    ``share`` is ``count`` over the number of rows labelled ``true`` (what fraction of that
+    intent goes to ``predicted``). Ties are broken by label names, so the order is stable.
+    """
+    support: dict[str, int] = {}
+    pairs: dict[tuple[str, str], int] = {}
+    for a, b in zip(y.tolist(), yhat.tolist(), strict=True):
+        support[a] = support.get(a, 0) + 1
+        if a != b:
+            pairs[(a, b)] = pairs.get((a, b), 0) + 1
+    ranked = sorted(pairs.items(), key=lambda item: (-item[1], item[0]))[:k]
+    return [
+        {"true": a, "predicted": b, "count": n, "share": round(n / support[a], 4)}
+        for (a, b), n in ranked
+    ]
 
 
 class CachedEmbeddings(Embeddings):
@@ -46,10 +75,18 @@ class CachedEmbeddings(Embeddings):
 def evaluate(
     model: IntentClassifier, texts: list[str], labels: list[str], png: Path | None = None
 ) -> dict[str, Any]:
-    """Score a model on labelled data; optionally draw the confusion matrix to ``png``.
+    """Score a model on labelled data; optionally draw the confusions.
+
+    Args:
+        model: the classifier.
+        texts: utterances.
+        labels: their labels (``out_of_scope`` for out-of-scope rows).
+        png: where to draw the full confusion matrix; the top confusions go next to it as
+            ``<stem>_top.png``.
 
     Returns:
-        ``{"n", "accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "per_intent"}``.
+        ``{"n", "accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "per_intent",
+        "confusions"}`` (see the module docstring).
     """
     preds = [p.intent for p in model.predict_many(texts)]
     y = np.asarray(labels)
@@ -60,6 +97,7 @@ def evaluate(
         y, yhat, labels=names, zero_division=0
     )
     ins = y != OUT_OF_SCOPE
+    confusions = top_confusions(y, yhat)
     result = {
         "n": len(labels),
         "accuracy": round(float((y == yhat).mean()), 4),
@@ -77,34 +115,78 @@ def evaluate(
             }
             for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
         },  # fmt: skip
+        "confusions": confusions,
     }
     if png is not None:
         draw_confusion(y, yhat, names, png)
+        draw_top_confusions(confusions, png.with_name(f"{png.stem}_top.png"))
     return result
 
 
-def draw_confusion(y: np.ndarray, yhat: np.ndarray, names: list[str], png: Path) -> None:
-    """Write a row-normalised confusion matrix (true label rows, predicted columns) as PNG."""
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def draw_confusion(y: np.ndarray, yhat: np.ndarray, names: list[str], png: Path) -> None:
+    """Write the row-normalised confusion matrix (true rows, predicted columns) as PNG.
+
+    With a colour bar (share of the true label's rows); labels on the axes and the share in each
+    cell only up to :data:`MATRIX_LABELS_MAX` labels (a 151-label grid has no readable labels:
+    read its top confusions instead, :func:`draw_top_confusions`).
+    """
+    plt = _pyplot()
     index = {n: i for i, n in enumerate(names)}
     matrix = np.zeros((len(names), len(names)))
     for a, b in zip(y, yhat, strict=True):
         matrix[index[a], index[b]] += 1
     matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    size = max(6.0, 0.12 * len(names) + 4)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
-    ticks = range(len(names))
-    fontsize = 8 if len(names) <= 40 else 4
-    ax.set_xticks(list(ticks), names, rotation=90, fontsize=fontsize)
-    ax.set_yticks(list(ticks), names, fontsize=fontsize)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"confusion matrix (row-normalised), n={len(y)}")
+    readable = len(names) <= MATRIX_LABELS_MAX
+    size = max(6.0, 0.3 * len(names) + 3) if readable else 10.0
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true label's rows")
+    if readable:
+        ticks = list(range(len(names)))
+        ax.set_xticks(ticks, names, rotation=90, fontsize=9)
+        ax.set_yticks(ticks, names, fontsize=9)
+        for i, j in zip(*np.nonzero(matrix), strict=True):
+            ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i, j] > 0.5 else "black")  # fmt: skip
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax.set_xlabel("predicted intent")
+    ax.set_ylabel("true intent")
+    ax.set_title(f"Confusion matrix, row-normalised ({len(names)} labels, n={len(y)})")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
+def draw_top_confusions(confusions: list[dict[str, Any]], png: Path) -> None:
+    """Write the most frequent confusions as a horizontal bar chart (count, and share in %)."""
+    plt = _pyplot()
+    rows = list(reversed(confusions))  # the most frequent at the top
+    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.32 * len(rows) + 1.2)))
+    if rows:
+        labels = [f"{c['true']} → {c['predicted']}" for c in rows]
+        bars = ax.barh(range(len(rows)), [c["count"] for c in rows], color="#2747d1")
+        ax.set_yticks(range(len(rows)), labels, fontsize=9)
+        for bar, c in zip(bars, rows, strict=True):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                    f" {c['count']} ({c['share']:.0%})", va="center", fontsize=8)  # fmt: skip
+        ax.set_xlim(0, max(c["count"] for c in rows) * 1.2)
+    else:
+        ax.text(0.5, 0.5, "no confusions", ha="center", va="center", transform=ax.transAxes)
+        ax.set_yticks([])
+    ax.set_xlabel("rows (share of the true intent's rows)")
+    ax.set_title(f"Top {len(rows)} confusions: true → predicted")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=120)
