@@ -232,20 +232,42 @@ async def run_turn(
         InfrastructureError: PostgreSQL is unreachable.
     """
     session_id = session_id or uuid.uuid4().hex
-    nodes: list[str] = []
-    approval: dict[str, Any] | None = None
-    state: dict[str, Any] = {}
+    trace = TurnTrace()
     async for mode, chunk in stream_turn(
         agent, tenant_id=tenant_id, channel=channel, session_id=session_id, message=message,
         identity=identity, stream_mode=("updates", "values"),
     ):  # fmt: skip
+        trace.add(mode, chunk)
+    return trace.result(session_id)
+
+
+@dataclass
+class TurnTrace:
+    """What a turn's stream showed so far: the nodes visited, the consent interrupt, the state.
+
+    Feed it every ``(mode, chunk)`` of :func:`stream_turn` (``updates`` and ``values`` at least);
+    :meth:`result` is then the turn's :class:`TurnResult`.
+    """
+
+    nodes: list[str] = field(default_factory=list)
+    approval: dict[str, Any] | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, mode: str, chunk: Any) -> list[str]:
+        """Take one stream item; returns the graph nodes it reports finished (in order)."""
         if mode == "updates":
-            nodes.extend(k for k in chunk if not k.startswith("__"))
+            finished = [k for k in chunk if not k.startswith("__")]
+            self.nodes.extend(finished)
             if chunk.get("__interrupt__"):  # the run stopped for consent to a proposed write
-                approval = dict(chunk["__interrupt__"][0].value)
-        else:  # the whole state after each step; the last one is the turn's result
-            state = chunk
-    return result_of(session_id, nodes, state, approval)
+                self.approval = dict(chunk["__interrupt__"][0].value)
+            return finished
+        if mode == "values":  # the whole state after each step; the last one is the result
+            self.state = chunk
+        return []
+
+    def result(self, session_id: str) -> TurnResult:
+        """The turn's result (see :func:`_result`)."""
+        return _result(session_id, self.nodes, self.state, self.approval)
 
 
 async def stream_turn(
@@ -358,7 +380,7 @@ async def _roll_back_checkpoint(agent: Agent, config: RunnableConfig, started: d
     logger.warning("turn_failed_checkpoint_rolled_back", extra={"thread_id": thread})
 
 
-def result_of(
+def _result(
     session_id: str, nodes: list[str], state: dict[str, Any], approval: dict[str, Any] | None
 ) -> TurnResult:
     """The :class:`TurnResult` of a turn from what its stream gave.

@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessageChunk
 from sse_starlette import ServerSentEvent
 
 from support_agent.api.schemas import ChatRequest
-from support_agent.conversation import Agent, TurnResult, result_of, stream_turn
+from support_agent.conversation import Agent, TurnResult, TurnTrace, stream_turn
 from support_agent.errors import SupportAgentError
 
 logger = logging.getLogger(__name__)
@@ -46,27 +46,18 @@ async def chat_events(
     """One turn of ``/v1/chat`` as server-sent events (see the module docstring)."""
     session_id = body.session_id or uuid.uuid4().hex
     yield _event("metadata", {"session_id": session_id})
-    nodes: list[str] = []
-    approval: dict[str, Any] | None = None
-    state: dict[str, Any] = {}
+    trace = TurnTrace()
     try:
         async for mode, chunk in stream_turn(
             agent, tenant_id=tenant_id, channel=body.channel, session_id=session_id,
             message=body.message, identity=identity,
             stream_mode=("updates", "values", "messages"),
         ):  # fmt: skip
-            if mode == "updates":
-                for node in chunk:
-                    if not node.startswith("__"):
-                        nodes.append(node)
-                        yield _event("node", {"node": node})
-                if chunk.get("__interrupt__"):
-                    approval = dict(chunk["__interrupt__"][0].value)
-            elif mode == "values":
-                state = chunk
-            elif mode == "messages" and isinstance(chunk[0], AIMessageChunk) and chunk[0].text:
+            for node in trace.add(mode, chunk):
+                yield _event("node", {"node": node})
+            if mode == "messages" and isinstance(chunk[0], AIMessageChunk) and chunk[0].text:
                 yield _event("token", {"text": chunk[0].text})
-        yield _event("reply", chat_response(result_of(session_id, nodes, state, approval)))
+        yield _event("reply", chat_response(trace.result(session_id)))
     except SupportAgentError as exc:
         yield _event("error", {"error": exc.code, "message": exc.message})
     except Exception as exc:  # the stream has started: report it as an event, and log it

@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from support_agent.api.deps import UNAUTHORIZED, ServicesDep, TenantDep
+from support_agent.crm.repository import get_interaction
 from support_agent.errors import NotFoundError
 from support_agent.handoff import list_handoffs
 from support_agent.services import Services
@@ -95,14 +96,7 @@ async def _messages(
 
 
 async def _session_exists(services: Services, tenant_id: str, session_id: str) -> None:
-    async with services.pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT 1 FROM interactions WHERE tenant_id = %s AND id = %s",
-                (tenant_id, session_id),
-            )
-        ).fetchone()
-    if row is None:
+    if await get_interaction(services, tenant_id, session_id) is None:
         raise NotFoundError("session not found")
 
 

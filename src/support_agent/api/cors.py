@@ -47,9 +47,8 @@ class TenantCORSMiddleware(CORSMiddleware):
             return False
         if time.monotonic() - self._read_at > ORIGINS_TTL_S:
             tenants = agent.services.tenants
-            self._origins = frozenset(
-                o.rstrip("/") for t in tenants.ids()
-                for o in tenants.get(t).config.widget.allowed_origins
-            )  # fmt: skip
+            self._origins = frozenset().union(
+                *(tenants.get(t).config.widget.origins for t in tenants.ids())
+            )
             self._read_at = time.monotonic()
         return origin.rstrip("/") in self._origins

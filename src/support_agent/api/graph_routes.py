@@ -70,6 +70,7 @@ from support_agent.api.runs import (
 )
 from support_agent.api.schemas import ErrorBody
 from support_agent.conversation import Agent, end_session
+from support_agent.crm.repository import get_interaction
 from support_agent.errors import (
     ConflictError,
     ForbiddenError,
@@ -483,14 +484,8 @@ async def _start(
         if body.if_not_exists != "create" or not _THREAD_ID.match(thread_id):
             raise
         await _create_thread(agent, tenant_id, thread_id, body.metadata or {})
-    async with agent.services.pool.connection() as conn:
-        ended = await (
-            await conn.execute(
-                "SELECT 1 FROM interactions WHERE tenant_id = %s AND id = %s AND status = 'ended'",
-                (tenant_id, thread_id),
-            )
-        ).fetchone()
-    if ended:
+    interaction = await get_interaction(agent.services, tenant_id, thread_id)
+    if interaction is not None and interaction["status"] == "ended":  # 409 before any stream
         raise SessionEndedError("this session has ended; start a new thread")
     return await _registry(request).start(tenant_id, thread_id, assistant_id, modes, spec)
 

@@ -296,7 +296,7 @@ class RunRegistry:
             await run.emit("error", run.error)
         finally:
             run.status = status
-            await asyncio.shield(self._record_end(run, "interrupted" if interrupts else None))
+            await asyncio.shield(self._record_end(run, bool(interrupts)))
             await run.emit("end", {"run_id": run.run_id, "status": status})
             async with run._changed:
                 run.finished_at = time.monotonic()
@@ -323,22 +323,31 @@ class RunRegistry:
         elif mode == "custom" and "custom" in run.stream_mode:
             await run.emit("custom", to_jsonable(chunk))
 
-    async def _record_end(self, run: Run, thread_status: str | None) -> None:
-        """Write the run's outcome and the thread's status (idle, interrupted or error)."""
+    async def _record_end(self, run: Run, interrupted: bool) -> None:
+        """Write the run's outcome and the thread's status (idle, interrupted).
+
+        A run that succeeded knows whether it stopped for consent; a failed or cancelled one was
+        rolled back, so the thread's checkpoint says whether an earlier proposal still waits.
+        """
         try:
             async with self._agent.services.pool.connection() as conn, conn.transaction():
                 await conn.execute(
                     "UPDATE graph_runs SET status = %s, updated_at = now() WHERE run_id = %s",
                     (run.status, run.run_id),
                 )
-                state = await self._agent.graph.aget_state(
-                    {"configurable": {"thread_id": checkpoint_thread(run.tenant_id, run.thread_id)}}
-                )
-                status = thread_status or ("interrupted" if state.interrupts else "idle")
+                if run.status != "success":
+                    state = await self._agent.graph.aget_state(
+                        {
+                            "configurable": {
+                                "thread_id": checkpoint_thread(run.tenant_id, run.thread_id)
+                            }
+                        }
+                    )
+                    interrupted = bool(state.interrupts)
                 await conn.execute(
                     "UPDATE graph_threads SET status = %s, updated_at = now()"
                     " WHERE tenant_id = %s AND thread_id = %s",
-                    (status, run.tenant_id, run.thread_id),
+                    ("interrupted" if interrupted else "idle", run.tenant_id, run.thread_id),
                 )
         except (psycopg.Error, SupportAgentError) as exc:  # the events still reach the clients
             logger.warning("run_record_failed", extra={"error": type(exc).__name__})

@@ -132,6 +132,13 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, png: Path) -> None:
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
 def draw_confusion(y: np.ndarray, yhat: np.ndarray, names: list[str], png: Path) -> None:
     """Write the row-normalised confusion matrix (true rows, predicted columns) as PNG.
 
@@ -163,10 +170,7 @@ def draw_confusion(y: np.ndarray, yhat: np.ndarray, names: list[str], png: Path)
     ax.set_xlabel("predicted intent")
     ax.set_ylabel("true intent")
     ax.set_title(f"Confusion matrix, row-normalised ({len(names)} labels, n={len(y)})")
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, png)
 
 
 def draw_top_confusions(confusions: list[dict[str, Any]], png: Path) -> None:
@@ -187,10 +191,7 @@ def draw_top_confusions(confusions: list[dict[str, Any]], png: Path) -> None:
         ax.set_yticks([])
     ax.set_xlabel("rows (share of the true intent's rows)")
     ax.set_title(f"Top {len(rows)} confusions: true → predicted")
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, png)
 
 
 def out_of_fold_probabilities(

@@ -214,6 +214,11 @@ class WidgetConfig(_Strict):
     identity_secret_env: str | None = None
     title: str = "Support"
 
+    @property
+    def origins(self) -> frozenset[str]:
+        """The allowed origins as browsers send them (no trailing ``/``)."""
+        return frozenset(o.rstrip("/") for o in self.allowed_origins)
+
 
 class TenantConfig(_Strict):
     """Configuration of one tenant, from ``tenants/<id>/tenant.yaml``.
