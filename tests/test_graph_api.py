@@ -301,3 +301,34 @@ async def test_v1_chat_streams_with_event_stream(
     events = [line[7:] for line in r.text.splitlines() if line.startswith("event: ")]
     assert events[0] == "metadata" and events[-1] == "end" and "reply" in events, events
     await asyncio.sleep(0)
+
+
+async def test_a_run_that_fails_answers_500_and_changes_nothing(
+    client: httpx.AsyncClient, services: Services, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in a turn: ``runs/wait`` answers 500 ``INTERNAL_ERROR`` (not a conflict), the stream
+    says ``error`` then ``end{status: error}``, and the thread keeps its awaited proposal."""
+    tid = (await client.post("/threads", json={})).json()["thread_id"]
+    cust = await customer_with(services, "pending")
+    run = {"assistant_id": "support_agent", "input": _user(f"my email is {cust['email']}")}
+    assert (await client.post(f"/threads/{tid}/runs/wait", json=run)).status_code == 200
+    cancel = _user(f"please cancel order {cust['order_id']}, I ordered it by mistake")
+    proposed = await client.post(f"/threads/{tid}/runs/wait",
+                                 json={**run, "input": cancel})  # fmt: skip
+    assert proposed.json()["__interrupt__"]
+
+    async def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("the CRM write failed")
+
+    monkeypatch.setattr("support_agent.nodes.write_memory.record_turn", broken)
+    failed = await client.post(f"/threads/{tid}/runs/wait",
+                               json={**run, "input": _user("where is it?")})  # fmt: skip
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "INTERNAL_ERROR"
+    streamed = await client.post(f"/threads/{tid}/runs/stream",
+                                 json={**run, "input": _user("where is it?")})  # fmt: skip
+    events = [line[7:] for line in streamed.text.splitlines() if line.startswith("event: ")]
+    assert events[-2:] == ["error", "end"] and '"status": "error"' in streamed.text
+    monkeypatch.undo()
+    thread = (await client.get(f"/threads/{tid}")).json()
+    assert thread["status"] == "interrupted" and thread["values"]["__interrupt__"]
+    assert await order_status(services, cust["order_id"]) == "pending"

@@ -541,7 +541,7 @@ async def _finished(run: Run, full: bool) -> dict[str, Any]:
         await run.task
     if run.failure is not None:
         raise run.failure
-    if run.error is not None:
+    if run.error is not None:  # cancelled
         raise ConflictError(run.error["message"])
     return public_values(run.values, full)
 

@@ -292,6 +292,7 @@ class RunRegistry:
         except Exception as exc:  # reported to the client as an error event, and logged
             logger.exception("run_failed", extra={"error": type(exc).__name__})
             status = "error"
+            run.failure = SupportAgentError("internal error")  # 500 INTERNAL_ERROR on runs/wait
             run.error = {"error": "INTERNAL_ERROR", "message": "internal error"}
             await run.emit("error", run.error)
         finally:
