@@ -65,6 +65,36 @@ async def test_bank_style_policy_offers_help_before_a_human(
     assert_full_panel(second, "human")
 
 
+async def test_taking_up_the_offer_of_a_person_connects_one_over_the_api(
+    services: Services, agent: Agent
+) -> None:
+    """The agent said "just say so and I'll connect you": a plain yes, or a person named without
+    a verb, is the customer saying so (found by the trajectory suite: it was read as nothing and
+    the agent answered "I didn't quite catch that"); a no, or another request, is not."""
+    key = await create_api_key(services, "acme")
+    app = create_app(agent=agent)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test",
+                                     headers={"Authorization": f"Bearer {key}"}) as c:  # fmt: skip
+
+            async def chat(message: str, session: str) -> dict[str, Any]:
+                r = await c.post("/v1/chat", json={"message": message, "session_id": session})
+                assert r.status_code == 200, r.text
+                return dict(r.json())
+
+            for answer, escalates in (("yes", True), ("a person please", True),
+                                      ("yes, I'd still prefer someone", True),
+                                      ("no thanks, you can help", False),
+                                      ("where is my order?", False)):  # fmt: skip
+                session = new_session()
+                offer = await chat("I need to speak to a person about my account", session)
+                assert offer["decision"] == "respond" and "just say so" in offer["reply"]
+                then = await chat(answer, session)
+                assert (then["decision"] == "escalate") is escalates, (answer, then["reply"])
+                assert (then["handoff"] is not None) is escalates
+
+
 async def test_anger_escalates(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()

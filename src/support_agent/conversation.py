@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -149,6 +150,8 @@ class TurnResult:
         approval: the proposed write the run stopped for (``await_consent``'s interrupt payload:
             ``{"action_requests": [{"name", "args", "description"}], "review_configs": [...]}``),
             or ``None``.
+        node_ms: wall-clock milliseconds per node visited (measured between the stream's
+            updates; the first node's time includes the turn's setup: lock and session read).
     """
 
     session_id: str
@@ -164,6 +167,7 @@ class TurnResult:
     customer_id: str | None
     signals: dict[str, Any] = field(default_factory=dict)
     approval: dict[str, Any] | None = None
+    node_ms: dict[str, float] = field(default_factory=dict)
 
 
 def _config(tenant_id: str, session_id: str) -> RunnableConfig:
@@ -252,12 +256,19 @@ class TurnTrace:
     nodes: list[str] = field(default_factory=list)
     approval: dict[str, Any] | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    node_ms: dict[str, float] = field(default_factory=dict)
+    _last: float = field(default_factory=time.perf_counter)
 
     def add(self, mode: str, chunk: Any) -> list[str]:
         """Take one stream item; returns the graph nodes it reports finished (in order)."""
         if mode == "updates":
             finished = [k for k in chunk if not k.startswith("__")]
             self.nodes.extend(finished)
+            now = time.perf_counter()
+            for node in finished:  # nodes run one after another: the time since the last update
+                share = (now - self._last) * 1000 / len(finished)
+                self.node_ms[node] = round(self.node_ms.get(node, 0.0) + share, 3)
+            self._last = now
             if chunk.get("__interrupt__"):  # the run stopped for consent to a proposed write
                 self.approval = dict(chunk["__interrupt__"][0].value)
             return finished
@@ -267,7 +278,9 @@ class TurnTrace:
 
     def result(self, session_id: str) -> TurnResult:
         """The turn's result (see :func:`_result`)."""
-        return _result(session_id, self.nodes, self.state, self.approval)
+        result = _result(session_id, self.nodes, self.state, self.approval)
+        result.node_ms = dict(self.node_ms)
+        return result
 
 
 async def stream_turn(

@@ -135,7 +135,7 @@ async def run_task(
         handed_off = handed_off or result.handoff is not None
         transcript.append({"customer": text, "agent": result.reply, "intent": result.intent,
                            "decision": result.decision, "approval": result.approval,
-                           "actions": result.actions})  # fmt: skip
+                           "actions": result.actions, "node_ms": result.node_ms})  # fmt: skip
         return result
 
     result = await say(customer.identify())

@@ -112,7 +112,8 @@ async def _say(
     conv.check(not stale, f"{message!r}: stale: {reply!r}")
     conv.check(not leak, f"{message!r}: leaked another customer's data: {reply!r}")
     conv.turns.append({"session": result.session_id, "channel": channel, "customer": message,
-                       "agent": reply, "decision": result.decision})  # fmt: skip
+                       "agent": reply, "decision": result.decision,
+                       "node_ms": result.node_ms})  # fmt: skip
     return result
 
 
@@ -464,6 +465,49 @@ FAMILIES: dict[str, tuple[str, Family]] = {
 }
 
 
+class MemoryPlayer:
+    """Plays the families one conversation at a time, each with a fresh, distinct customer.
+
+    :meth:`close` resets every customer played to its loaded state (call it whatever happens).
+    """
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.source = agent.services.settings.shared_data_dir / "tau2-retail" / "db.json.gz"
+        self._taken: dict[str, set[str]] = {}  # each family plays distinct customers
+        self._used: set[tuple[str, str]] = set()
+
+    async def play(self, family: str) -> Conversation | None:
+        """Play one conversation of ``family``.
+
+        Returns:
+            The conversation, or ``None`` when a bank family has no fitting customer left (the
+            bank data set is small).
+
+        Raises:
+            KeyError: unknown family.
+            NotFoundError: no fresh retail customer left.
+        """
+        tenant, play = FAMILIES[family]
+        taken = self._taken.setdefault(family, set())
+        conv = Conversation(family=family, tenant=tenant, customer="")
+        try:
+            await play(Ctx(agent=self.agent, foreign=[], source=self.source), conv, taken)
+        except NotFoundError:
+            if tenant == "bank":
+                return None
+            raise
+        finally:
+            self._used.update((tenant, c) for c in taken)
+        return conv
+
+    async def close(self) -> None:
+        """Reset every customer played to its loaded state."""
+        for tenant, customer in sorted(self._used):
+            await reset_customer(self.agent, tenant, customer, self.source)
+        self._used.clear()
+
+
 async def evaluate_memory(
     agent: Agent, out_dir: Path, per_family: int = 10, families: list[str] | None = None
 ) -> dict[str, Any]:
@@ -477,47 +521,26 @@ async def evaluate_memory(
         NotFoundError: not enough fresh customers in a tenant.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    source = agent.services.settings.shared_data_dir / "tau2-retail" / "db.json.gz"
-    used: set[tuple[str, str]] = set()
+    player = MemoryPlayer(agent)
     done: list[Conversation] = []
     try:
-        await _play_all(agent, out_dir, per_family, families, source, used, done)
-    finally:  # every customer played returns to its loaded state
-        for tenant, customer in sorted(used):
-            await reset_customer(agent, tenant, customer, source)
-    return _summary(out_dir, done)
-
-
-async def _play_all(
-    agent: Agent,
-    out_dir: Path,
-    per_family: int,
-    families: list[str] | None,
-    source: Path,
-    used: set[tuple[str, str]],
-    done: list[Conversation],
-) -> None:
-    for name in families or list(FAMILIES):
-        tenant, play = FAMILIES[name]
-        taken: set[str] = set()  # each family plays distinct customers
-        try:
+        for name in families or list(FAMILIES):
             for n in range(per_family):
-                conv = Conversation(family=name, tenant=tenant, customer="")
-                ctx = Ctx(agent=agent, foreign=[], source=source)
-                try:
-                    await play(ctx, conv, taken)
-                except NotFoundError:
-                    if tenant == "bank":  # the small bank data set ran out of customers
-                        break
-                    raise
+                conv = await player.play(name)
+                if conv is None:
+                    break
                 done.append(conv)
                 (out_dir / f"{name}-{n}.json").write_text(json.dumps(conv.__dict__, indent=1,
                                                                      default=str))  # fmt: skip
-        finally:
-            used.update((tenant, c) for c in taken)
+    finally:  # every customer played returns to its loaded state
+        await player.close()
+    summary = summarize_memory(done)
+    (out_dir / "report.json").write_text(json.dumps(summary, indent=1))
+    return summary
 
 
-def _summary(out_dir: Path, done: list[Conversation]) -> dict[str, Any]:
+def summarize_memory(done: list[Conversation]) -> dict[str, Any]:
+    """The report of played conversations (see :func:`evaluate_memory`)."""
     turns = sum(c.counts["turns"] for c in done)
     closings = [t for c in done for t in c.turns if t["customer"] == "thanks, that's all"]
     summary = {
@@ -546,7 +569,6 @@ def _summary(out_dir: Path, done: list[Conversation]) -> dict[str, Any]:
             if c.failures
         ],  # fmt: skip
     }
-    (out_dir / "report.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 

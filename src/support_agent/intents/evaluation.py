@@ -89,6 +89,19 @@ def evaluate(
         "confusions"}`` (see the module docstring).
     """
     preds = [p.intent for p in model.predict_many(texts)]
+    result = score_predictions(labels, preds)
+    if png is not None:
+        draw_confusions(labels, preds, png)
+    return result
+
+
+def score_predictions(labels: list[str], preds: list[str]) -> dict[str, Any]:
+    """The metrics of the module docstring for predicted labels against true ones.
+
+    Returns:
+        ``{"n", "accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "per_intent",
+        "confusions"}``.
+    """
     y = np.asarray(labels)
     yhat = np.asarray(preds)
     has_oos = bool((y == OUT_OF_SCOPE).any())
@@ -97,8 +110,7 @@ def evaluate(
         y, yhat, labels=names, zero_division=0
     )
     ins = y != OUT_OF_SCOPE
-    confusions = top_confusions(y, yhat)
-    result = {
+    return {
         "n": len(labels),
         "accuracy": round(float((y == yhat).mean()), 4),
         "macro_f1": round(
@@ -115,15 +127,21 @@ def evaluate(
             }
             for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
         },  # fmt: skip
-        "confusions": confusions,
+        "confusions": top_confusions(y, yhat),
     }
-    if png is not None:
-        draw_confusion(y, yhat, names, png)
-        draw_top_confusions(confusions, png.with_name(f"{png.stem}_top.png"))
-    return result
 
 
-def _pyplot() -> Any:
+def draw_confusions(labels: list[str], preds: list[str], png: Path) -> list[Path]:
+    """Draw the full matrix at ``png`` and the top confusions at ``<stem>_top.png``."""
+    y, yhat = np.asarray(labels), np.asarray(preds)
+    top = png.with_name(f"{png.stem}_top.png")
+    draw_confusion(y, yhat, sorted(set(labels) | set(preds)), png)
+    draw_top_confusions(top_confusions(y, yhat), top)
+    return [png, top]
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,7 +150,8 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(plt: Any, fig: Any, png: Path) -> None:
+def save_figure(plt: Any, fig: Any, png: Path) -> None:
+    """Lay out, write (120 dpi) and close a figure."""
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=120)
@@ -146,7 +165,7 @@ def draw_confusion(y: np.ndarray, yhat: np.ndarray, names: list[str], png: Path)
     cell only up to :data:`MATRIX_LABELS_MAX` labels (a 151-label grid has no readable labels:
     read its top confusions instead, :func:`draw_top_confusions`).
     """
-    plt = _pyplot()
+    plt = pyplot()
     index = {n: i for i, n in enumerate(names)}
     matrix = np.zeros((len(names), len(names)))
     for a, b in zip(y, yhat, strict=True):
@@ -170,12 +189,12 @@ def draw_confusion(y: np.ndarray, yhat: np.ndarray, names: list[str], png: Path)
     ax.set_xlabel("predicted intent")
     ax.set_ylabel("true intent")
     ax.set_title(f"Confusion matrix, row-normalised ({len(names)} labels, n={len(y)})")
-    _save(plt, fig, png)
+    save_figure(plt, fig, png)
 
 
 def draw_top_confusions(confusions: list[dict[str, Any]], png: Path) -> None:
     """Write the most frequent confusions as a horizontal bar chart (count, and share in %)."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = list(reversed(confusions))  # the most frequent at the top
     fig, ax = plt.subplots(figsize=(10, max(2.5, 0.32 * len(rows) + 1.2)))
     if rows:
@@ -191,7 +210,7 @@ def draw_top_confusions(confusions: list[dict[str, Any]], png: Path) -> None:
         ax.set_yticks([])
     ax.set_xlabel("rows (share of the true intent's rows)")
     ax.set_title(f"Top {len(rows)} confusions: true → predicted")
-    _save(plt, fig, png)
+    save_figure(plt, fig, png)
 
 
 def out_of_fold_probabilities(

@@ -79,10 +79,17 @@ _HUMAN = re.compile(
     re.I,
 )
 _HUMAN_VERB = re.compile(
-    r"\b(talk|speak|transfer|connect|put me through|get me|want|need|escalate)\b", re.I
+    r"\b(talk|speak|transfer|connect|put me through|get me|want|need|escalate|prefer|rather)\b",
+    re.I,
 )
 _NOT_BOT = re.compile(r"\b(not|no|don'?t want)\b.{0,12}\b(bot|robot|machine|ai)\b", re.I)
 _OPERATOR = re.compile(r"^\s*(operator|agent|human|representative)[\s!.]*$", re.I)
+
+
+def mentions_a_person(text: str) -> bool:
+    """Whether a message names a person to talk to ("a person please", "someone", "an agent")."""
+    return _HUMAN.search(text) is not None
+
 
 CHURN_CUES = [
     r"\bclose my account\b",

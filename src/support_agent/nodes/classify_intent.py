@@ -26,6 +26,7 @@ from support_agent.intents.signals import (
     extract_identifiers,
     introduction_only,
     is_closing,
+    mentions_a_person,
 )
 from support_agent.state import PendingAction, Signals, State
 
@@ -42,6 +43,20 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
     this = turn_of(state, runtime)
     config, text = this.deps.config, this.text
     found = detect_signals(text)
+    history = state.get("history") or []
+    offered = (
+        bool(history)
+        and history[-1].get("human_request")
+        and (history[-1].get("decision") != "escalate")
+    )
+    if (
+        offered
+        and not found.human_request
+        and (mentions_a_person(text) or read_consent(text, "transfer").verdict == "approve")
+    ):
+        # the last reply offered a person ("just say so and I'll connect you"): this says so
+        found.human_request = True
+        found.cues.append("human_request:accepts_offer")
     cued = config.cued_intent(text)
     closing = cued is None and is_closing(text)  # read once; respond_or_escalate uses it too
     # a yes or no is read against the proposal by the consent reader, never from the words alone

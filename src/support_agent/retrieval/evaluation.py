@@ -4,7 +4,9 @@ Query file: JSON lines ``{"query": str, "relevant_ids": [str, ...]}``.
 
 - ``recall@k`` = |relevant ∩ top-k| / |relevant|, averaged over queries;
 - ``nDCG@k`` = DCG@k / IDCG@k with gain 1 for a relevant id at rank i discounted by
-  ``1 / log2(i + 1)`` (Järvelin and Kekäläinen 2002), averaged over queries.
+  ``1 / log2(i + 1)`` (Järvelin and Kekäläinen 2002), averaged over queries;
+- ``MRR`` = the mean over queries of 1 / the rank of the first relevant id (0 when none is
+  ranked; Voorhees 1999, TREC-8 QA).
 """
 
 from __future__ import annotations
@@ -79,3 +81,12 @@ def summarize(
             4,
         )
     return out
+
+
+def mrr(rankings: list[list[str]], queries: list[dict[str, Any]]) -> float:
+    """Mean reciprocal rank of the first relevant id (rounded to 4 decimals; 0.0 for none)."""
+    total = 0.0
+    for ranked, q in zip(rankings, queries, strict=True):
+        relevant = set(q["relevant_ids"])
+        total += next((1.0 / (i + 1) for i, d in enumerate(ranked) if d in relevant), 0.0)
+    return round(total / len(queries), 4) if queries else 0.0
