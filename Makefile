@@ -63,13 +63,10 @@ lint: setup  ## ruff, ruff format, mypy (strict) and the import-linter layer con
 
 EVAL_DIR = $${DATA_DIR:-.data}
 
-eval: setup  ## intent model: Banking77 5-fold CV; CLINC150 train(+oos) → val(+oos), under DATA_DIR (~6 min)
-	$(BIN)/python evals/prepare_intent_data.py --out $(EVAL_DIR)/evals
-	$(BIN)/support-agent intents cv --data ../shared/data/banking77/train.csv --folds 5
-	$(BIN)/support-agent intents train --data $(EVAL_DIR)/evals/clinc_train.csv \
-		--oos $(EVAL_DIR)/evals/clinc_oos_train.csv --out $(EVAL_DIR)/models/clinc150
-	$(BIN)/support-agent intents eval --model $(EVAL_DIR)/models/clinc150 \
-		--data $(EVAL_DIR)/evals/clinc_val.csv
+eval: setup  ## every evaluation suite (support-agent eval all) → report.json, report.md, plots under DATA_DIR/evals/report (~25 min)
+	# the database suites reset the customers they play to their loaded state: DATA_DIR (default
+	# .data/) should be an evaluation database, not one serving customers
+	$(BIN)/support-agent eval all --out $(EVAL_DIR)/evals/report
 
 bench: setup  ## benchmarks: memory loads, turns, pipeline, episodic search at 10k/100k/1M (~3 min)
 	$(BIN)/python bench/run.py

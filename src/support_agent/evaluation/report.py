@@ -149,7 +149,7 @@ def write_report(results: list[SuiteResult], meta: dict[str, Any], out: Path) ->
 
 
 def _markdown(results: list[SuiteResult], meta: dict[str, Any], plots: list[Path]) -> str:
-    git = meta.get("git") or {}
+    git = meta.get("commit") or {}
     lines = [
         "# Evaluation report",
         "",

@@ -172,9 +172,10 @@ def langsmith_client(upload: bool) -> Client:
         InvalidRequestError: ``upload`` without ``LANGSMITH_API_KEY``.
     """
     if upload:
-        if not os.environ.get("LANGSMITH_API_KEY"):
+        key = os.environ.get("LANGSMITH_API_KEY")
+        if not key:
             raise InvalidRequestError("--langsmith needs LANGSMITH_API_KEY in the environment")
-        return Client()
+        return Client(api_key=key, api_url=os.environ.get("LANGSMITH_ENDPOINT") or None)
     return Client(api_key="offline", api_url=OFFLINE_API_URL, info={}, tracing_sampling_rate=0.0)
 
 
@@ -319,7 +320,7 @@ def experiment_metadata(settings: Any, *, fast: bool, models: dict[str, str]) ->
     from importlib.metadata import version
 
     return {
-        "git": git_revision(Path(__file__).resolve().parent),
+        "commit": git_revision(Path(__file__).resolve().parent),
         "package_version": version("support-agent"),
         "python": platform.python_version(),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -100,6 +100,11 @@ def consent_suite(options: SuiteOptions) -> Suite:
 # retrieval
 
 
+#: The rankings the retrieval suite compares: ours (fused, and each list alone) and
+#: langchain-postgres' PGVectorStore hybrid search.
+MODES = ("hybrid", "semantic", "keyword", "pgvectorstore")
+
+
 def _read_kind(path: Path, kind: str, limit: int | None) -> list[dict[str, Any]]:
     from support_agent.retrieval.evaluation import read_queries
 
@@ -107,17 +112,24 @@ def _read_kind(path: Path, kind: str, limit: int | None) -> list[dict[str, Any]]
 
 
 async def retrieval_suite(agent: Any, options: SuiteOptions) -> Suite:
-    """Bank knowledge retrieval: short queries and long descriptions → relevant documents."""
-    tenant = options.tenant or "bank"
+    """Bank knowledge retrieval: short queries and long descriptions → relevant documents.
+
+    Each query is ranked by our hybrid search, its semantic and keyword lists alone, and
+    ``PGVectorStore`` (``evaluation/pgvectorstore.py``).
+    """
+    from support_agent.evaluation.pgvectorstore import PGVectorStoreRetriever
     from support_agent.retrieval.evaluation import mrr
     from support_agent.retrieval.evaluation import summarize as summarize_rankings
     from support_agent.retrieval.hybrid import hybrid_search
 
+    tenant = options.tenant or "bank"
     limit = 10 if options.fast else None
     queries = _read_kind(options.evals_dir / "bank_retrieval_queries.jsonl", "short", limit)
     queries += _read_kind(options.evals_dir / "bank_retrieval_long.jsonl", "long", limit)
     await agent.deps(tenant).vertical.load(agent.services, tenant)
     services = agent.services
+    store = PGVectorStoreRetriever(services, tenant)
+    await store.open()
 
     async def target(inputs: dict[str, Any]) -> dict[str, Any]:
         vector = await asyncio.to_thread(services.embeddings.embed_query, inputs["query"])
@@ -126,6 +138,7 @@ async def retrieval_suite(agent: Any, options: SuiteOptions) -> Suite:
             hits = await hybrid_search(services, tenant, inputs["query"], vector,
                                        sources=("document",), limit=10, mode=mode)  # fmt: skip
             out[mode] = [h.id for h in hits]
+        out["pgvectorstore"] = await store.search(inputs["query"], k=10)
         return out
 
     def recall_10(outputs: dict[str, Any], reference_outputs: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +160,7 @@ async def retrieval_suite(agent: Any, options: SuiteOptions) -> Suite:
                 continue
             refs = [r.reference for r in chosen]
             prefix = "" if kind == "all" else f"{kind}_"
-            for mode in ("hybrid", "semantic", "keyword"):
+            for mode in MODES:
                 rankings = [(r.outputs or {}).get(mode) or [] for r in chosen]
                 scores = {**summarize_rankings(rankings, refs), "mrr": mrr(rankings, refs)}
                 mode_prefix = prefix + ("" if mode == "hybrid" else f"{mode}_")
@@ -168,6 +181,7 @@ async def retrieval_suite(agent: Any, options: SuiteOptions) -> Suite:
         summarize=summarize,
         targets=(Target("short_recall@10", ">=", 0.85), Target("long_recall@10", ">=", 0.85)),
         plots=draw_retrieval,
+        close=store.close,
     )
 
 
@@ -177,14 +191,14 @@ def draw_retrieval(metrics: dict[str, Any], _rows: list[Row], out: Path) -> list
 
     plt = pyplot()
     kinds = [k for k in ("short", "long") if f"{k}_n" in metrics]
-    modes = ("hybrid", "semantic", "keyword")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    modes = MODES
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, key in zip(axes, ("recall@10", "ndcg@10"), strict=True):
         for i, mode in enumerate(modes):
             values = [metrics.get(f"{k}_{'' if mode == 'hybrid' else mode + '_'}{key}") or 0.0
                       for k in kinds]  # fmt: skip
-            xs = [j + (i - 1) * 0.27 for j in range(len(kinds))]
-            bars = ax.bar(xs, values, width=0.25, label=mode)
+            xs = [j + (i - 1.5) * 0.2 for j in range(len(kinds))]
+            bars = ax.bar(xs, values, width=0.19, label=mode)
             for bar, v in zip(bars, values, strict=True):
                 ax.text(bar.get_x() + bar.get_width() / 2, v + 0.01, f"{v:.2f}", ha="center",
                         fontsize=8)  # fmt: skip
