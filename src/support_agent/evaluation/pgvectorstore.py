@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from support_agent.errors import InfrastructureError
 from support_agent.services import Services
 
 #: Rows each of the store's two searches fetches before fusion (ours takes 30 as well).
