@@ -138,6 +138,8 @@ async def test_fast_suites_write_the_report_and_plots(
     md = (out / "report.md").read_text()
     for name in suites:
         assert f"## {name}" in md
+        rows = (out / f"rows_{name}.jsonl").read_text().splitlines()
+        assert len(rows) == suites[name]["n"] and json.loads(rows[0])["outputs"]
     for png in [
         "scores.png",
         "latency_nodes.png",

@@ -244,6 +244,8 @@ async def _eval(args: argparse.Namespace) -> int:
     from support_agent.settings import PROJECT_ROOT
 
     settings = get_settings()
+    if settings.log_level.upper() == "INFO":  # the progress bars, not a log line per turn
+        logging.getLogger("support_agent").setLevel(logging.WARNING)
     names = list(SUITES) if "all" in args.suites else list(dict.fromkeys(args.suites))
     out = Path(args.out or settings.data_dir / "evals" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}")
     client = langsmith_client(args.langsmith)

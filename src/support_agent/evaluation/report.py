@@ -6,7 +6,9 @@
   met, then the plots;
 - ``scores.png``: every targeted metric as a bar, its target as a line (green when met);
 - ``latency_nodes.png``: per graph node, the histogram of its time per turn (ms, log scale) over
-  the turns of the suites that play conversations.
+  the turns of the suites that play conversations;
+- ``rows_<suite>.jsonl``: one line per example, ``{"inputs", "reference", "outputs", "scores",
+  "error"}`` (the conversations' transcripts are in their outputs).
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def draw_latencies(latencies: dict[str, list[float]], png: Path) -> Path | None:
 
 
 def write_report(results: list[SuiteResult], meta: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Write ``report.json``, ``report.md``, ``scores.png`` and ``latency_nodes.png`` into ``out``.
+    """Write ``report.json``, ``report.md``, the rows, ``scores.png`` and ``latency_nodes.png``.
 
     The suites' own plots are already in ``out`` (``SuiteResult.plots``).
 
@@ -144,6 +146,10 @@ def write_report(results: list[SuiteResult], meta: dict[str, Any], out: Path) ->
         "plots": [p.name for p in plots],
     }
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    for r in results:
+        with (out / f"rows_{r.name}.jsonl").open("w", encoding="utf-8") as fh:
+            for row in r.rows:
+                fh.write(json.dumps(row.__dict__, default=str) + "\n")
     (out / "report.md").write_text(_markdown(results, meta, plots))
     return report
 
