@@ -229,6 +229,7 @@ def _intents(args: argparse.Namespace) -> int:
 
 async def _eval(args: argparse.Namespace) -> int:
     """``support-agent eval SUITE…``: run suites through LangSmith, write the report."""
+    import time
     from datetime import UTC, datetime
     from pathlib import Path
 
@@ -262,10 +263,13 @@ async def _eval(args: argparse.Namespace) -> int:
     async def run(agent: Any) -> int:
         results: list[SuiteResult] = []
         for name in names:
+            started = time.perf_counter()
             suite = await build_suite(name, agent, options)
+            setup_seconds = round(time.perf_counter() - started, 1)
             models.update(suite.models)
             meta = experiment_metadata(settings, fast=args.fast, models=dict(models))
             result = await run_suite(suite, client, upload=args.langsmith, metadata=meta)
+            result.setup_seconds = setup_seconds
             if suite.plots is not None:
                 result.plots = suite.plots(result.metrics, result.rows, out)
             results.append(result)

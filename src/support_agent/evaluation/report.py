@@ -1,7 +1,7 @@
 """The report of an evaluation run: ``report.json``, ``report.md`` and PNG plots in one directory.
 
-- ``report.json``: ``{"meta", "suites": {name: {"description", "n", "errors", "seconds",
-  "experiment", "dataset_id", "metrics", "targets", "plots"}}, "plots"}``;
+- ``report.json``: ``{"meta", "suites": {name: {"description", "n", "errors", "setup_seconds",
+  "seconds", "experiment", "dataset_id", "metrics", "targets", "plots"}}, "plots"}``;
 - ``report.md``: per suite a table of its flat metrics, each with its target and whether it was
   met, then the plots;
 - ``scores.png``: every targeted metric as a bar, its target as a line (green when met);
@@ -135,6 +135,7 @@ def write_report(results: list[SuiteResult], meta: dict[str, Any], out: Path) ->
                 "n": len(r.rows),
                 "errors": r.errors,
                 "seconds": r.seconds,
+                "setup_seconds": r.setup_seconds,
                 "experiment": r.experiment,
                 "dataset_id": r.dataset_id,
                 "metrics": r.metrics,
@@ -165,13 +166,13 @@ def _markdown(results: list[SuiteResult], meta: dict[str, Any], plots: list[Path
         + f" · embeddings `{meta.get('settings', {}).get('embedding_model')}`"
         + f" · LLM {'on' if meta.get('settings', {}).get('llm') else 'off'}",
         "",
-        "| suite | examples | errors | seconds | targets met |",
-        "|---|---:|---:|---:|---:|",
+        "| suite | examples | errors | setup s | run s | targets met |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         met = sum(bool(c["met"]) for c in r.targets)
-        lines.append(f"| {r.name} | {len(r.rows)} | {r.errors} | {r.seconds:.0f} | "
-                     f"{met}/{len(r.targets)} |")  # fmt: skip
+        lines.append(f"| {r.name} | {len(r.rows)} | {r.errors} | {r.setup_seconds:.0f} | "
+                     f"{r.seconds:.0f} | {met}/{len(r.targets)} |")  # fmt: skip
     lines += [""] + [f"![{p.stem}]({p.name})" for p in plots]
     for r in results:
         targets = {c["metric"]: c for c in r.targets}

@@ -143,6 +143,8 @@ class SuiteResult:
         experiment: the LangSmith experiment's name.
         dataset_id: the LangSmith dataset's id (a local id when nothing was uploaded).
         plots: files the suite drew.
+        setup_seconds: wall-clock time of building the suite before its run (loading data,
+            training and cross-validating a model).
     """
 
     name: str
@@ -154,6 +156,7 @@ class SuiteResult:
     experiment: str
     dataset_id: str
     plots: list[Path] = field(default_factory=list)
+    setup_seconds: float = 0.0
 
     @property
     def errors(self) -> int:
