@@ -63,7 +63,7 @@ lint: setup  ## ruff, ruff format, mypy (strict) and the import-linter layer con
 
 EVAL_DIR = $${DATA_DIR:-.data}
 
-eval: setup  ## every evaluation suite (support-agent eval all) → report.json, report.md, plots under DATA_DIR/evals/report (~25 min)
+eval: setup  ## every evaluation suite (support-agent eval all) → report.json, report.md, plots under DATA_DIR/evals/report (~15 min)
 	# the database suites reset the customers they play to their loaded state: DATA_DIR (default
 	# .data/) should be an evaluation database, not one serving customers
 	$(BIN)/support-agent eval all --out $(EVAL_DIR)/evals/report
