@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -570,8 +569,3 @@ def summarize_memory(done: list[Conversation]) -> dict[str, Any]:
         ],  # fmt: skip
     }
     return summary
-
-
-def new_run_dir() -> Path:
-    """``evals/runs/memory-<random>``."""
-    return Path("evals/runs") / f"memory-{uuid.uuid4().hex[:8]}"

@@ -169,8 +169,14 @@ class IntentClassifier:
         self.oos_threshold = oos_threshold
 
     @staticmethod
-    def _fit(emb: np.ndarray, texts: list[str], labels: list[str]) -> dict[str, Any]:
-        """Fit the ensemble on embedded texts, keeping in-scope rows' vectors for kNN features."""
+    def _fit(
+        emb: np.ndarray, texts: list[str], labels: list[str], *, index: bool = False
+    ) -> dict[str, Any]:
+        """Fit the ensemble on embedded texts.
+
+        With ``index`` the in-scope rows' embedding and word TF-IDF vectors are kept for the
+        separator's nearest-neighbour features (only models with a separator need them).
+        """
         word = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
         char = TfidfVectorizer(
             analyzer="char_wb",
@@ -184,15 +190,12 @@ class IntentClassifier:
         ).tocsr()
         svm = LinearSVC(C=0.5).fit(x, labels)
         logreg = LogisticRegression(C=10.0, max_iter=3000).fit(emb, labels)
-        ins = np.asarray(labels) != OUT_OF_SCOPE
-        return {
-            "word": word,
-            "char": char,
-            "svm": svm,
-            "logreg": logreg,
-            "index_emb": emb[ins].astype(np.float32),
-            "index_word": word_x[ins].tocsr(),
-        }
+        parts: dict[str, Any] = {"word": word, "char": char, "svm": svm, "logreg": logreg}
+        if index:
+            ins = np.asarray(labels) != OUT_OF_SCOPE
+            parts["index_emb"] = emb[ins].astype(np.float32)
+            parts["index_word"] = word_x[ins].tocsr()
+        return parts
 
     @classmethod
     def train(cls, embeddings: Embeddings, texts: list[str], labels: list[str]) -> IntentClassifier:
@@ -256,8 +259,9 @@ class IntentClassifier:
         for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(
             texts, strata
         ):
-            fold = cls(embeddings, cls._fit(emb[train_idx], [texts[i] for i in train_idx],
-                                            [labels[i] for i in train_idx]))  # fmt: skip
+            fold_texts = [texts[i] for i in train_idx]
+            fold_labels = [labels[i] for i in train_idx]
+            fold = cls(embeddings, cls._fit(emb[train_idx], fold_texts, fold_labels, index=True))
             test_texts = [texts[i] for i in test_idx]
             probs, word_x = fold._scores(test_texts, emb[test_idx])
             features[test_idx] = fold._separator_features(probs, emb[test_idx], word_x)
@@ -269,7 +273,7 @@ class IntentClassifier:
         ).split(features, strata):
             part = _separator().fit(features[train_idx], in_scope[train_idx])
             scores[test_idx] = part.predict_proba(features[test_idx])[:, 1]
-        parts = cls._fit(emb, texts, labels)
+        parts = cls._fit(emb, texts, labels, index=True)
         parts["separator"] = _separator().fit(features, in_scope)
         model = cls(embeddings, parts)
         rows = ~oos | keep
