@@ -68,7 +68,7 @@ eval: setup  ## every evaluation suite (support-agent eval all) → report.json,
 	# .data/) should be an evaluation database, not one serving customers
 	$(BIN)/support-agent eval all --out $(EVAL_DIR)/evals/report
 
-bench: setup  ## benchmarks: memory loads, turns, pipeline, episodic search at 10k/100k/1M (~3 min)
+bench: setup  ## benchmarks: memory loads, turns (CPU per node), pipeline, episodic search at 10k/100k/1M, concurrent HTTP load vs its floor (~10 min)
 	$(BIN)/python bench/run.py
 
 clean:  ## remove the venv and local data

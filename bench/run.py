@@ -1,4 +1,4 @@
-"""Benchmarks (``make bench``, about 3 minutes; ``--quick`` skips the 1M-episode run): one table.
+"""Benchmarks (``make bench``, about 10 minutes; ``--quick`` skips the 1M-episode run).
 
 Runs against the same embedded PostgreSQL + Redis the service uses, in a throwaway DATA_DIR:
 
@@ -9,7 +9,12 @@ Runs against the same embedded PostgreSQL + Redis the service uses, in a throwaw
   on its own row;
 - memory pipeline throughput: conversations per second through the worker (episode embedding,
   store write, layer transaction, hot write-through);
-- turn latency without an LLM (all eight nodes), retail and bank.
+- turn latency without an LLM (all eight nodes), retail and bank, with each node's CPU time;
+- concurrent HTTP load (``bench/http_load.py``): 1, 4, 16 and 64 scripted customers at once
+  against ``support-agent serve`` (retail and bank: turns/s, p50/p95/p99, errors), and in the same
+  run the floor: the same HTTP stack, checkpointer and concurrency with eight no-op nodes
+  (``bench/floor_server.py``); each figure is also printed as a ratio to the floor. The load
+  generator runs in this process, on the same machine as the server.
 
 Timings are wall-clock on this machine; nothing here is asserted in tests.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import tempfile
 import time
@@ -27,13 +33,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from support_agent.conversation import Agent, run_turn
+from http_load import (
+    SCRIPTS,
+    LoadResult,
+    floor_argv,
+    free_port,
+    run_load,
+    serve_argv,
+    start_server,
+    stop_server,
+)
+
+from support_agent.conversation import Agent, run_turn, stream_turn
 from support_agent.memory_store.context import load_customer_memory
 from support_agent.memory_store.episodes import search_episodes
 from support_agent.memory_store.hot import c360_key, memory_key, sync_hot_tier
 from support_agent.memory_store.pipeline import MemoryWorker, enqueue_session
 from support_agent.services import Services
 from support_agent.settings import Settings
+from support_agent.tenancy import create_api_key
 from support_agent.verticals.bank.loader import load_bank
 from support_agent.verticals.retail.loader import load_retail
 
@@ -215,7 +233,102 @@ async def bench_bank_turns(agent: Agent) -> list[Row]:
     return [("bank turn latency, no LLM (8 nodes)", len(turns), turns)]
 
 
-async def main(quick: bool, turns_only: bool = False) -> None:
+NODES = ("identify", "load_360", "classify_intent", "retrieve_resolutions", "rank_actions",
+         "policy_check", "respond_or_escalate", "write_memory")  # fmt: skip
+OUTSIDE = "(outside the nodes)"
+
+
+async def _cpu_pass(agent: Agent, tenant: str, emails: list[str], script: tuple[str, ...],
+                    cpu: dict[str, float]) -> tuple[int, float]:  # fmt: skip
+    """Play 20 conversations; add each node's CPU seconds to ``cpu`` (``tasks`` events mark
+    where a node starts, ``updates`` where it ends; the rest is ``(outside the nodes)``).
+    Returns (turns, wall seconds)."""
+    turns, wall = 0, 0.0
+    for email in emails[:20]:
+        session = f"cpu-{uuid.uuid4().hex[:10]}"
+        for message in (f"my email is {email}", *script):
+            t0, c0 = time.perf_counter(), time.process_time()
+            started: float | None = None
+            in_nodes = 0.0
+            async for mode, chunk in stream_turn(agent, tenant_id=tenant, channel="chat",
+                                                 session_id=session, message=message,
+                                                 stream_mode=("tasks", "updates")):  # fmt: skip
+                now = time.process_time()
+                if mode == "tasks" and "triggers" in chunk:  # a node starts
+                    started = now
+                elif mode == "updates" and started is not None:
+                    for node in (k for k in chunk if not k.startswith("__")):
+                        cpu[node] = cpu.get(node, 0.0) + now - started
+                        in_nodes += now - started
+                    started = None
+            cpu[OUTSIDE] = cpu.get(OUTSIDE, 0.0) + time.process_time() - c0 - in_nodes
+            wall += time.perf_counter() - t0
+            turns += 1
+    return turns, wall
+
+
+async def node_cpu(agent: Agent, tenant: str, emails: list[str], script: tuple[str, ...],
+                   profile_to: Path) -> list[str]:  # fmt: skip
+    """CPU time per node of a turn (this process, every thread: ``time.process_time``), over 20
+    conversations; then a pyinstrument profile of 20 more (HTML, ``profile_to``; main thread
+    only: model calls run in worker threads and show there as awaits)."""
+    from pyinstrument import Profiler
+
+    cpu: dict[str, float] = {}
+    turns, wall = await _cpu_pass(agent, tenant, emails, script, cpu)
+    profiler = Profiler(interval=0.001, async_mode="enabled")
+    profiler.start()
+    await _cpu_pass(agent, tenant, emails[20:], script, {})
+    profiler.stop()
+    profile_to.write_text(profiler.output_html())
+    total = sum(cpu.values())
+    per_turn = f"wall {1000 * wall / turns:.1f} ms, CPU {1000 * total / turns:.1f} ms"
+    lines = [f"{tenant}: CPU per turn by node (ms, {turns} turns; {per_turn}; {profile_to})"]
+    lines += [f"  {node:22} {1000 * cpu.get(node, 0.0) / turns:6.2f}" for node in (*NODES, OUTSIDE)]
+    return lines
+
+
+def _print_load(title: str, real: list[LoadResult], floor: list[LoadResult]) -> None:
+    print(f"\n{title}")
+    print(f"{'customers':>9} {'turns/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6}"
+          f"   floor: {'turns/s':>8} {'p95 ms':>7}   ratio: {'turns/s':>7} {'p95':>5}")  # fmt: skip
+    for r, f in zip(real, floor, strict=True):
+        errors = sum(r.errors.values())
+        ratio_tps = r.turns_per_s / f.turns_per_s
+        ratio_p95 = r.pct_ms(0.95) / f.pct_ms(0.95)
+        print(f"{r.concurrency:>9} {r.turns_per_s:8.1f} {r.pct_ms(0.5):8.1f} {r.pct_ms(0.95):8.1f} "
+              f"{r.pct_ms(0.99):8.1f} {errors:>6}   {'':6} {f.turns_per_s:8.1f} "
+              f"{f.pct_ms(0.95):7.1f}   {'':6} {ratio_tps:7.2f} {ratio_p95:5.1f}")  # fmt: skip
+        if r.errors or f.errors:
+            print(f"{'':9} errors: {dict(r.errors)} floor: {dict(f.errors)}")
+
+
+async def bench_http(svc: Services, data_dir: Path, emails: dict[str, list[str]],
+                     levels: list[int], seconds: float) -> None:  # fmt: skip
+    """The concurrent HTTP table: the real API and the floor, per tenant and concurrency."""
+    env = {"DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING", "RATE_LIMIT": "1000000/minute"}
+    for tenant in ("retail", "bank"):
+        key = await create_api_key(svc, tenant)
+        measured: dict[str, list[LoadResult]] = {}
+        for name, argv in (("serve", serve_argv), ("floor", floor_argv)):
+            port = free_port()
+            proc = await asyncio.to_thread(
+                start_server, argv(port), port, env, data_dir / f"{name}-{tenant}.log"
+            )
+            try:
+                measured[name] = [
+                    await run_load(
+                        f"http://127.0.0.1:{port}", key, tenant, emails[tenant], n, seconds=seconds
+                    )  # fmt: skip
+                    for n in levels
+                ]
+            finally:
+                await asyncio.to_thread(stop_server, proc)
+        title = f"concurrent HTTP turns, {tenant} (serve, one process; {seconds:.0f} s per level)"
+        _print_load(title, measured["serve"], measured["floor"])
+
+
+async def main(quick: bool, turns_only: bool = False, http: bool = True) -> None:
     random.seed(7)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), database_url=None, redis_url=None)
@@ -245,15 +358,32 @@ async def main(quick: bool, turns_only: bool = False) -> None:
                 print(f"{name:52} {n:>6} {pct(samples, 0.5):8.2f} {pct(samples, 0.95):8.2f} "
                       f"{1000 * max(samples):8.2f}")  # fmt: skip
             print(
-                "targets: turn p95 <= 50 ms (retail and bank); hot load p95 <= 2 ms; "
-                "episodic search p95 <= 15 ms at 1M (query "
-                "embedding excluded); pipeline >= 50 conversations/s"
+                "targets: turn p95 <= 20 ms retail, <= 30 ms bank; hot load p95 <= 2 ms; "
+                "episodic search p95 <= 15 ms at 1M (query embedding excluded); "
+                "pipeline >= 200 conversations/s"
             )
+            async with svc.pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT email FROM customers WHERE tenant_id='bank' ORDER BY id"
+                )
+                bank_emails = [r["email"] for r in await cur.fetchall()]
+            emails = {"retail": [r["email"] for r in rows], "bank": bank_emails}
+            print()
+            out = Path(os.environ.get("DATA_DIR", ".data")) / "bench"
+            out.mkdir(parents=True, exist_ok=True)
+            for tenant in ("retail", "bank"):
+                for line in await node_cpu(agent, tenant, emails[tenant], SCRIPTS[tenant],
+                                           out / f"profile-{tenant}.html"):  # fmt: skip
+                    print(line)
+            if http:
+                await bench_http(svc, Path(tmp), emails, [1, 4, 16, 64], 5.0 if quick else 10.0)
+                print("targets: at 16 customers >= 100 turns/s with p95 <= 250 ms and 0 errors")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="skip the 1M-episode run")
     parser.add_argument("--turns", action="store_true", help="only the turn-latency benchmarks")
+    parser.add_argument("--no-http", action="store_true", help="skip the concurrent HTTP load")
     args = parser.parse_args()
-    asyncio.run(main(args.quick, args.turns))
+    asyncio.run(main(args.quick, args.turns, http=not args.no_http))
