@@ -6,18 +6,20 @@ runtime with the Postgres checkpointer (``durability="exit"``), the stream and t
 The nodes have the support graph's names and do nothing; the last one sets a fixed reply. The
 ratio of a real figure to this one is how much the support graph itself costs.
 
-Run: ``python bench/floor_server.py --port P`` with ``DATA_DIR`` of running embedded servers
-(or ``DATABASE_URL``/``REDIS_URL``).
+Run: ``python bench/floor_server.py --port P [--workers N]`` with ``DATA_DIR`` of running
+embedded servers (or ``DATABASE_URL``/``REDIS_URL``).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
@@ -32,11 +34,11 @@ NODES = (
 )  # fmt: skip
 
 
-def _noop(_: State) -> dict[str, Any]:
+async def _noop(_: State) -> dict[str, Any]:
     return {}
 
 
-def _reply(_: State) -> dict[str, Any]:
+async def _reply(_: State) -> dict[str, Any]:
     return {"reply": "ok", "decision": "respond"}
 
 
@@ -56,16 +58,31 @@ def floor_graph(agent: Agent) -> CompiledStateGraph[Any, Any, Any, Any]:
     )
 
 
-async def main(port: int) -> None:
-    """Serve the floor app on 127.0.0.1:``port`` until SIGTERM."""
-    async with Agent.open(warm_up=False) as agent:
-        floor = dataclasses.replace(agent, graph=floor_graph(agent))
-        app = create_app(agent=floor)
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        await uvicorn.Server(config).serve()
+_owned = contextlib.AsyncExitStack()
+
+
+async def _open_floor_agent() -> Agent:
+    """The process's agent with the floor graph (open until the process exits)."""
+    agent = await _owned.enter_async_context(Agent.open(warm_up=False))
+    return dataclasses.replace(agent, graph=floor_graph(agent))
+
+
+def app_factory() -> FastAPI:
+    """The API with the floor graph (uvicorn factory: each worker process builds its own)."""
+    return create_app(open_agent=_open_floor_agent)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    asyncio.run(main(parser.parse_args().port))
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    uvicorn.run(
+        "floor_server:app_factory",
+        factory=True,
+        app_dir=str(Path(__file__).parent),
+        host="127.0.0.1",
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+    )

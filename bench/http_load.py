@@ -196,12 +196,14 @@ async def run_load(
     return result
 
 
-def serve_argv(port: int) -> list[str]:
+def serve_argv(port: int, workers: int) -> list[str]:
     """``support-agent serve`` on loopback ``port`` (the product's own command)."""
     exe = Path(sys.executable).with_name("support-agent")
-    return [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    where = ["--host", "127.0.0.1", "--port", str(port)]
+    return [str(exe), "serve", *where, "--workers", str(workers)]
 
 
-def floor_argv(port: int) -> list[str]:
+def floor_argv(port: int, workers: int) -> list[str]:
     """The floor server (same stack, eight no-op nodes) on loopback ``port``."""
-    return [sys.executable, str(Path(__file__).with_name("floor_server.py")), "--port", str(port)]
+    script = str(Path(__file__).with_name("floor_server.py"))
+    return [sys.executable, script, "--port", str(port), "--workers", str(workers)]

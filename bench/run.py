@@ -304,8 +304,9 @@ def _print_load(title: str, real: list[LoadResult], floor: list[LoadResult]) -> 
 
 
 async def bench_http(svc: Services, data_dir: Path, emails: dict[str, list[str]],
-                     levels: list[int], seconds: float) -> None:  # fmt: skip
-    """The concurrent HTTP table: the real API and the floor, per tenant and concurrency."""
+                     levels: list[int], seconds: float, workers: int) -> None:  # fmt: skip
+    """The concurrent HTTP table: the real API and the floor, per tenant and concurrency, each
+    with ``workers`` API processes."""
     env = {"DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING", "RATE_LIMIT": "1000000/minute"}
     for tenant in ("retail", "bank"):
         key = await create_api_key(svc, tenant)
@@ -313,7 +314,7 @@ async def bench_http(svc: Services, data_dir: Path, emails: dict[str, list[str]]
         for name, argv in (("serve", serve_argv), ("floor", floor_argv)):
             port = free_port()
             proc = await asyncio.to_thread(
-                start_server, argv(port), port, env, data_dir / f"{name}-{tenant}.log"
+                start_server, argv(port, workers), port, env, data_dir / f"{name}-{tenant}.log"
             )
             try:
                 measured[name] = [
@@ -324,11 +325,11 @@ async def bench_http(svc: Services, data_dir: Path, emails: dict[str, list[str]]
                 ]
             finally:
                 await asyncio.to_thread(stop_server, proc)
-        title = f"concurrent HTTP turns, {tenant} (serve, one process; {seconds:.0f} s per level)"
+        title = f"concurrent HTTP turns, {tenant} ({workers} API processes, {seconds:.0f} s/level)"
         _print_load(title, measured["serve"], measured["floor"])
 
 
-async def main(quick: bool, turns_only: bool = False, http: bool = True) -> None:
+async def main(quick: bool, turns_only: bool = False, http: bool = True, workers: int = 1) -> None:
     random.seed(7)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), database_url=None, redis_url=None)
@@ -376,7 +377,8 @@ async def main(quick: bool, turns_only: bool = False, http: bool = True) -> None
                                            out / f"profile-{tenant}.html"):  # fmt: skip
                     print(line)
             if http:
-                await bench_http(svc, Path(tmp), emails, [1, 4, 16, 64], 5.0 if quick else 10.0)
+                await bench_http(svc, Path(tmp), emails, [1, 4, 16, 64], 5.0 if quick else 10.0,
+                                 workers)  # fmt: skip
                 print("targets: at 16 customers >= 100 turns/s with p95 <= 250 ms and 0 errors")
 
 
@@ -385,5 +387,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="skip the 1M-episode run")
     parser.add_argument("--turns", action="store_true", help="only the turn-latency benchmarks")
     parser.add_argument("--no-http", action="store_true", help="skip the concurrent HTTP load")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="API processes of the HTTP load (default: the CPU cores)")  # fmt: skip
     args = parser.parse_args()
-    asyncio.run(main(args.quick, args.turns, http=not args.no_http))
+    asyncio.run(main(args.quick, args.turns, http=not args.no_http, workers=args.workers))

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -341,16 +342,39 @@ async def _demo(_: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """Run the API: ``--workers`` uvicorn processes (default the CPU cores) on one port.
+
+    Each worker is a whole API process (its own agent, pools and models); they share the port
+    (the kernel spreads connections), PostgreSQL and Redis, and any of them takes any turn of
+    any session (the checkpoint and the per-session lock are the only state). With embedded
+    servers, this parent process starts them first so the workers attach to running servers and
+    a worker restart never stops them.
+    """
     import uvicorn
 
+    from support_agent.infra.embedded import start_embedded
+
     settings = get_settings()
-    uvicorn.run(
-        "support_agent.api.app:create_app",
-        factory=True,
-        host=args.host or settings.api_host,
-        port=args.port or settings.api_port,
-        log_level=settings.log_level.lower(),
-    )
+    workers = args.workers or settings.api_workers or os.cpu_count() or 1
+    embedded = None
+    if workers > 1 and (settings.database_url is None or settings.redis_url is None):
+        embedded = start_embedded(
+            settings.data_dir,
+            need_postgres=settings.database_url is None,
+            need_redis=settings.redis_url is None,
+        )
+    try:
+        uvicorn.run(
+            "support_agent.api.app:create_app",
+            factory=True,
+            host=args.host or settings.api_host,
+            port=args.port or settings.api_port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        if embedded is not None:
+            embedded.close()
     return 0
 
 
@@ -470,6 +494,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
     p.add_argument("--host", default=None)
     p.add_argument("--port", type=int, default=None)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        choices=range(1, 65),
+        metavar="N",
+        help="API processes (default API_WORKERS, else the CPU cores)",
+    )
     p.set_defaults(func=_serve)
     return parser
 

@@ -30,11 +30,15 @@ from redis.backoff import ExponentialBackoff
 from support_agent.embeddings import MINILM_DIMS, check_embeddings, make_embeddings
 from support_agent.errors import InfrastructureError
 from support_agent.infra.embedded import EmbeddedServers, start_embedded
+from support_agent.infra.leader import LeaderLease
 from support_agent.infra.locks import ThreadLocks
 from support_agent.settings import Settings
 from support_agent.tenants import TenantPacks
 
 logger = logging.getLogger(__name__)
+
+#: The lease name of the background duties (idle sweep, outbox relay); see ``infra.leader``.
+BACKGROUND_LEASE = "support-agent:background"
 
 AsyncConnection = psycopg.AsyncConnection[DictRow]
 Pool = AsyncConnectionPool[AsyncConnection]
@@ -55,6 +59,8 @@ class Services:
         embeddings: sentence embeddings (384 dims).
         chat_model: optional chat model; ``None`` means deterministic templates only.
         locks: one turn at a time per session (advisory locks on the same database).
+        leader: the lease on the background duties (idle sweep, outbox relay): one process of
+            all those on the same database runs them.
     """
 
     settings: Settings
@@ -66,6 +72,7 @@ class Services:
     embeddings: Embeddings
     chat_model: BaseChatModel | None
     locks: ThreadLocks
+    leader: LeaderLease
     embedded: EmbeddedServers = field(default_factory=EmbeddedServers, repr=False)
 
     @classmethod
@@ -132,6 +139,7 @@ class Services:
         )
         rds = redis_client(redis_url)
         locks = ThreadLocks(database_url, wait_s=settings.turn_lock_wait_s)
+        leader = LeaderLease(database_url, BACKGROUND_LEASE)
         stop = asyncio.Event()
         supervisor = asyncio.create_task(embedded.supervise(stop)) if embedded.managed else None
         try:
@@ -167,6 +175,7 @@ class Services:
                 embeddings=embeddings,
                 chat_model=chat_model,
                 locks=locks,
+                leader=leader,
                 embedded=embedded,
             )
         finally:
@@ -174,6 +183,7 @@ class Services:
             if supervisor is not None:
                 await supervisor
             await locks.close()
+            await leader.close()
             await rds.aclose()
             await pool.close()
             await asyncio.to_thread(embedded.close)

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
         default_tenant: tenant used by the CLI when none is given.
         memory_worker: ``serve`` runs a memory pipeline worker in-process (default True); turn
             off when dedicated ``support-agent worker`` processes run.
+        api_workers: API processes ``serve`` starts (uvicorn workers sharing the port, the
+            embedded servers and everything else); default: the machine's CPU cores.
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -86,6 +88,7 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_workers: int | None = Field(default=None, ge=1, le=64)
     log_level: str = "INFO"
 
     @property

@@ -74,9 +74,15 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 async def _sweeper(agent: Agent) -> None:
-    """End idle sessions once a minute (writes their episodes)."""
+    """End idle sessions once a minute (writes their episodes), in one process of the cluster.
+
+    Only the holder of the background lease (``Services.leader``) sweeps, however many API
+    processes run.
+    """
     while True:
         await asyncio.sleep(SWEEP_INTERVAL_S)
+        if not await agent.services.leader.is_leader():
+            continue
         try:
             await sweep_idle_sessions(agent)
         except (psycopg.Error, RedisError, SupportAgentError) as exc:

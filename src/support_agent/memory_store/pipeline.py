@@ -259,9 +259,14 @@ class MemoryWorker:
         return out
 
     async def run_once(self, block_ms: int | None = None) -> int:
-        """Relay, reclaim and read once, then process what arrived; returns jobs applied."""
+        """Relay, reclaim and read once, then process what arrived; returns jobs applied.
+
+        The relay runs only in the process holding the background lease (``Services.leader``):
+        every worker consumes the stream, one relays the outbox.
+        """
         await self.ensure_group()
-        await self.relay_pending()
+        if await self.services.leader.is_leader():
+            await self.relay_pending()
         messages = await self._reclaim()
         if len(messages) < self.batch:
             messages += await self._read_new(block_ms)
