@@ -1,14 +1,34 @@
-"""Scale-out: background duties run once per cluster (the leader lease), on the real database."""
+"""Scale-out on the real servers: background duties run once per cluster (the leader lease), and
+any API process takes any turn of any session."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
 
 from support_agent.conversation import Agent, end_session
 from support_agent.infra.leader import LeaderLease
+from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
-from tests.conftest import customer_with, job_status, new_session, say
+from support_agent.settings import Settings
+from support_agent.tenancy import create_api_key
+from support_agent.threads import thread_id
+from tests.conftest import customer_with, free_port, job_status, new_session, order_status, say
+
+
+def _config(session: str) -> Any:
+    return {"configurable": {"thread_id": thread_id("retail", session)}}
 
 
 async def test_one_process_holds_a_lease_until_it_leaves_or_its_connection_dies(
@@ -71,3 +91,114 @@ async def test_only_the_lease_holder_relays_the_outbox(services: Services, agent
     finally:
         await holder.close()
         await follower.close()
+
+
+@contextlib.contextmanager
+def _api_processes(
+    settings: Settings, n: int, log_dir: Path
+) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
+    """``n`` separate ``support-agent serve`` processes on their own ports, attached to the test
+    session's servers (same ``DATA_DIR``); yields ``[(base URL, process)]``."""
+    env = {
+        **os.environ,
+        "DATA_DIR": str(settings.data_dir),
+        "TENANT_PACKS_DIR": str(settings.tenant_packs_dir),
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT": "100000/minute",
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    procs = []
+    for i in range(n):
+        port = free_port()
+        cmd = [sys.executable, "-m", "support_agent.cli", "serve", "--port", str(port)]
+        log = (log_dir / f"api-{i}.log").open("wb")
+        proc = subprocess.Popen([*cmd, "--workers", "1"], env=env, stdout=log, stderr=log)
+        procs.append((f"http://127.0.0.1:{port}", proc))
+    try:
+        deadline = time.monotonic() + 180
+        for i, (url, proc) in enumerate(procs):
+            while True:
+                assert proc.poll() is None, (log_dir / f"api-{i}.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, f"API process {i} did not start"
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.3)
+        yield procs
+    finally:
+        for _, proc in procs:
+            proc.terminate()
+        for _, proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def test_a_session_moves_between_api_processes_mid_conversation(
+    settings: Settings, services: Services, agent: Agent, tmp_path: Path
+) -> None:
+    """Two API processes share nothing but PostgreSQL and Redis. One conversation's turns
+    alternate between them: the proposal made on one is confirmed on the other and acts once, a
+    second "yes" on the first acts no more, the session ends on the other and its memory job is
+    applied once (by whichever process's worker took it)."""
+    key = await create_api_key(services, "retail")
+    cust = await customer_with(services, "pending")
+    order_id = str(cust["order_id"])
+    with _api_processes(settings, 2, tmp_path) as procs:
+        a, b = (
+            httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+            for url, _ in procs
+        )
+        async with a, b:
+            hello = await a.post("/v1/chat", json={"message": f"hi, my email is {cust['email']}"})
+            assert hello.status_code == 200, hello.text
+            session = hello.json()["session_id"]
+
+            async def say_on(client: httpx.AsyncClient, message: str) -> dict[str, Any]:
+                r = await client.post("/v1/chat", json={"session_id": session, "message": message})
+                assert r.status_code == 200, r.text
+                return dict(r.json())
+
+            cancel = f"please cancel order {order_id}, I ordered it by mistake"
+            proposal = await say_on(b, cancel)
+            assert proposal["decision"] == "confirm", proposal
+            assert await order_status(services, order_id) != "cancelled"  # nothing before "yes"
+            done = await say_on(a, "yes")
+            assert done["decision"] == "execute" and done["reply"].startswith("Done"), done
+            again = await say_on(b, "yes")
+            assert again["decision"] != "execute" and "Done" not in again["reply"], again
+            ended = await b.post(f"/v1/sessions/{session}/end")
+            assert ended.status_code == 200, ended.text
+            deadline = time.monotonic() + 60
+            while await job_status(services, session) != "done":
+                assert time.monotonic() < deadline, await job_status(services, session)
+                await asyncio.sleep(0.2)
+    assert await order_status(services, order_id) == "cancelled"
+    async with services.pool.connection() as conn:
+        actions = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM account_actions WHERE tenant_id = 'retail'"
+                " AND params->>'order_id' = %s",
+                (order_id,),
+            )
+        ).fetchone()
+        job = await (
+            await conn.execute(
+                "SELECT attempts FROM memory_jobs WHERE tenant_id = 'retail' AND session_id = %s",
+                (session,),
+            )
+        ).fetchone()
+    assert actions is not None and actions["n"] == 1
+    assert job is not None and job["attempts"] == 1  # applied once
+    episodes = await services.store.asearch(episodes_namespace("retail", str(cust["id"])))
+    assert [e.key for e in episodes] == [session]
+    said = [
+        m.content
+        for m in (await agent.graph.aget_state(_config(session))).values["messages"]
+        if m.type == "human"
+    ]
+    assert said == [f"hi, my email is {cust['email']}", cancel, "yes", "yes"]
