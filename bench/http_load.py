@@ -2,8 +2,10 @@
 
 Each simulated customer loops over conversations of the tenant's script (identify by e-mail, then
 the script's messages, each turn waiting for the previous answer, as a person in a chat widget
-does) for a fixed measuring window after a warm-up. Every turn is one ``POST /v1/chat``; its
-latency is measured from sending the request to reading the whole JSON reply. A turn that does
+does) for a fixed measuring window after a warm-up. Messages vary in their opening and ending,
+as real customers' do, so the query-vector cache does not answer them. Every turn is one
+``POST /v1/chat``; its latency is measured from sending the request to reading the whole JSON
+reply. A turn that does
 not answer 200 counts as an error (its body's ``error.code`` is tallied).
 
 Used by ``bench/run.py`` for the real API (``support-agent serve``) and for the floor
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -34,6 +37,23 @@ SCRIPTS = {
         "what are the fees for using a foreign ATM?",
     ),
 }
+
+
+#: Openings and endings mixed into every scripted message, so that, as with real customers,
+#: almost no message repeats (20 × 20 forms of each; the query-vector cache holds 512 texts).
+_OPENINGS = ("", "hi, ", "hello, ", "hey, ", "hi there, ", "good morning, ", "good afternoon, ",
+             "excuse me, ", "sorry, ", "quick question, ", "um, ", "ok so ", "so ", "well, ",
+             "hi again, ", "yo, ", "hello again, ", "right, ", "alright, ",
+             "one more thing: ")  # fmt: skip
+_ENDINGS = ("", " please", " thanks", " thank you", " thx", " asap", " if you can",
+            " when you get a chance", "??", "!", " :)", " cheers", " many thanks", " please help",
+            " pls", " ty", " thanks a lot", " much appreciated", " thanks in advance",
+            " regards")  # fmt: skip
+
+
+def vary(message: str, rng: random.Random) -> str:
+    """``message`` with a random opening and ending (see ``_OPENINGS``)."""
+    return f"{rng.choice(_OPENINGS)}{message}{rng.choice(_ENDINGS)}"
 
 
 @dataclass
@@ -123,11 +143,12 @@ async def _customer(
 ) -> None:
     """One simulated customer: conversation after conversation until ``stop_at``."""
     n = offset
+    rng = random.Random(offset)
     while time.monotonic() < stop_at:
         session: str | None = None
         email = emails[n % len(emails)]
         n += 1
-        for message in (f"my email is {email}", *SCRIPTS[tenant]):
+        for message in (f"my email is {email}", *(vary(m, rng) for m in SCRIPTS[tenant])):
             if time.monotonic() >= stop_at:
                 return
             body: dict[str, str] = {"message": message, "channel": "chat"}

@@ -9,8 +9,11 @@ L2-normalised, so cosine similarity equals the dot product.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
@@ -43,11 +46,66 @@ def _load_minilm() -> Any:
     return _model
 
 
+class QueryBatcher:
+    """Micro-batching of single-text embeddings across concurrent turns.
+
+    Callers (turns running in the event loop's worker threads) hand their text to one encoder
+    thread and wait for the vector. The encoder takes the first waiting text and every other one
+    already waiting (up to ``max_batch``) and encodes them in one model call. Nothing waits on a
+    timer: a lone text is encoded at once, and texts that arrive while the model is busy form the
+    next batch, so batches grow with load. A batch of 16 short texts costs about as much CPU as 3
+    single ones (``make bench``), and model calls no longer compete for the cores.
+
+    Args:
+        encode: ``texts → vectors`` (one model call).
+        max_batch: most texts per call.
+
+    ``embed`` raises whatever ``encode`` raised for its batch.
+    """
+
+    def __init__(self, encode: Callable[[list[str]], list[list[float]]], max_batch: int = 32):
+        self._encode = encode
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[str, Future[list[float]]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.calls = 0  # model calls made (benchmarks and tests)
+
+    def embed(self, text: str) -> list[float]:
+        """The vector of ``text`` (blocks the calling thread until its batch is encoded)."""
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
+                self._thread.start()
+        future: Future[list[float]] = Future()
+        self._queue.put((text, future))
+        return future.result()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self.calls += 1
+            try:
+                vectors = self._encode([text for text, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every caller of this batch
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_, future), vector in zip(batch, vectors, strict=True):
+                future.set_result(vector)
+
+
 class MiniLMEmbeddings(Embeddings):
     """all-MiniLM-L6-v2 on CPU with a small LRU cache of query vectors.
 
     A turn embeds its message several times (intent classifier, resolution search, episodic
-    search); the cache makes the repeats free.
+    search); the cache makes the repeats free. Single texts of concurrent turns are encoded
+    together (:class:`QueryBatcher`).
 
     Args:
         cache_size: number of query vectors kept (default 512).
@@ -59,6 +117,7 @@ class MiniLMEmbeddings(Embeddings):
         self._cache: OrderedDict[str, list[float]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self.batcher = QueryBatcher(self._encode)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = _load_minilm().encode(
@@ -83,7 +142,7 @@ class MiniLMEmbeddings(Embeddings):
             if hit is not None:
                 self._cache.move_to_end(text)
                 return hit
-        vector = self._encode([text])[0]
+        vector = self.batcher.embed(text)
         with self._lock:
             self._cache[text] = vector
             if len(self._cache) > self._cache_size:
