@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8000
 STUDIO_PORT ?= 8123
 
-.PHONY: help setup demo serve studio test fuzz lint eval bench worker clean browsers
+.PHONY: help setup demo serve studio test fuzz lint eval bench worker clean browsers servers
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -38,8 +38,15 @@ studio: setup  ## LangGraph Studio's local server (never port 2024: it is taken 
 	LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH_TRACING=false \
 		$(BIN)/langgraph dev --port $(STUDIO_PORT) --no-browser
 
-test: setup browsers  ## run the test suite against real embedded PostgreSQL and Redis
+test: setup browsers servers  ## run the test suite against real embedded PostgreSQL and Redis
 	$(BIN)/pytest -q
+
+servers:  ## Debian's redis-server (the Redis Cluster test starts three) via apt-get when missing
+	@test -x /usr/bin/redis-server || { \
+		echo "installing redis-server (apt-get) for the Redis Cluster test"; \
+		apt-get install -y -q redis-server >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; } || \
+		echo "could not install redis-server: the Redis Cluster test will fail"; }
 
 browsers:  ## Debian's chromium (browser tests) via apt-get when missing; the JS SDK (npm ci)
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -68,7 +75,7 @@ eval: setup  ## every evaluation suite (support-agent eval all) → report.json,
 	# .data/) should be an evaluation database, not one serving customers
 	$(BIN)/support-agent eval all --out $(EVAL_DIR)/evals/report
 
-bench: setup  ## benchmarks: memory loads, turns (CPU per node), pipeline, episodic search at 10k/100k/1M, concurrent HTTP load vs its floor (~10 min)
+bench: setup  ## benchmarks: memory loads, turns (CPU per node), pipeline, episodic search at 10k/100k/1M, concurrent HTTP load vs its floor (~15 min)
 	$(BIN)/python bench/run.py
 
 clean:  ## remove the venv and local data

@@ -1,4 +1,4 @@
-"""Benchmarks (``make bench``, about 10 minutes; ``--quick`` skips the 1M-episode run).
+"""Benchmarks (``make bench``, about 15 minutes; ``--quick`` skips the 1M-episode run).
 
 Runs against the same embedded PostgreSQL + Redis the service uses, in a throwaway DATA_DIR:
 

@@ -49,7 +49,7 @@ def test_churn_propensity_is_capped() -> None:
 
 
 async def test_sync_job_fills_the_store_and_turns_read_it(services: Services) -> None:
-    keys = [k async for k in services.redis.scan_iter(match="sa:retail:features:*", count=1000)]
+    keys = [k async for k in services.redis.scan_iter(match="sa:{retail:*}:features", count=1000)]
     assert len(keys) >= 500  # the session fixture ran the sync job
     cust = await customer_with(services, "delivered")
     cid = str(cust["id"])

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 import psycopg
 import redis.asyncio as aioredis
@@ -137,7 +138,7 @@ class Services:
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
             open=False,
         )
-        rds = redis_client(redis_url)
+        rds = redis_client(redis_url, cluster=settings.redis_cluster and embedded.redis_url is None)
         locks = ThreadLocks(database_url, wait_s=settings.turn_lock_wait_s)
         leader = LeaderLease(database_url, BACKGROUND_LEASE)
         stop = asyncio.Event()
@@ -189,12 +190,28 @@ class Services:
             await asyncio.to_thread(embedded.close)
 
 
-def redis_client(url: str) -> aioredis.Redis:
+def redis_client(url: str, *, cluster: bool = False) -> aioredis.Redis:
     """An async Redis client that fails fast (2 s timeouts, one retry after 50 ms).
 
     redis-py 8 otherwise retries 10 times with backoff, stalling a turn for seconds when Redis
     is down; the hot tier must fall back to PostgreSQL quickly instead.
+
+    Args:
+        url: ``redis://``, ``rediss://`` or ``unix://`` URL.
+        cluster: ``url`` is a node of a Redis Cluster: a ``RedisCluster`` client (it discovers
+            the other nodes and routes each command to its key's slot). It is typed as
+            ``Redis``: every command this service sends has the same signature on both.
     """
+    if cluster:
+        from redis.asyncio.cluster import RedisCluster
+
+        client = RedisCluster.from_url(
+            url,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        )
+        return cast(aioredis.Redis, client)
     return aioredis.Redis.from_url(
         url,
         socket_timeout=2.0,

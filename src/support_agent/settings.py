@@ -30,6 +30,8 @@ class Settings(BaseSettings):
             with pgvector under ``data_dir/pg``.
         redis_url: Redis URL (``redis://...`` or ``unix://...``). ``None`` starts an embedded
             redis-server under ``data_dir/redis``.
+        redis_cluster: ``REDIS_URL`` is one node of a Redis Cluster (the client finds the
+            others; every key of one customer shares a hash tag, so no command spans slots).
         data_dir: Directory for embedded servers and built models; default ``.data/`` in the
             checkout (git-ignored).
         shared_data_dir: Directory with the public data sets (``tau2-retail`` etc.).
@@ -66,6 +68,7 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     redis_url: str | None = None
+    redis_cluster: bool = False
     data_dir: Path = Field(default_factory=lambda: PROJECT_ROOT / ".data")
     shared_data_dir: Path = Field(default_factory=_default_shared_data)
     tenant_packs_dir: Path | None = None

@@ -19,7 +19,7 @@ import math
 import time
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from redis.exceptions import RedisError
@@ -39,12 +39,20 @@ class RateLimiter:
 
     def __init__(self, services: Services) -> None:
         self._services = services
-        storage = RedisStorage(
-            "async+redis://localhost:6379",  # placeholder: the client uses the pool below
-            implementation="redispy",
-            connection_pool=services.redis.connection_pool,  # type: ignore[arg-type]  # documented
-            key_prefix="sa:ratelimit",
-        )
+        settings = services.settings
+        storage: RedisStorage | RedisClusterStorage
+        if settings.redis_cluster and settings.redis_url:  # its own cluster client
+            node = settings.redis_url.split("://", 1)[1]
+            storage = RedisClusterStorage(
+                f"async+redis+cluster://{node}", implementation="redispy", key_prefix="sa:ratelimit"
+            )
+        else:
+            storage = RedisStorage(
+                "async+redis://localhost:6379",  # placeholder: the client uses the pool below
+                implementation="redispy",
+                connection_pool=services.redis.connection_pool,  # type: ignore[arg-type]  # documented
+                key_prefix="sa:ratelimit",
+            )
         self._limiter = FixedWindowRateLimiter(storage)
         self._limits: dict[str, list[RateLimitItem]] = {}
 

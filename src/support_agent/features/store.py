@@ -1,7 +1,7 @@
 """Online feature store: customer value, churn propensity and intent features, computed.
 
 Features are computed here from the systems of record (the Customer 360) and the memory layers;
-``memory_store.hot`` keeps them in Redis under ``sa:{tenant}:features:{customer}`` (JSON, TTL
+``memory_store.hot`` keeps them in Redis under ``sa:{tenant:customer}:features`` (JSON, TTL
 24 h), refreshed for every customer by the sync job and for one customer after each memory update,
 and read by ``load_360`` in the same Redis round trip as the 360 and the layers.
 

@@ -8,8 +8,8 @@ Places: PostgreSQL rows (customer, identities, payment methods, orders with item
 and payments, interactions with messages and policy audit records, issues, promises, account
 actions, memory layers, memory jobs, handoffs), store items and their vectors (namespace
 ``("tenant", t, "customer", c)``; vectors cascade), the checkpoints of every thread of the
-customer's sessions, Redis keys ``sa:{t}:*:{c}``, and entries naming the customer in the memory job
-stream and its dead-letter stream.
+customer's sessions, Redis keys ``sa:{t:c}:*`` (and older ``sa:t:*:c``), and entries naming
+the customer in the memory job stream and its dead-letter stream.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from support_agent.errors import InfrastructureError, NotFoundError
+from support_agent.memory_store.hot import customer_keys
 from support_agent.memory_store.pipeline import DEAD_LETTER, GROUP, STREAM
 from support_agent.services import Services
 from support_agent.threads import thread_id
@@ -56,8 +57,11 @@ _PG_DELETES: list[tuple[str, str]] = [
 
 async def _redis_sweep(services: Services, tenant_id: str, customer_id: str) -> dict[str, int]:
     rds = services.redis
-    keys = [k async for k in rds.scan_iter(match=f"sa:{tenant_id}:*:{customer_id}", count=500)]
-    deleted_keys = await rds.delete(*keys) if keys else 0
+    deleted_keys = int(await rds.delete(*customer_keys(tenant_id, customer_id)))
+    # keys written before the hash-tagged names (``sa:{t}:c360:{c}``…), until their TTL ends
+    legacy = [k async for k in rds.scan_iter(match=f"sa:{tenant_id}:*:{customer_id}", count=500)]
+    for key in legacy:  # one by one: on Redis Cluster they lie in different slots
+        deleted_keys += int(await rds.delete(key))
     entries = 0
     for stream in (STREAM, DEAD_LETTER):
         doomed = []

@@ -37,19 +37,34 @@ Part = Literal["c360", "layers", "features"]
 Source = Literal["redis", "postgres", "postgres-redis-down"]
 
 
+def customer_tag(tenant_id: str, customer_id: str) -> str:
+    """The Redis Cluster hash tag of a customer's keys: ``{tenant:customer}``.
+
+    Redis Cluster places a key by the part between its first ``{`` and ``}``, so every key of
+    one customer lands in one slot and the hot read (one ``MGET`` of 360, layers and features)
+    stays a single-slot command; customers spread over the slots.
+    """
+    return f"{{{tenant_id}:{customer_id}}}"
+
+
 def c360_key(tenant_id: str, customer_id: str) -> str:
-    """Redis key of a customer's hot 360."""
-    return f"sa:{tenant_id}:c360:{customer_id}"
+    """Redis key of a customer's hot 360: ``sa:{tenant:customer}:c360``."""
+    return f"sa:{customer_tag(tenant_id, customer_id)}:c360"
 
 
 def memory_key(tenant_id: str, customer_id: str) -> str:
-    """Redis key of a customer's hot L1/L2/L4."""
-    return f"sa:{tenant_id}:mem:{customer_id}"
+    """Redis key of a customer's hot L1/L2/L4: ``sa:{tenant:customer}:mem``."""
+    return f"sa:{customer_tag(tenant_id, customer_id)}:mem"
 
 
 def features_key(tenant_id: str, customer_id: str) -> str:
-    """Redis key of a customer's online features."""
-    return f"sa:{tenant_id}:features:{customer_id}"
+    """Redis key of a customer's online features: ``sa:{tenant:customer}:features``."""
+    return f"sa:{customer_tag(tenant_id, customer_id)}:features"
+
+
+def customer_keys(tenant_id: str, customer_id: str) -> list[str]:
+    """Every Redis key holding data of one customer (one slot)."""
+    return [f(tenant_id, customer_id) for f in (c360_key, memory_key, features_key)]
 
 
 _KEYS = {"c360": c360_key, "layers": memory_key, "features": features_key}

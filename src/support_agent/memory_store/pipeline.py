@@ -41,6 +41,7 @@ from typing import Any
 
 import psycopg
 from langgraph.store.base import PutOp
+from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from support_agent.errors import InfrastructureError, TurnInProgressError
@@ -137,6 +138,20 @@ def _decode(fields: dict[Any, Any]) -> dict[str, str]:
     }
 
 
+async def _run_id(rds: Redis) -> str:
+    """The ``run_id`` of the Redis server holding :data:`STREAM`.
+
+    On a Redis Cluster, that of the node serving the stream's slot.
+    """
+    get_node = getattr(rds, "get_node_from_key", None)
+    if get_node is None:
+        return str((await rds.info("server"))["run_id"])
+    info: Any = await rds.info("server", target_nodes=get_node(STREAM))
+    if "run_id" not in info:  # answered per node: {node name: info}
+        info = next(iter(info.values()))
+    return str(info["run_id"])
+
+
 class MemoryWorker:
     """A consumer of the memory job stream (see module docstring).
 
@@ -185,7 +200,7 @@ class MemoryWorker:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        run_id = str((await rds.info("server"))["run_id"])
+        run_id = await _run_id(rds)
         previous = await rds.set(RUN_KEY, run_id, get=True)
         if (previous.decode() if isinstance(previous, bytes) else previous) != run_id:
             async with self.services.pool.connection() as conn:

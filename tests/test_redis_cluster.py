@@ -1,0 +1,141 @@
+"""Redis Cluster: turns, the hot tier, the memory pipeline, rate limits and erasure on a real
+3-master cluster of Debian's ``redis-server`` (installed by ``make test``), with the test
+session's PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from support_agent.conversation import Agent, end_session, run_turn
+from support_agent.memory_store.erasure import erase_customer
+from support_agent.memory_store.hot import customer_keys, sync_hot_tier
+from support_agent.memory_store.pipeline import MemoryWorker
+from support_agent.services import Services
+from support_agent.settings import Settings
+from tests.conftest import customer_with, free_port, new_session
+
+SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
+    """Three masters on loopback ports, slots split by ``redis-cli --cluster create``."""
+    assert Path(SERVER).exists(), "Debian's redis-server is missing: run make test (apt-get)"
+    root = tmp_path_factory.mktemp("cluster")
+    ports = [free_port() for _ in range(3)]
+    procs = []
+    for port in ports:
+        (root / str(port)).mkdir()
+        procs.append(subprocess.Popen(
+            [SERVER, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-port", str(free_port()),  # the bus port (default port + 10000)
+             "--cluster-config-file", "nodes.conf", "--dir", str(root / str(port)),
+             "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+    try:
+        for port in ports:
+            client = redis.Redis(port=port, socket_timeout=1)
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    assert time.monotonic() < deadline, f"redis-server on {port} did not start"
+                    time.sleep(0.1)
+        subprocess.run(
+            [CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while any(redis.Redis(port=p).cluster("info")["cluster_state"] != "ok" for p in ports):
+            assert time.monotonic() < deadline, "the cluster did not become ready"
+            time.sleep(0.2)
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+async def cluster_agent(
+    cluster: list[int], settings: Settings, services: Services
+) -> AsyncIterator[Agent]:
+    """An agent on the session's PostgreSQL and the Redis Cluster (as a second deployment)."""
+    on_cluster = settings.model_copy(
+        update={
+            "database_url": services.locks._conninfo,  # noqa: SLF001 - the test database
+            "redis_url": f"redis://127.0.0.1:{cluster[0]}",
+            "redis_cluster": True,
+        }
+    )
+    async with Agent.open(on_cluster) as agent:
+        yield agent
+
+
+async def test_turns_hot_tier_pipeline_and_erasure_on_a_redis_cluster(
+    cluster: list[int], cluster_agent: Agent
+) -> None:
+    svc = cluster_agent.services
+    assert "RedisCluster" in type(svc.redis).__name__
+    written = await sync_hot_tier(svc, "retail")
+    assert written >= 500
+    nodes = [redis.Redis(port=p) for p in cluster]
+    assert all(n.dbsize() > 0 for n in nodes)  # customers spread over the three masters
+
+    cust = await customer_with(svc, "delivered")
+    cid = str(cust["id"])
+    keys = customer_keys("retail", cid)
+    slots = {nodes[0].execute_command("CLUSTER KEYSLOT", k) for k in keys}
+    assert len(slots) == 1  # one customer, one slot: the hot read is one MGET
+
+    session = new_session()
+    hello = await run_turn(cluster_agent, tenant_id="retail", channel="chat",
+                           message=f"my email is {cust['email']}", session_id=session)  # fmt: skip
+    assert hello.customer_id == cid
+    asked = await run_turn(cluster_agent, tenant_id="retail", channel="chat",
+                           message="where is my order?", session_id=session)  # fmt: skip
+    assert asked.memory["source"] == "redis", asked.memory  # the 360 came from the cluster
+
+    await end_session(cluster_agent, tenant_id="retail", session_id=session)
+    applied = await MemoryWorker(svc, backoff_base_s=0.0).drain(timeout_s=60)
+    assert applied >= 1
+    async with svc.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT status FROM memory_jobs WHERE tenant_id = 'retail' AND session_id = %s",
+                (session,),
+            )
+        ).fetchone()
+    assert row is not None and row["status"] == "done"
+
+    from support_agent.api.ratelimit import RateLimiter
+
+    limiter = RateLimiter(svc)
+    await limiter.hit("retail", "f" * 64)  # counted in the cluster, no error
+    assert sum(len(n.keys("*ratelimit*")) for n in nodes) >= 1
+
+    assert any(_holds(n, k) for n in nodes for k in keys)  # the customer's hot keys exist
+    await erase_customer(svc, "retail", cid)
+    left = [k for k in keys for n in nodes if _holds(n, k)]
+    assert left == []
+
+
+def _holds(node: redis.Redis, key: str) -> bool:
+    """Whether ``node`` serves ``key``'s slot and has the key."""
+    try:
+        return bool(node.exists(key))
+    except redis.exceptions.ResponseError:  # MOVED: another node's slot
+        return False
