@@ -19,7 +19,7 @@ from support_agent.memory_store.hot import customer_keys, sync_hot_tier
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 from support_agent.settings import Settings
-from tests.conftest import customer_with, free_port, new_session
+from tests.conftest import customer_with, free_port, job_status, new_session
 
 SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -112,14 +112,7 @@ async def test_turns_hot_tier_pipeline_and_erasure_on_a_redis_cluster(
     await end_session(cluster_agent, tenant_id="retail", session_id=session)
     applied = await MemoryWorker(svc, backoff_base_s=0.0).drain(timeout_s=60)
     assert applied >= 1
-    async with svc.pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT status FROM memory_jobs WHERE tenant_id = 'retail' AND session_id = %s",
-                (session,),
-            )
-        ).fetchone()
-    assert row is not None and row["status"] == "done"
+    assert await job_status(svc, session) == "done"
 
     from support_agent.api.ratelimit import RateLimiter
 
