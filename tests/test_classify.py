@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from support_agent.conversation import Agent
@@ -39,6 +40,22 @@ async def test_classifier_on_unseen_phrasings(agent: Agent) -> None:
     assert [r[1] for r in prediction.ranking] == sorted(
         (r[1] for r in prediction.ranking), reverse=True
     )
+
+
+async def test_one_message_scores_equal_scikit_learns(agent: Agent) -> None:
+    """The one-text path (``RowScorer``: TF-IDF, SVM and logistic scores from the fitted
+    parameters) gives scikit-learn's numbers: probabilities and the word TF-IDF row."""
+    clf = await asyncio.to_thread(agent.deps("retail").intent_model)
+    assert clf._row is not None  # noqa: SLF001 - the path under test
+    texts = [t for t, _ in UNSEEN] + ["?", "zzqx unseenword", "order order order ORDER!!", "héllo"]
+    for text in texts:
+        emb = clf._embed([text])  # noqa: SLF001
+        fast, fast_word = clf._scores([text], emb)  # noqa: SLF001
+        # two rows take scikit-learn's path; the first row is the text itself
+        slow, slow_word = clf._scores([text, "where is my order"], np.vstack([emb, emb]))  # noqa: SLF001
+        assert np.allclose(fast[0], slow[0], atol=1e-9), text
+        assert np.allclose(fast_word.toarray()[0], slow_word.toarray()[0], atol=1e-12), text
+        assert clf.predict(text).intent == clf._decide(slow[:1])[0].intent  # noqa: SLF001
 
 
 async def test_classifier_model_is_cached_on_disk(services: Services) -> None:
