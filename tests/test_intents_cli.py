@@ -156,3 +156,42 @@ def test_top_confusions_counts_and_shares() -> None:
     assert top_confusions(y, yhat, k=1) == [{"true": "a", "predicted": "b", "count": 2,
                                                "share": 0.5}]  # fmt: skip
     assert top_confusions(y, y) == []
+
+
+def test_saving_is_atomic_when_processes_race(slices: dict[str, Path], tmp_path: Path) -> None:
+    """Several API processes starting on one DATA_DIR may train and save the same model at once:
+    whatever the interleaving, the directory holds one whole loadable model and nothing is left
+    beside it; a later save replaces it."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    embeddings = MiniLMEmbeddings()
+    texts, labels = read_labelled_csv(slices["train"])
+    model = IntentClassifier.train(embeddings, texts, labels)
+    target = tmp_path / "models" / "bank-intents-abc"
+    seen: list[str] = []
+    saved = threading.Event()
+
+    def read_while_written() -> None:  # a process starting meanwhile: sees a whole model or none
+        while not saved.is_set():
+            if (target / "model.json").is_file():
+                try:
+                    IntentClassifier.load(target, embeddings)
+                    seen.append("whole")
+                except (OSError, EOFError, ValueError, KeyError) as exc:
+                    seen.append(type(exc).__name__)
+
+    with ThreadPoolExecutor(5) as pool:
+        reader = pool.submit(read_while_written)
+        list(pool.map(lambda n: model.save(target, {"writer": n}), range(8)))
+        saved.set()
+        reader.result()
+    assert set(seen) <= {"whole"}, sorted(set(seen))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["bank-intents-abc"]
+    assert sorted(p.name for p in target.iterdir()) == ["model.joblib", "model.json"]
+    loaded = IntentClassifier.load(target, embeddings)
+    assert loaded.labels == model.labels
+    assert loaded.predict(texts[0]).intent == model.predict(texts[0]).intent
+    model.save(target, {"writer": "later"})
+    assert json.loads((target / "model.json").read_text())["writer"] == "later"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["bank-intents-abc"]

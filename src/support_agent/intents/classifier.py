@@ -31,11 +31,15 @@ out-of-scope examples written for it is outlier exposure (Hendrycks et al. 2019)
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -518,13 +522,27 @@ class IntentClassifier:
         return round(float(threshold), 6)
 
     def save(self, directory: Path, meta: dict[str, Any] | None = None) -> None:
-        """Write the model to ``directory`` (``model.joblib`` + ``model.json``)."""
-        directory.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self._parts, directory / "model.joblib")
+        """Write the model to ``directory`` (``model.joblib`` + ``model.json``), atomically.
+
+        The files are written to a fresh directory beside it, which then replaces ``directory``
+        by a rename: a reader (another API process starting on the same ``DATA_DIR``) sees the
+        old model, no model, or the whole new one, never half a file.
+        """
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+        joblib.dump(self._parts, staging / "model.joblib")
         info = {"labels": self.labels, "oos_threshold": self.oos_threshold,
                 "separator": self.has_separator, "embedding": "all-MiniLM-L6-v2",
                 **(meta or {})}  # fmt: skip
-        (directory / "model.json").write_text(json.dumps(info, indent=2))
+        (staging / "model.json").write_text(json.dumps(info, indent=2))
+        retired = directory.parent / f".{directory.name}.old.{uuid.uuid4().hex[:8]}"
+        with contextlib.suppress(FileNotFoundError):
+            directory.rename(retired)  # a model saved before: set aside, then removed
+        try:
+            staging.rename(directory)
+        except OSError:  # another process put its copy there in between: keep that one
+            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
 
     @classmethod
     def load(cls, directory: Path, embeddings: Embeddings) -> IntentClassifier:
