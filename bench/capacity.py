@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-from support_agent.conversation import Agent, end_session, run_turn
-from support_agent.memory_store.hot import sync_hot_tier
+from common import retail_agent
+
+from support_agent.conversation import end_session, run_turn
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
-from support_agent.settings import Settings
-from support_agent.verticals.retail.loader import load_retail
 
 SCRIPT = ("where is my order?", "the item I got is broken", "any update?")
 
@@ -49,42 +46,38 @@ async def _redis_calls(svc: Services) -> int:
 
 async def main(conversations: int) -> None:
     """Measure and print (see the module docstring)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), database_url=None, redis_url=None)
-        async with Agent.open(settings) as agent:
-            svc = agent.services
-            await load_retail(svc)
-            await sync_hot_tier(svc, "retail")
-            async with svc.pool.connection() as conn:
-                emails = [r["email"] for r in await (await conn.execute(
-                    "SELECT email FROM customers WHERE tenant_id='retail' ORDER BY id LIMIT %s",
-                    (conversations + 5,))).fetchall()]  # fmt: skip
-            for email in emails[:5]:  # warm-up: models loaded (the worker's language detector
-                session = f"warm-{uuid.uuid4().hex[:10]}"  # too), caches filled
-                for message in (f"my email is {email}", *SCRIPT):
-                    await run_turn(agent, tenant_id="retail", channel="chat", message=message,
-                                   session_id=session)  # fmt: skip
-                await end_session(agent, tenant_id="retail", session_id=session)
-            await MemoryWorker(svc, backoff_base_s=0.0).drain(timeout_s=120)
-            tables, calls = await _tables(svc), await _redis_calls(svc)
-            cpu, turns, sessions = time.process_time(), 0, []
-            for email in emails[5:]:
-                session = f"cap-{uuid.uuid4().hex[:10]}"
-                for message in (f"my email is {email}", *SCRIPT):
-                    await run_turn(agent, tenant_id="retail", channel="chat", message=message,
-                                   session_id=session)  # fmt: skip
-                    turns += 1
-                sessions.append(session)
-            turn_cpu = (time.process_time() - cpu) / turns
-            after_turns, calls_turns = await _tables(svc), await _redis_calls(svc)
-            cpu = time.process_time()
-            for session in sessions:
-                await end_session(agent, tenant_id="retail", session_id=session)
-            await MemoryWorker(svc, backoff_base_s=0.0).drain(timeout_s=300)
-            end_cpu = (time.process_time() - cpu) / len(sessions)
-            after_end, calls_end = await _tables(svc), await _redis_calls(svc)
-            memory: Any = await svc.redis.info("memory")
-            keys = await svc.redis.dbsize()
+    async with retail_agent() as (agent, _):
+        svc = agent.services
+        async with svc.pool.connection() as conn:
+            emails = [r["email"] for r in await (await conn.execute(
+                "SELECT email FROM customers WHERE tenant_id='retail' ORDER BY id LIMIT %s",
+                (conversations + 5,))).fetchall()]  # fmt: skip
+        for email in emails[:5]:  # warm-up: models loaded (the worker's language detector
+            session = f"warm-{uuid.uuid4().hex[:10]}"  # too), caches filled
+            for message in (f"my email is {email}", *SCRIPT):
+                await run_turn(agent, tenant_id="retail", channel="chat", message=message,
+                               session_id=session)  # fmt: skip
+            await end_session(agent, tenant_id="retail", session_id=session)
+        await MemoryWorker(svc, backoff_base_s=0.0).drain(timeout_s=120)
+        tables, calls = await _tables(svc), await _redis_calls(svc)
+        cpu, turns, sessions = time.process_time(), 0, []
+        for email in emails[5:]:
+            session = f"cap-{uuid.uuid4().hex[:10]}"
+            for message in (f"my email is {email}", *SCRIPT):
+                await run_turn(agent, tenant_id="retail", channel="chat", message=message,
+                               session_id=session)  # fmt: skip
+                turns += 1
+            sessions.append(session)
+        turn_cpu = (time.process_time() - cpu) / turns
+        after_turns, calls_turns = await _tables(svc), await _redis_calls(svc)
+        cpu = time.process_time()
+        for session in sessions:
+            await end_session(agent, tenant_id="retail", session_id=session)
+        await MemoryWorker(svc, backoff_base_s=0.0).drain(timeout_s=300)
+        end_cpu = (time.process_time() - cpu) / len(sessions)
+        after_end, calls_end = await _tables(svc), await _redis_calls(svc)
+        memory: Any = await svc.redis.info("memory")
+        keys = await svc.redis.dbsize()
 
     def delta(a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]], per: int) -> None:
         for name in sorted(b, key=lambda n: -(b[n][1] - a.get(n, (0, 0))[1])):

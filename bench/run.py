@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import os
 import random
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common import retail_agent
 from http_load import (
     SCRIPTS,
     LoadResult,
@@ -50,10 +50,8 @@ from support_agent.memory_store.episodes import search_episodes
 from support_agent.memory_store.hot import c360_key, memory_key, sync_hot_tier
 from support_agent.memory_store.pipeline import MemoryWorker, enqueue_session
 from support_agent.services import Services
-from support_agent.settings import Settings
 from support_agent.tenancy import create_api_key
 from support_agent.verticals.bank.loader import load_bank
-from support_agent.verticals.retail.loader import load_retail
 
 Row = tuple[str, int, list[float]]
 
@@ -331,55 +329,51 @@ async def bench_http(svc: Services, data_dir: Path, emails: dict[str, list[str]]
 
 async def main(quick: bool, turns_only: bool = False, http: bool = True, workers: int = 1) -> None:
     random.seed(7)
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), database_url=None, redis_url=None)
-        async with Agent.open(settings) as agent:
-            svc = agent.services
-            await load_retail(svc)
-            await sync_hot_tier(svc, "retail")
-            async with svc.pool.connection() as conn:
-                rows = await (
-                    await conn.execute(
-                        "SELECT id, email FROM customers WHERE tenant_id='retail' ORDER BY id"
-                    )
-                ).fetchall()
-            ids = [r["id"] for r in rows]
-            table: list[Row] = []
-            if not turns_only:
-                table += await bench_memory_loads(svc, ids)
-            table += await bench_turns(agent, [r["email"] for r in rows])
-            table += await bench_bank_turns(agent)
-            if not turns_only:
-                table += await bench_pipeline(svc, ids)
-                table += await bench_episodic(
-                    svc, [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+    async with retail_agent() as (agent, data_dir):
+        svc = agent.services
+        async with svc.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT id, email FROM customers WHERE tenant_id='retail' ORDER BY id"
                 )
-            print(f"\n{'benchmark':52} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
-            for name, n, samples in table:
-                print(f"{name:52} {n:>6} {pct(samples, 0.5):8.2f} {pct(samples, 0.95):8.2f} "
-                      f"{1000 * max(samples):8.2f}")  # fmt: skip
-            print(
-                "targets: turn p95 <= 20 ms retail, <= 30 ms bank; hot load p95 <= 2 ms; "
-                "episodic search p95 <= 15 ms at 1M (query embedding excluded); "
-                "pipeline >= 200 conversations/s"
+            ).fetchall()
+        ids = [r["id"] for r in rows]
+        table: list[Row] = []
+        if not turns_only:
+            table += await bench_memory_loads(svc, ids)
+        table += await bench_turns(agent, [r["email"] for r in rows])
+        table += await bench_bank_turns(agent)
+        if not turns_only:
+            table += await bench_pipeline(svc, ids)
+            table += await bench_episodic(
+                svc, [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
             )
-            async with svc.pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT email FROM customers WHERE tenant_id='bank' ORDER BY id"
-                )
-                bank_emails = [r["email"] for r in await cur.fetchall()]
-            emails = {"retail": [r["email"] for r in rows], "bank": bank_emails}
-            print()
-            out = Path(os.environ.get("DATA_DIR", ".data")) / "bench"
-            out.mkdir(parents=True, exist_ok=True)
-            for tenant in ("retail", "bank"):
-                for line in await node_cpu(agent, tenant, emails[tenant], SCRIPTS[tenant],
-                                           out / f"profile-{tenant}.html"):  # fmt: skip
-                    print(line)
-            if http:
-                await bench_http(svc, Path(tmp), emails, [1, 4, 16, 64], 5.0 if quick else 10.0,
-                                 workers)  # fmt: skip
-                print("targets: at 16 customers >= 100 turns/s with p95 <= 250 ms and 0 errors")
+        print(f"\n{'benchmark':52} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+        for name, n, samples in table:
+            print(f"{name:52} {n:>6} {pct(samples, 0.5):8.2f} {pct(samples, 0.95):8.2f} "
+                  f"{1000 * max(samples):8.2f}")  # fmt: skip
+        print(
+            "targets: turn p95 <= 20 ms retail, <= 30 ms bank; hot load p95 <= 2 ms; "
+            "episodic search p95 <= 15 ms at 1M (query embedding excluded); "
+            "pipeline >= 200 conversations/s"
+        )
+        async with svc.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT email FROM customers WHERE tenant_id='bank' ORDER BY id"
+            )
+            bank_emails = [r["email"] for r in await cur.fetchall()]
+        emails = {"retail": [r["email"] for r in rows], "bank": bank_emails}
+        print()
+        out = Path(os.environ.get("DATA_DIR", ".data")) / "bench"
+        out.mkdir(parents=True, exist_ok=True)
+        for tenant in ("retail", "bank"):
+            for line in await node_cpu(agent, tenant, emails[tenant], SCRIPTS[tenant],
+                                       out / f"profile-{tenant}.html"):  # fmt: skip
+                print(line)
+        if http:
+            await bench_http(svc, data_dir, emails, [1, 4, 16, 64], 5.0 if quick else 10.0,
+                             workers)  # fmt: skip
+            print("targets: at 16 customers >= 100 turns/s with p95 <= 250 ms and 0 errors")
 
 
 if __name__ == "__main__":
