@@ -1,4 +1,4 @@
-"""What the benchmarks share: a throwaway agent with the retail tenant loaded."""
+"""What the benchmarks share: quantiles, a throwaway agent with the retail tenant loaded."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ from support_agent.conversation import Agent
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.settings import Settings
 from support_agent.verticals.retail.loader import load_retail
+
+
+def pct(samples: list[float], q: float) -> float:
+    """The q-quantile (0..1) of samples in seconds, returned in milliseconds."""
+    ordered = sorted(samples)
+    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @asynccontextmanager

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from common import pct
 
 #: The scripted customers' messages after identifying, per tenant (read-only questions, so every
 #: customer can repeat them without changing what the next conversation sees).
@@ -79,10 +80,7 @@ class LoadResult:
 
     def pct_ms(self, q: float) -> float:
         """The q-quantile (0..1) of turn latency in milliseconds (``nan`` without turns)."""
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return pct(self.latencies, q) if self.latencies else float("nan")
 
 
 def free_port() -> int:

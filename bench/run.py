@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import retail_agent
+from common import pct, retail_agent
+from floor_server import NODES
 from http_load import (
     SCRIPTS,
     LoadResult,
@@ -54,12 +55,6 @@ from support_agent.tenancy import create_api_key
 from support_agent.verticals.bank.loader import load_bank
 
 Row = tuple[str, int, list[float]]
-
-
-def pct(samples: list[float], q: float) -> float:
-    """The q-quantile (0..1) of samples in seconds, returned in milliseconds."""
-    ordered = sorted(samples)
-    return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def timed(fn: Callable[[], Awaitable[Any]]) -> float:
@@ -231,8 +226,6 @@ async def bench_bank_turns(agent: Agent) -> list[Row]:
     return [("bank turn latency, no LLM (8 nodes)", len(turns), turns)]
 
 
-NODES = ("identify", "load_360", "classify_intent", "retrieve_resolutions", "rank_actions",
-         "policy_check", "respond_or_escalate", "write_memory")  # fmt: skip
 OUTSIDE = "(outside the nodes)"
 
 

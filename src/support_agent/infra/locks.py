@@ -40,6 +40,25 @@ _BUSY = "another message of this session is still being answered; retry shortly"
 _POLL_MIN_S, _POLL_MAX_S = 0.005, 0.05
 
 
+async def open_lock_connection(
+    conninfo: str, connect_timeout_s: float
+) -> psycopg.AsyncConnection[tuple[object, ...]]:
+    """A dedicated autocommit connection for session-level advisory locks.
+
+    Used by these locks and the leader lease (:mod:`support_agent.infra.leader`); no prepared
+    statements.
+
+    Raises:
+        psycopg.OperationalError: PostgreSQL is unreachable.
+    """
+    return await psycopg.AsyncConnection.connect(
+        conninfo,
+        autocommit=True,
+        prepare_threshold=None,
+        connect_timeout=max(1, int(connect_timeout_s)),
+    )
+
+
 @dataclass
 class _Local:
     lock: asyncio.Lock
@@ -73,12 +92,7 @@ class ThreadLocks:
         async with self._connecting:
             if self._conn is None or self._conn.closed or self._conn.broken:
                 try:
-                    self._conn = await psycopg.AsyncConnection.connect(
-                        self._conninfo,
-                        autocommit=True,
-                        prepare_threshold=None,
-                        connect_timeout=max(1, int(self._connect_timeout_s)),
-                    )
+                    self._conn = await open_lock_connection(self._conninfo, self._connect_timeout_s)
                 except psycopg.OperationalError as exc:
                     raise InfrastructureError("the database is unavailable; retry shortly") from exc
             return self._conn

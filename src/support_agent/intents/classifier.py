@@ -228,8 +228,9 @@ class RowScorer:
         svm += self.svm_coef[:, dims + self.word.size + char_cols] @ char_vals
         svm += self.svm_intercept
         lr = self.lr_coef @ emb.astype(np.float64) + self.lr_intercept
-        lr = np.exp(lr - lr.max())
-        probs = ALPHA * _softmax(svm[None, :], TEMPERATURE) + (1 - ALPHA) * (lr / lr.sum())[None, :]
+        probs = ALPHA * _softmax(svm[None, :], TEMPERATURE) + (1 - ALPHA) * _softmax(
+            lr[None, :], 1.0
+        )
         order = np.argsort(word_cols)
         word_x = sp.csr_matrix(
             (word_vals[order], word_cols[order], [0, len(word_cols)]), shape=(1, self.word.size)
