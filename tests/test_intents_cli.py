@@ -183,7 +183,7 @@ def test_saving_is_atomic_when_processes_race(slices: dict[str, Path], tmp_path:
 
     with ThreadPoolExecutor(5) as pool:
         reader = pool.submit(read_while_written)
-        list(pool.map(lambda n: model.save(target, {"writer": n}), range(8)))
+        list(pool.map(lambda n: model.save(target, {"writer": n}, replace=False), range(8)))
         saved.set()
         reader.result()
     assert set(seen) <= {"whole"}, sorted(set(seen))

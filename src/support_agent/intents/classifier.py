@@ -522,12 +522,16 @@ class IntentClassifier:
         threshold = 0.0 if needed <= 0 else candidates[needed - 1] + 1e-6
         return round(float(threshold), 6)
 
-    def save(self, directory: Path, meta: dict[str, Any] | None = None) -> None:
+    def save(
+        self, directory: Path, meta: dict[str, Any] | None = None, *, replace: bool = True
+    ) -> None:
         """Write the model to ``directory`` (``model.joblib`` + ``model.json``), atomically.
 
-        The files are written to a fresh directory beside it, which then replaces ``directory``
-        by a rename: a reader (another API process starting on the same ``DATA_DIR``) sees the
-        old model, no model, or the whole new one, never half a file.
+        The files are written to a fresh directory beside it, which is then renamed into place:
+        a reader never sees half a file. With ``replace`` a model already there is swapped out
+        (a reader in that instant finds no model); without it a model already there is kept
+        (processes starting together on one ``DATA_DIR`` train the same model: the first saved
+        stays, and a reader sees no model or a whole one).
         """
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
@@ -536,6 +540,12 @@ class IntentClassifier:
                 "separator": self.has_separator, "embedding": "all-MiniLM-L6-v2",
                 **(meta or {})}  # fmt: skip
         (staging / "model.json").write_text(json.dumps(info, indent=2))
+        if not replace:
+            try:
+                staging.rename(directory)
+            except OSError:  # another process saved it first: keep that one
+                shutil.rmtree(staging, ignore_errors=True)
+            return
         retired = directory.parent / f".{directory.name}.old.{uuid.uuid4().hex[:8]}"
         with contextlib.suppress(FileNotFoundError):
             directory.rename(retired)  # a model saved before: set aside, then removed
@@ -636,6 +646,7 @@ class IntentModels:
             texts += more_texts
             labels += more_labels
         clf = IntentClassifier.train(self.embeddings, texts, labels)
-        clf.save(path, {"tenant": tenant_id, "training_sha256": digest, "n": len(texts)})
+        meta = {"tenant": tenant_id, "training_sha256": digest, "n": len(texts)}
+        clf.save(path, meta, replace=False)
         logger.info("intent_model_trained", extra={"tenant_id": tenant_id, "n": len(texts)})
         return clf
