@@ -8,15 +8,19 @@ customers or session ids, so they stay independent of each other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 import uvicorn
 from fastapi import FastAPI
 
@@ -280,3 +284,52 @@ async def client(services: Services, agent: Agent) -> AsyncIterator[httpx.AsyncC
             headers={"Authorization": f"Bearer {key}"},
         ) as c:
             yield c
+
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+@contextlib.contextmanager
+def redis_cluster(root: Path) -> Iterator[list[int]]:
+    """A real Redis Cluster of three masters (Debian's ``redis-server``, installed by ``make
+    test``) on loopback ports, slots split by ``redis-cli --cluster create``; yields the ports.
+    Each node keeps its files under ``root``; all are stopped on exit."""
+    assert Path(REDIS_SERVER).exists(), "Debian's redis-server is missing: run make test (apt-get)"
+    ports = [free_port() for _ in range(3)]
+    procs = []
+    for port in ports:
+        (root / str(port)).mkdir()
+        procs.append(subprocess.Popen(
+            [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+             "--cluster-port", str(free_port()),  # the bus port (default port + 10000)
+             "--cluster-config-file", "nodes.conf", "--dir", str(root / str(port)),
+             "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+    try:
+        for port in ports:
+            client = redis.Redis(port=port, socket_timeout=1)
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    assert time.monotonic() < deadline, f"redis-server on {port} did not start"
+                    time.sleep(0.1)
+        subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while any(redis.Redis(port=p).cluster("info")["cluster_state"] != "ok" for p in ports):
+            assert time.monotonic() < deadline, "the cluster did not become ready"
+            time.sleep(0.2)
+        yield ports
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)

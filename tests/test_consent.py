@@ -8,6 +8,7 @@ change confirmed twice runs once.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from support_agent.consent import evaluate, read_labelled
+from support_agent.conversation import Agent
 from support_agent.services import Services
 from support_agent.threads import thread_id
 from tests.conftest import customer_with
@@ -130,6 +132,46 @@ async def test_unclear_answer_is_asked_once_more_then_yes_cancels_once(
     assert resent["decision"] != "execute" and "Done" not in resent["reply"]
     assert await _order(services, cust["order_id"]) == after
     assert len(after["ledger"]) == 1
+
+
+async def test_a_message_resent_with_its_id_is_answered_once(
+    client: httpx.AsyncClient, services: Services, agent: Agent
+) -> None:
+    """A client whose connection broke resends its message with the same ``message_id``: the
+    turn that already ran is returned again (a proposal still awaiting its yes, a "yes" that was
+    done), nothing runs twice and the transcript holds each message once."""
+    cust = await customer_with(services, "pending")
+    order_id = str(cust["order_id"])
+    session = f"client-{uuid.uuid4().hex}"  # the client's own session id
+    first = {"session_id": session, "message": f"hi, my email is {cust['email']}"}
+    await _chat(client, **first, message_id="m1")
+    ask = {
+        "session_id": session,
+        "message": f"please cancel order {order_id}, I ordered it by mistake",
+    }
+    proposal = await _chat(client, **ask, message_id="m2")
+    assert proposal["decision"] == "confirm" and proposal["approval"] is not None
+    assert await _chat(client, **ask, message_id="m2") == proposal  # still awaiting, same words
+    before = await _order(services, order_id)
+    assert before["status"] == "pending"
+    yes = {"session_id": session, "message": "yes"}
+    done = await _chat(client, **yes, message_id="m3")
+    assert done["decision"] == "execute" and done["reply"].startswith("Done"), done
+    after = await _order(services, order_id)
+    assert after["status"] == "cancelled" and len(after["ledger"]) == 1
+    assert await _chat(client, **yes, message_id="m3") == done  # the same answer, not re-run
+    assert await _order(services, order_id) == after
+    later = await _chat(client, **yes, message_id="m4")  # a new "yes": nothing awaits it
+    assert later["decision"] != "execute" and "Done" not in later["reply"]
+    stale = await client.post("/v1/chat", json={**yes, "message_id": "m3"})
+    assert stale.status_code == 409, stale.text  # answered before m4: not the last turn
+    bad = await client.post("/v1/chat", json={**yes, "message_id": "m 5"})
+    assert bad.status_code == 422, bad.text
+    config = {"configurable": {"thread_id": thread_id("retail", session)}}
+    said = [m.content for m in (await agent.graph.aget_state(config)).values["messages"]
+            if m.type == "human"]  # fmt: skip
+    assert said == [first["message"], ask["message"], "yes", "yes"], said
+    assert await _order(services, order_id) == after
 
 
 async def test_a_second_unclear_answer_leaves_the_order_as_is(

@@ -4,11 +4,7 @@ session's PostgreSQL."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -19,54 +15,14 @@ from support_agent.memory_store.hot import customer_keys, sync_hot_tier
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 from support_agent.settings import Settings
-from tests.conftest import customer_with, free_port, job_status, new_session
-
-SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+from tests.conftest import customer_with, job_status, new_session, redis_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[int]]:
-    """Three masters on loopback ports, slots split by ``redis-cli --cluster create``."""
-    assert Path(SERVER).exists(), "Debian's redis-server is missing: run make test (apt-get)"
-    root = tmp_path_factory.mktemp("cluster")
-    ports = [free_port() for _ in range(3)]
-    procs = []
-    for port in ports:
-        (root / str(port)).mkdir()
-        procs.append(subprocess.Popen(
-            [SERVER, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-port", str(free_port()),  # the bus port (default port + 10000)
-             "--cluster-config-file", "nodes.conf", "--dir", str(root / str(port)),
-             "--save", "", "--appendonly", "no", "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))  # fmt: skip
-    try:
-        for port in ports:
-            client = redis.Redis(port=port, socket_timeout=1)
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    assert time.monotonic() < deadline, f"redis-server on {port} did not start"
-                    time.sleep(0.1)
-        subprocess.run(
-            [CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while any(redis.Redis(port=p).cluster("info")["cluster_state"] != "ok" for p in ports):
-            assert time.monotonic() < deadline, "the cluster did not become ready"
-            time.sleep(0.2)
+    """Three masters on loopback ports (see ``conftest.redis_cluster``)."""
+    with redis_cluster(tmp_path_factory.mktemp("cluster")) as ports:
         yield ports
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from support_agent.conversation import Agent, end_session
+from support_agent.failpoints import EXIT_STATUS, FAILPOINT_ENV
 from support_agent.infra.leader import LeaderLease
 from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.memory_store.pipeline import MemoryWorker
@@ -101,12 +102,9 @@ async def test_only_the_lease_holder_relays_the_outbox(services: Services, agent
         await follower.close()
 
 
-@contextlib.contextmanager
-def _api_processes(
-    settings: Settings, n: int, log_dir: Path
-) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
-    """``n`` separate ``support-agent serve`` processes on their own ports, attached to the test
-    session's servers (same ``DATA_DIR``); yields ``[(base URL, process)]``."""
+def _environment(settings: Settings, servers: dict[str, str] | None) -> dict[str, str]:
+    """A child process's environment: the test session's ``DATA_DIR`` (intent models) and
+    packs, and either the session's embedded servers or ``servers`` (``DATABASE_URL``, ...)."""
     env = {
         **os.environ,
         "DATA_DIR": str(settings.data_dir),
@@ -116,6 +114,16 @@ def _api_processes(
     }
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
+    return {**env, **(servers or {})}
+
+
+@contextlib.contextmanager
+def _api_processes(
+    settings: Settings, n: int, log_dir: Path, servers: dict[str, str] | None = None
+) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
+    """``n`` separate ``support-agent serve`` processes on their own ports, attached to the test
+    session's servers (same ``DATA_DIR``) or to ``servers``; yields ``[(base URL, process)]``."""
+    env = _environment(settings, servers)
     procs = []
     for i in range(n):
         port = free_port()
@@ -203,3 +211,50 @@ async def test_a_session_moves_between_api_processes_mid_conversation(
         if m.type == "human"
     ]
     assert said == [f"hi, my email is {cust['email']}", cancel, "yes", "yes"]
+
+
+async def test_a_yes_whose_answer_was_lost_is_reported_done_when_resent(
+    settings: Settings, services: Services, agent: Agent, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """An API process dies after the cancellation committed and before the turn's checkpoint
+    and answer (failpoint ``turn_after_action``). The client resends its "yes" with the same
+    ``message_id`` to another process: the cancellation is reported done (its first result), not
+    refused because the order now shows it cancelled, and it is not made twice."""
+    cust = await customer_with(services, "pending")
+    order_id = str(cust["order_id"])
+    session = new_session()
+    hello = f"hi, my email is {cust['email']}"
+    cancel = f"please cancel order {order_id}, I ordered it by mistake"
+    for i, message in enumerate((hello, cancel)):
+        body = {"session_id": session, "message": message, "message_id": f"m{i}"}
+        r = await client.post("/v1/chat", json=body)
+        assert r.status_code == 200, r.text
+    assert r.json()["decision"] == "confirm", r.text
+    yes = {"session_id": session, "message": "yes", "message_id": "m2"}
+    key = await create_api_key(services, "retail")
+    with _api_processes(settings, 1, tmp_path, {FAILPOINT_ENV: "turn_after_action"}) as procs:
+        ((url, dying),) = procs
+        async with httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as other:
+            try:
+                lost = await other.post("/v1/chat", json=yes)
+            except httpx.TransportError:
+                lost = None
+        assert lost is None, lost.text  # no answer: the process died with the turn
+        assert dying.wait(30) == EXIT_STATUS
+    assert await order_status(services, order_id) == "cancelled"  # the change did commit
+    resent = await client.post("/v1/chat", json=yes)
+    assert resent.status_code == 200, resent.text
+    body = resent.json()
+    assert body["decision"] == "execute" and body["reply"].startswith("Done"), body
+    assert order_id in body["reply"]
+    assert await order_actions(services, order_id) == 1  # reported, not made again
+    said = [
+        m.content
+        for m in (await agent.graph.aget_state(_config(session))).values["messages"]
+        if m.type == "human"
+    ]
+    assert said == [hello, cancel, "yes"]
+    again = await client.post("/v1/chat", json={**yes, "message_id": "m3"})
+    assert again.json()["decision"] != "execute" and "Done" not in again.json()["reply"]

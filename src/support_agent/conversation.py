@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -27,7 +28,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, StreamMode
+from langgraph.types import Command, StateSnapshot, StreamMode
 
 from support_agent.context import Context
 from support_agent.crm.migrations import migrate
@@ -50,6 +51,7 @@ from support_agent.verticals.protocol import TurnDeps, Vertical
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 4000
+_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 IDENTITY_KEYS = {"email", "phone", "customer_id", "name", "zip"}
 
 
@@ -176,8 +178,8 @@ def _config(tenant_id: str, session_id: str) -> RunnableConfig:
 
 async def _open_session(
     agent: Agent, deps: TurnDeps, tenant_id: str, session_id: str, channel: str
-) -> tuple[str, bool]:
-    """The session's channel, and whether it awaits consent to a proposed write.
+) -> str:
+    """The session's channel (``channel`` for a new session).
 
     An idle session is ended.
 
@@ -186,14 +188,14 @@ async def _open_session(
     """
     interaction = await get_interaction(agent.services, tenant_id, session_id)
     if interaction is None:
-        return channel, False
+        return channel
     if interaction["status"] == "ended":
         raise SessionEndedError("this session has ended; start a new session")
     idle = timedelta(seconds=agent.services.settings.session_idle_timeout_s)
     if interaction["last_activity_at"] < datetime.now(UTC) - idle:  # the caller holds its lock
         await _end_locked(agent, deps, tenant_id, session_id, "idle_timeout")
         raise SessionEndedError("this session ended after inactivity; start a new session")
-    return str(interaction["channel"]), bool(interaction["awaiting_consent"])
+    return str(interaction["channel"])
 
 
 async def run_turn(
@@ -204,6 +206,7 @@ async def run_turn(
     message: str,
     session_id: str | None = None,
     identity: dict[str, str] | None = None,
+    message_id: str | None = None,
 ) -> TurnResult:
     """Run the graph for one customer message.
 
@@ -211,7 +214,10 @@ async def run_turn(
     completes or fails (``durability="exit"``), not after each of the eight nodes; this halves a
     turn's latency (bench: bank turn p95 47 → 28 ms). A turn interrupted by a crash is lost as a
     whole and the client resends the message; account actions are idempotent per (session,
-    action, target), so a resent "yes" never acts twice.
+    action, target), so a resent "yes" never acts twice. A client that cannot tell whether its
+    message was answered (the connection broke) resends it with the same ``message_id`` (and its
+    own ``session_id``): if the turn completed, its result is returned again and nothing runs
+    twice; if not, the turn runs now.
 
     One turn at a time per session, across processes: the turn holds the session's lock
     (``Services.locks``) from reading the session to writing its checkpoint; a concurrent message
@@ -226,10 +232,15 @@ async def run_turn(
         session_id: continue this session; ``None`` starts a new one.
         identity: identifiers supplied by the channel (``email``, ``phone``, ``customer_id``,
             ``name`` + ``zip``).
+        message_id: the client's id of this message (idempotency key, 1-100 characters of
+            letters, digits, ``-``, ``_``; unique within the session); ``None``: no replay.
 
     Raises:
         NotFoundError: unknown tenant.
-        InvalidRequestError: empty or oversized message, bad session id or identity keys.
+        InvalidRequestError: empty or oversized message, bad session id, message id or
+            identity keys.
+        ConflictError: ``message_id`` names a message of the session that later messages
+            followed (only the last turn is returned again).
         SessionEndedError: the session has ended (explicitly or after inactivity).
         TurnInProgressError: another message of this session was still being answered after
             ``TURN_LOCK_WAIT_S`` (nothing was done; resend it).
@@ -239,7 +250,7 @@ async def run_turn(
     trace = TurnTrace()
     async for mode, chunk in stream_turn(
         agent, tenant_id=tenant_id, channel=channel, session_id=session_id, message=message,
-        identity=identity, stream_mode=("updates", "values"),
+        identity=identity, message_id=message_id, stream_mode=("updates", "values"),
     ):  # fmt: skip
         trace.add(mode, chunk)
     return trace.result(session_id)
@@ -293,6 +304,7 @@ async def stream_turn(
     identity: dict[str, str] | None = None,
     resume: Any = None,
     verified_customer_id: str | None = None,
+    message_id: str | None = None,
     stream_mode: Sequence[StreamMode] = ("updates", "values"),
 ) -> AsyncIterator[tuple[str, Any]]:
     """Run one turn and yield what the graph streams, as ``(mode, chunk)`` pairs.
@@ -313,6 +325,10 @@ async def stream_turn(
         resume: the answer to the awaited proposal (only when ``message`` is ``None``).
         verified_customer_id: a customer id the caller verified (the tenant site's signed
             token): it authenticates the customer.
+        message_id: the client's idempotency key of ``message`` (see :func:`run_turn`); when
+            the session's last turn answered it, that turn's state is yielded again (a
+            ``values`` chunk, and an ``updates`` chunk with ``__interrupt__`` when it awaits
+            consent) and the graph does not run.
         stream_mode: LangGraph stream modes (``values``, ``updates``, ``messages``, ``custom``).
 
     Yields:
@@ -333,16 +349,30 @@ async def stream_turn(
     if identity and not set(identity) <= IDENTITY_KEYS:
         raise InvalidRequestError(f"identity keys must be among {sorted(IDENTITY_KEYS)}")
     validate_session_id(session_id)
+    if message_id is not None and not _MESSAGE_ID.match(message_id):
+        raise InvalidRequestError("message_id must be 1-100 characters of letters, digits, - or _")
     identity = {k: v for k, v in (identity or {}).items() if v}
     if verified_customer_id:
         identity[SITE_TOKEN_KEY] = verified_customer_id
+    config = _config(tenant_id, session_id)
     async with agent.services.locks.hold(thread_id(tenant_id, session_id)):
-        channel, awaiting = await _open_session(agent, deps, tenant_id, session_id, channel)
+        # The checkpoint, not the CRM's ``awaiting_consent``, says whether a proposal awaits its
+        # answer: a process killed after write_memory and before the checkpoint leaves the two
+        # apart, and a "yes" read as a new message would leave the customer told nothing of a
+        # change that happened.
+        saved = await agent.graph.aget_state(config)
+        if message_id is not None and _answered(saved, message_id):
+            # answered already (even if that turn ended the session): the same result again
+            logger.info("turn_replayed", extra={"thread_id": config["configurable"]["thread_id"]})
+            yield "values", saved.values
+            if saved.interrupts:
+                yield "updates", {"__interrupt__": saved.interrupts}
+            return
+        channel = await _open_session(agent, deps, tenant_id, session_id, channel)
         context = Context(tenant_id=tenant_id, channel=channel, session_id=session_id, deps=deps)
-        config = _config(tenant_id, session_id)
-        pending = awaiting and bool((await agent.graph.aget_state(config)).interrupts)
+        pending = bool(saved.interrupts)
         graph_input: Any = {
-            "messages": [HumanMessage(message or "")],
+            "messages": [HumanMessage(message or "", id=message_id)],
             "identity": identity,
             "event": "message",
             "consent": None,
@@ -352,7 +382,7 @@ async def stream_turn(
                 raise ConflictError("nothing to resume: no proposed action awaits an answer")
             graph_input = Command(resume=resume)
         elif pending:
-            graph_input = Command(resume={"message": message})  # the answer to the proposal
+            graph_input = Command(resume={"message": message, "message_id": message_id})
         started = datetime.now(UTC)
         try:
             async for mode, chunk in agent.graph.astream(
@@ -363,6 +393,20 @@ async def stream_turn(
         except BaseException:  # a failure or a cancelled run: the thread stays as it was
             await asyncio.shield(_roll_back_checkpoint(agent, config, started))
             raise
+
+
+def _answered(saved: StateSnapshot, message_id: str) -> bool:
+    """Whether the session's last customer message has id ``message_id`` (so it was answered).
+
+    Raises:
+        ConflictError: an earlier message of the session has that id.
+    """
+    said = [m.id for m in saved.values.get("messages", []) if isinstance(m, HumanMessage)]
+    if said and said[-1] == message_id:
+        return True
+    if message_id in said:
+        raise ConflictError("message_id names an earlier message of this session")
+    return False
 
 
 async def _roll_back_checkpoint(agent: Agent, config: RunnableConfig, started: datetime) -> None:

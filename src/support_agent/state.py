@@ -373,7 +373,10 @@ class PendingAction(TypedDict, total=False):
 
     ``awaiting`` names the detail still missing (``new_address``, ``new_item``...; ``None``
     when only a "yes" is awaited). A question still open is never a proposal to accept.
-    ``asked_again`` is set once the agent has asked a second, plainer time.
+    ``asked_again`` is set once the agent has asked a second, plainer time. ``proposed_at``
+    (ISO 8601, UTC) is when the agent first asked for the "yes": a change the ledger recorded
+    after it was made by a confirmation of this very proposal (a turn cut short before its
+    answer reached the customer), not earlier in the conversation.
     """
 
     action: str
@@ -381,6 +384,7 @@ class PendingAction(TypedDict, total=False):
     target: Target
     awaiting: str | None
     asked_again: bool
+    proposed_at: str
 
 
 class RuleVerdict(TypedDict):

@@ -4,10 +4,10 @@ Every write the agent makes on the systems of record (retail and bank, and any v
 own) is one PostgreSQL transaction shaped by :func:`idempotent`:
 
 1. look the action's idempotency key up in ``account_actions``: if it ran, return its first
-   result marked ``"replayed": True`` and write nothing (a retried turn, or the same change
-   confirmed twice, never acts twice). The key names the change itself (:func:`change_key`:
-   session, action, record and the change's arguments), so two different changes to one record
-   both run;
+   result marked ``"replayed": True`` (with ``"recorded_at"``, ISO 8601) and write nothing (a
+   retried turn, or the same change confirmed twice, never acts twice). The key names the
+   change itself (:func:`change_key`: session, action, record and the change's arguments), so
+   two different changes to one record both run;
 2. run the action's body: lock the record it changes (:func:`lock_one`), re-check the rule the
    policy engine applied on a 360 that may be seconds old (:func:`require`), write;
 3. record the parameters (with the record the action is about and its label) and the result
@@ -22,6 +22,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -76,8 +77,9 @@ async def idempotent(services: Services, call: ActionCall, body: ActionBody) -> 
     """Run an account action once per idempotency key (see the module docstring).
 
     Returns:
-        The action's result: this run's, or the first run's with ``"replayed": True`` when the
-        key was seen before (nothing changed in this call).
+        The action's result: this run's, or the first run's with ``"replayed": True`` and
+        ``"recorded_at"`` (when it ran, ISO 8601) when the key was seen before (nothing changed
+        in this call).
 
     Raises:
         NotFoundError, InvalidRequestError: raised by ``body`` (the transaction rolls back).
@@ -85,12 +87,14 @@ async def idempotent(services: Services, call: ActionCall, body: ActionBody) -> 
     async with services.pool.connection() as conn, conn.transaction():
         row = await (
             await conn.execute(
-                "SELECT result FROM account_actions WHERE tenant_id = %s AND idempotency_key = %s",
+                "SELECT result, created_at FROM account_actions"
+                " WHERE tenant_id = %s AND idempotency_key = %s",
                 (call.tenant_id, call.key),
             )
         ).fetchone()
         if row is not None:
-            return {**row["result"], "replayed": True}
+            return {**row["result"], "replayed": True,
+                    "recorded_at": row["created_at"].isoformat()}  # fmt: skip
         params, result = await body(conn)
         params = {**params, "subject_id": call.subject_id, "label": call.label}
         await conn.execute(
@@ -100,6 +104,32 @@ async def idempotent(services: Services, call: ActionCall, body: ActionBody) -> 
              json.dumps(params), json.dumps(result)),
         )  # fmt: skip
         return result
+
+
+async def recorded_at(services: Services, tenant_id: str, key: str) -> datetime | None:
+    """When the change with idempotency key ``key`` was recorded, or ``None`` if it never ran."""
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT created_at FROM account_actions"
+                " WHERE tenant_id = %s AND idempotency_key = %s",
+                (tenant_id, key),
+            )
+        ).fetchone()
+    return None if row is None else row["created_at"]
+
+
+def made_by_proposal(recorded: datetime | str | None, proposed_at: str | None) -> bool:
+    """Whether a change was made by confirming the proposal, not earlier in the conversation.
+
+    It was if ``recorded`` (when the ledger recorded it) is not before ``proposed_at`` (when the
+    proposal was made; the API host's clock, against PostgreSQL's). Both are UTC instants
+    (``datetime`` or ISO 8601); ``False`` when either is missing.
+    """
+    if recorded is None or not proposed_at:
+        return False
+    when = datetime.fromisoformat(recorded) if isinstance(recorded, str) else recorded
+    return when >= datetime.fromisoformat(proposed_at)
 
 
 async def lock_one(

@@ -260,6 +260,7 @@ def create_app(
             message=body.message,
             session_id=body.session_id,
             identity=identity,
+            message_id=body.message_id,
         )
         return chat_response(result)
 

@@ -50,7 +50,7 @@ async def chat_events(
     try:
         async for mode, chunk in stream_turn(
             agent, tenant_id=tenant_id, channel=body.channel, session_id=session_id,
-            message=body.message, identity=identity,
+            message=body.message, identity=identity, message_id=body.message_id,
             stream_mode=("updates", "values", "messages"),
         ):  # fmt: skip
             for node in trace.add(mode, chunk):

@@ -36,6 +36,12 @@ class ChatRequest(BaseModel):
         default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$"
     )
     message: str = Field(min_length=1, max_length=4000)
+    message_id: str | None = Field(
+        default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$",
+        description="the client's id of this message (idempotency key): a message resent with "
+        "the same id (after a broken connection) gets the same answer and is not answered "
+        "twice; send it with your own session_id so a first message can be resent too",
+    )  # fmt: skip
 
 
 class ChatResponse(BaseModel):

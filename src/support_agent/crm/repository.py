@@ -142,8 +142,9 @@ async def record_turn(
 
     The session's interaction row is created, or its last activity, customer and intent bumped;
     the turn's ``(role, content, intent)`` messages are appended to its transcript in order (the
-    insert computes their sequence numbers itself). ``awaiting_consent`` marks a session whose
-    turn proposed a write: its next message answers the proposal.
+    insert computes their sequence numbers itself). ``awaiting_consent`` records that the turn
+    proposed a write (for the CRM's readers; the next turn reads the checkpoint's interrupt,
+    which a crash cannot leave apart from the turn).
     """
     roles, contents, intents = (list(col) for col in zip(*messages, strict=True))
     async with services.pool.connection() as conn, conn.pipeline():

@@ -25,8 +25,8 @@ Guarantees:
   at 60 s); after ``max_attempts`` deliveries it goes to the dead-letter stream ``sa:memory:dead``
   with its error, and the job row is marked ``dead``.
 
-Failpoint for crash tests: with ``SUPPORT_AGENT_FAILPOINT=memory_after_episode`` the process exits
-(``os._exit``) after writing the episode and before committing, as a killed worker would.
+Failpoint for crash tests (``support_agent.failpoints``): ``memory_after_episode`` exits the
+process after writing the episode and before committing, as a killed worker would.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
 import uuid
 from typing import Any
@@ -42,9 +41,10 @@ from typing import Any
 import psycopg
 from langgraph.store.base import PutOp
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from support_agent.errors import InfrastructureError, TurnInProgressError
+from support_agent.failpoints import failpoint
 from support_agent.memory_store import consolidation
 from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.memory_store.hot import refresh_features, refresh_hot_memory
@@ -58,7 +58,6 @@ DEAD_LETTER = "sa:memory:dead"
 GROUP = "memory-workers"
 #: The ``run_id`` of the Redis start the stream was last known under (see ``ensure_group``).
 RUN_KEY = "sa:memory:redis_run"
-FAILPOINT_ENV = "SUPPORT_AGENT_FAILPOINT"
 
 
 async def publish_job(services: Services, tenant_id: str, session_id: str, customer_id: str) -> str:
@@ -317,11 +316,16 @@ class MemoryWorker:
             await asyncio.sleep(0.05)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop`` is set; Redis and PostgreSQL outages are waited out, not fatal."""
+        """Serve until ``stop`` is set; Redis and PostgreSQL outages are waited out, not fatal.
+
+        Logs ``memory_worker_started`` (INFO, with the consumer name) before its first read.
+        A Redis Cluster with no reachable node (``RedisClusterException``) is an outage too.
+        """
+        logger.info("memory_worker_started", extra={"consumer": self.name})
         while not stop.is_set():
             try:
                 await self.run_once(block_ms=1000)
-            except RedisError as exc:
+            except (RedisError, RedisClusterException) as exc:
                 self._group_ready = False
                 logger.warning(
                     "memory_worker_redis_unavailable", extra={"error": type(exc).__name__}
@@ -391,8 +395,7 @@ class MemoryWorker:
                 for _, job, _, work in prepared
             ]
         )
-        if os.environ.get(FAILPOINT_ENV) == "memory_after_episode":
-            os._exit(70)
+        failpoint("memory_after_episode")
         applied = 0
         refreshed: dict[str, dict[str, dict[str, Any] | None]] = {}
         for msg_id, job, deliveries, work in prepared:

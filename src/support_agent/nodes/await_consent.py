@@ -53,7 +53,8 @@ def read_answer(answer: Any, pending: PendingAction) -> tuple[ConsentVerdict, st
 
     ``{"decisions": [{"type": "approve" | "reject", "message"?}]}`` is a reviewer's decision;
     ``{"message": text}`` (or a bare string) is the customer's reply, read by the consent
-    reader. Anything else is unclear.
+    reader (a ``message_id`` beside it becomes the transcript line's id: see
+    ``conversation.stream_turn``). Anything else is unclear.
     """
     if isinstance(answer, str):
         answer = {"message": answer}
@@ -86,8 +87,9 @@ async def await_consent(state: State) -> Command[Literal["identify"]]:
         return Command(goto="identify", update={"consent": None})
     answer = interrupt(consent_request(pending, state.get("reply", "")))
     verdict, line = read_answer(answer, pending)
+    message_id = answer.get("message_id") if isinstance(answer, dict) else None
     return Command(
         goto="identify",
-        update={"messages": [HumanMessage(line)], "consent": verdict, "event": "message",
-                "identity": {}},
+        update={"messages": [HumanMessage(line, id=message_id)], "consent": verdict,
+                "event": "message", "identity": {}},
     )  # fmt: skip

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from langchain_core.messages import AIMessage
 from langgraph.runtime import Runtime
 
 from support_agent import recall, templates
-from support_agent.actions.ledger import ActionCall, change_key
+from support_agent.actions.ledger import ActionCall, change_key, made_by_proposal
 from support_agent.actions.offers import record_offer_made
 from support_agent.consent import read_consent
 from support_agent.context import Context, turn_of
 from support_agent.errors import InvalidRequestError, NeedsHumanError, NotFoundError
+from support_agent.failpoints import failpoint
 from support_agent.handoff import build_panel, escalation_reason
 from support_agent.llm import polish_reply
+from support_agent.memory_store.hot import invalidate_360
 from support_agent.policy.masking import mask_personal_data
 from support_agent.state import (
     ActionRecord,
@@ -116,7 +119,11 @@ async def _execute(this: Turn, policy: PolicyOutcome) -> Draft:
         return _draft(this, templates.colleague_can_do(), "escalate", handoff=panel)
     except (InvalidRequestError, NotFoundError) as exc:
         return _draft(this, templates.cannot_do(exc.message), "deny", pending=None)
-    if result.get("replayed"):  # this very change ran earlier in the session: nothing changed now
+    if not result.get("replayed"):  # the 360 shows the change now, even if this process dies
+        await invalidate_360(this.deps.services, this.tenant_id, str(this.state.get("customer_id")))
+    failpoint("turn_after_action")
+    made_now = made_by_proposal(result.get("recorded_at"), (this.pending or {}).get("proposed_at"))
+    if result.get("replayed") and not made_now:  # ran earlier in the session: nothing changed now
         again: ActionRecord = {"action": action, "status": "already_done", "target": target}
         words = _proposal_words(this, {"action": action, "intent": this.intent, "target": target})
         return _draft(this, templates.already_done(words), pending=None, actions=[again])
@@ -376,6 +383,8 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         and pending is not None
         and not pending.get("awaiting")
     )
+    if asks_consent and pending is not None and not pending.get("proposed_at"):
+        pending = {**pending, "proposed_at": datetime.now(UTC).isoformat()}
     if this.deps.policy.compliance.mask_personal_data_in_replies:
         own = frozenset(  # the verified customer's own tracking numbers are theirs to see
             t for o in this.c360.get("orders", []) for t in o.get("tracking_ids") or []
@@ -391,7 +400,7 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
         "decision": draft.decision,
         "actions": draft.actions,
         "handoff": draft.handoff,
-        "pending_action": draft.pending,
+        "pending_action": pending,
         "awaiting_consent": asks_consent,
         "issue": draft.issue,
         "messages": [AIMessage(reply)],

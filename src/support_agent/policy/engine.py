@@ -62,6 +62,9 @@ class PolicyFacts:
         has_items: the action's items are known (for item-level actions).
         confirmed: a matching write action was proposed earlier in this session and the latest
             message is an unambiguous "yes".
+        recorded: the ledger already holds this very change, made by a confirmation of this
+            proposal (a turn cut short before its answer reached the customer); the target's
+            status then shows the change itself, so it does not block reporting it.
     """
 
     authenticated: bool
@@ -70,6 +73,7 @@ class PolicyFacts:
     has_items: bool
     target_status: str | None
     confirmed: bool
+    recorded: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,15 +166,13 @@ def evaluate(action: str, facts: PolicyFacts, policy: Policy) -> PolicyDecision:
             )
         )
         if spec.status_in is not None and belongs:
-            status_ok = facts.target_status in spec.status_in
+            done = facts.confirmed and facts.recorded  # reported from the ledger, not redone
+            status_ok = facts.target_status in spec.status_in or done
             allowed = "/".join(sorted(spec.status_in))
-            rules.append(
-                RuleResult(
-                    f"{what}_status_allows_action",
-                    status_ok,
-                    f"{what} is {facts.target_status}; {label} requires {allowed}",
-                )
-            )
+            reason = f"{what} is {facts.target_status}; {label} requires {allowed}"
+            if done and facts.target_status not in spec.status_in:
+                reason = f"{what} is {facts.target_status}: this confirmed change is recorded"
+            rules.append(RuleResult(f"{what}_status_allows_action", status_ok, reason))
     if spec.kind == "write":
         rules.append(
             RuleResult(
