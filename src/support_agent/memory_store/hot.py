@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from support_agent.crm.customer360 import build_360, build_360s
 from support_agent.features.store import TTL_S as FEATURES_TTL_S
 from support_agent.features.store import compute_features
-from support_agent.memory_store.layers import present_layers, read_layers_pg
+from support_agent.memory_store.layers import present_layers, read_layers_pg, read_layers_pg_many
 from support_agent.services import Services
 from support_agent.state import Customer360, Features
 
@@ -205,11 +205,33 @@ async def refresh_hot_memory(
     Returns:
         The raw layers read (``layers.read_layers_pg``), so callers need not read them again.
     """
-    raw = await read_layers_pg(services, tenant_id, customer_id)
-    if raw is not None:
-        await write_hot_layers(services, tenant_id, customer_id, raw)
-    await invalidate_360(services, tenant_id, customer_id)
-    return raw
+    return (await refresh_hot_memory_many(services, tenant_id, [customer_id]))[customer_id]
+
+
+async def refresh_hot_memory_many(
+    services: Services, tenant_id: str, customer_ids: list[str]
+) -> dict[str, dict[str, Any] | None]:
+    """:func:`refresh_hot_memory` for several customers of a tenant.
+
+    One PostgreSQL read of their layers (``layers.read_layers_pg_many``) and one Redis pipeline
+    (each customer's keys stay in one slot, so it works on Redis Cluster too). Redis errors are
+    logged, not raised.
+
+    Returns:
+        ``{customer_id: raw layers or None}``.
+    """
+    raws = await read_layers_pg_many(services, tenant_id, customer_ids)
+    ttl = services.settings.hot_ttl_s
+    try:
+        async with services.redis.pipeline(transaction=False) as pipe:
+            for cid, raw in raws.items():
+                if raw is not None:
+                    pipe.set(memory_key(tenant_id, cid), json.dumps(raw), ex=ttl)
+                pipe.delete(c360_key(tenant_id, cid))
+            await pipe.execute()
+    except RedisError as exc:
+        logger.warning("hot_tier_write_failed", extra={"error": type(exc).__name__})
+    return raws
 
 
 async def refresh_features(

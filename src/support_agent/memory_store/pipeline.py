@@ -8,7 +8,8 @@ This module is the queue; what a job does is ``memory_store.consolidation``'s. F
         1. consolidation.prepare: the episode and the facts of the transcript; the episodes of a
            batch are embedded and put in the store in one batch, under the session id (a replay
            overwrites the same key)
-        2. consolidation.apply: one PostgreSQL transaction (L1/L2/L4, the job marked done)
+        2. consolidation.apply_batch: one PostgreSQL transaction per batch, a savepoint per job
+           (L1/L2/L4, the job marked done)
         3. XACK; write the fresh L1/L2/L4 through to Redis; invalidate the hot 360; refresh the
            online features of the batch's customers once
 
@@ -47,7 +48,7 @@ from support_agent.errors import InfrastructureError, TurnInProgressError
 from support_agent.failpoints import failpoint
 from support_agent.memory_store import consolidation
 from support_agent.memory_store.episodes import episodes_namespace
-from support_agent.memory_store.hot import refresh_features, refresh_hot_memory
+from support_agent.memory_store.hot import refresh_features, refresh_hot_memory_many
 from support_agent.services import AsyncConnection, Services
 from support_agent.threads import thread_id
 
@@ -396,27 +397,29 @@ class MemoryWorker:
             ]
         )
         failpoint("memory_after_episode")
-        applied = 0
-        refreshed: dict[str, dict[str, dict[str, Any] | None]] = {}
-        for msg_id, job, deliveries, work in prepared:
-            try:
-                changed = await consolidation.apply(services, job, work)
-            except Exception as exc:  # retried with backoff, then dead-lettered with the error
-                await self._failed(msg_id, job, deliveries, exc)
+        outcomes = await consolidation.apply_batch(
+            services, [(job, w) for _, job, _, w in prepared]
+        )
+        done: list[str] = []
+        changed: dict[str, list[str]] = {}  # tenant -> customers whose layers changed
+        for (msg_id, job, deliveries, _), outcome in zip(prepared, outcomes, strict=True):
+            if isinstance(outcome, Exception):  # retried with backoff, then dead-lettered
+                await self._failed(msg_id, job, deliveries, outcome)
                 continue
-            await services.redis.xack(STREAM, GROUP, msg_id)
-            applied += int(changed)
-            if changed:
-                raw = await refresh_hot_memory(services, job["tenant_id"], job["customer_id"])
-                refreshed.setdefault(job["tenant_id"], {})[job["customer_id"]] = raw
+            done.append(msg_id)
+            if outcome:
+                changed.setdefault(job["tenant_id"], []).append(job["customer_id"])
             elif await self._job_erased(job):
                 await services.store.adelete(
                     episodes_namespace(job["tenant_id"], job["customer_id"]),
                     job["session_id"],
                 )
-        for tenant_id, layers in refreshed.items():  # one feature refresh per batch
+        if done:
+            await services.redis.xack(STREAM, GROUP, *done)
+        for tenant_id, customers in changed.items():  # one layer and feature refresh per batch
+            layers = await refresh_hot_memory_many(services, tenant_id, customers)
             await refresh_features(services, tenant_id, sorted(layers), raw_layers=layers)
-        return applied
+        return sum(len(c) for c in changed.values())
 
     async def _job_erased(self, job: dict[str, Any]) -> bool:
         async with self.services.pool.connection() as conn:
