@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -164,6 +165,43 @@ async def test_join_stream_replays_after_last_event_id(
         assert rest_ids == ids[2:]
     joined = await client.runs.join(tid, run["run_id"])
     assert _last_ai(joined)
+
+
+async def test_a_run_of_another_process_is_waited_for_and_never_falsely_cancelled(
+    served: tuple[str, Any], services: Services
+) -> None:
+    """A run recorded by another API process (its events live there): ``join`` waits for its
+    recorded end instead of answering with the state before it, and ``cancel`` answers 409
+    instead of a 202 for a cancel that did not happen."""
+    base, _ = served
+    key = await create_api_key(services, "retail")
+    client = get_client(url=base, api_key=key)
+    tid = (await client.threads.create())["thread_id"]
+    done = await client.runs.wait(tid, "support_agent", input=_user("hello"))
+    run_id = str(uuid.uuid4())
+    async with services.pool.connection() as conn:  # as the other process records its run
+        await conn.execute(
+            "INSERT INTO graph_runs (run_id, tenant_id, thread_id, assistant_id)"
+            " VALUES (%s, 'retail', %s, 'support_agent')",
+            (run_id, tid),
+        )
+    async with httpx.AsyncClient(base_url=base, headers={"x-api-key": key}, timeout=30) as http:
+        cancel = await http.post(f"/threads/{tid}/runs/{run_id}/cancel")
+        assert cancel.status_code == 409 and "not cancelled" in cancel.text, cancel.text
+        stream = await http.get(f"/threads/{tid}/runs/{run_id}/stream")
+        assert stream.status_code == 409, stream.text
+        join = asyncio.create_task(http.get(f"/threads/{tid}/runs/{run_id}/join"))
+        await asyncio.sleep(0.5)
+        assert not join.done()  # still waiting for the other process
+        async with services.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE graph_runs SET status = 'success' WHERE run_id = %s", (run_id,)
+            )
+        joined = await join
+        assert joined.status_code == 200, joined.text
+        assert _last_ai(joined.json()) == _last_ai(done)
+        ended = await http.post(f"/threads/{tid}/runs/{run_id}/cancel")
+        assert ended.status_code == 202  # a finished run: nothing left to cancel
 
 
 async def test_tenants_never_reach_each_other_threads(

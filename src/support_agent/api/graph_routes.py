@@ -33,6 +33,7 @@ because pydantic cannot read ``typing.TypedDict`` on Python 3.11.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -77,6 +78,7 @@ from support_agent.errors import (
     InvalidRequestError,
     NotFoundError,
     SessionEndedError,
+    TurnInProgressError,
     UnauthorizedError,
 )
 from support_agent.tenancy import Principal
@@ -555,6 +557,36 @@ async def wait_run(
     return await _finished(run, principal.kind != "widget")
 
 
+#: Recorded statuses of a run still going (``graph_runs``).
+_GOING = ("pending", "running")
+#: How long ``join`` waits for a run of another process to record its end (seconds).
+FOREIGN_JOIN_WAIT_S = 120.0
+
+
+async def _await_recorded_end(agent: Agent, tenant_id: str, run_id: str) -> None:
+    """Wait until a run of another API process records its end in ``graph_runs``.
+
+    Polled every 50 ms (a turn takes tens of milliseconds).
+
+    Raises:
+        TurnInProgressError: it did not end within :data:`FOREIGN_JOIN_WAIT_S` (its process may
+            have died; the thread's state is readable).
+    """
+    deadline = asyncio.get_running_loop().time() + FOREIGN_JOIN_WAIT_S
+    while asyncio.get_running_loop().time() < deadline:
+        async with agent.services.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT status FROM graph_runs WHERE run_id = %s AND tenant_id = %s",
+                    (run_id, tenant_id),
+                )
+            ).fetchone()
+        if row is None or row["status"] not in _GOING:
+            return
+        await asyncio.sleep(0.05)
+    raise TurnInProgressError("the run has not ended yet; read the thread's state or retry")
+
+
 async def _run_or_404(
     request: Request, agent: Agent, principal: Principal, thread_id: str, run_id: str
 ) -> Run | dict[str, Any]:
@@ -625,6 +657,11 @@ async def join_stream(
 ) -> EventSourceResponse:
     """Join a run's stream: the events after ``Last-Event-ID`` (all without it), then live."""
     found = await _run_or_404(request, agent, principal, thread_id, run_id)
+    if not isinstance(found, Run) and found["status"] in _GOING:
+        raise ConflictError(
+            "the run's events are streamed by another API process: join its stream there, or "
+            "wait for the run with GET …/join on any process"
+        )
     if not isinstance(found, Run):
         raise NotFoundError("the run's events are no longer kept; read the thread's state")
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
@@ -639,6 +676,8 @@ async def join_run(
     found = await _run_or_404(request, agent, principal, thread_id, run_id)
     if isinstance(found, Run):
         return await _finished(found, principal.kind != "widget")
+    if found["status"] in _GOING:  # another API process runs it: wait for its recorded end
+        await _await_recorded_end(agent, principal.tenant_id, run_id)
     snap = await _state(agent, principal.tenant_id, thread_id)
     return cast(dict[str, Any], _snapshot(thread_id, snap, principal.kind != "widget")["values"])
 
@@ -651,4 +690,9 @@ async def cancel_run(
     found = await _run_or_404(request, agent, principal, thread_id, run_id)
     if isinstance(found, Run):
         await _registry(request).cancel(found)
+    elif found["status"] in _GOING:  # never a 202 for a cancel that did not happen
+        raise ConflictError(
+            "the run is going on another API process and was not cancelled: send the cancel "
+            "to the process that streams it, or join the run"
+        )
     return Response(status_code=202)

@@ -13,8 +13,10 @@ a last one with ``__interrupt__``), ``updates`` (``{node: update}``), ``messages
 code, "message"}``) when the run failed or was cancelled; ``end`` (``{"run_id", "status"}``)
 last.
 
-The registry lives in one process: a run is joined or cancelled through the process that runs
-it (runs are also recorded in ``graph_runs``, so any process answers ``GET`` on them). Finished
+The registry lives in one process: a run's events are streamed, and the run cancelled, through
+the process that runs it. Runs are also recorded in ``graph_runs``, so any process answers
+``GET`` on them and waits for their end on ``join``; a stream or cancel sent to another process
+is answered 409 (``api.graph_routes``). Finished
 runs' events are kept :data:`KEEP_FINISHED_S` seconds for late joiners.
 """
 
