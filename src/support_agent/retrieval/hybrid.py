@@ -32,7 +32,6 @@ two in parallel.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -189,14 +188,10 @@ async def hybrid_search(
     vec = vector_literal(query_vector)
     names = {"hybrid": ("semantic", "keyword"), "semantic": ("semantic",),
              "keyword": ("keyword",)}[mode]  # fmt: skip
-    plans = [[(src, name) for src in sources] for name in names]
-    ran = await asyncio.gather(*(
-        _pipeline(services, [_ranking(src, name, tenant_id, query, vec, candidates)
-                             for src, name in plan])
-        for plan in plans
-    ))  # fmt: skip
-    lists = [(src, name, rows) for plan, results in zip(plans, ran, strict=True)
-             for (src, name), rows in zip(plan, results, strict=True)]  # fmt: skip
+    plan = [(src, name) for name in names for src in sources]
+    ran = await _pipeline(services, [_ranking(src, name, tenant_id, query, vec, candidates)
+                                     for src, name in plan])  # one round trip  # fmt: skip
+    lists = [(src, name, rows) for (src, name), rows in zip(plan, ran, strict=True)]
     ranked = _fuse(lists, keyword_weight(query))
     if per_kind is None:
         kept = ranked[:limit]
