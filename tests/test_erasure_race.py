@@ -22,11 +22,13 @@ TRIALS = 50
 
 
 async def _customers(services: Services, n: int) -> list[dict[str, str]]:
-    """``n`` retail customers from the far end of the id order (other tests pick from the start)."""
+    """``n`` retail customers from the far end of the id order (other tests pick from the start),
+    with an email: a customer another test created without one would make ``"None"`` a needle
+    that matches unrelated rows."""
     async with services.pool.connection() as conn:
         rows = await (
             await conn.execute(
-                "SELECT id, email FROM customers WHERE tenant_id = 'retail'"
+                "SELECT id, email FROM customers WHERE tenant_id = 'retail' AND email IS NOT NULL"
                 " ORDER BY id DESC LIMIT %s",
                 (n,),
             )
