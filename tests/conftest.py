@@ -57,9 +57,20 @@ TEST_PACKS = Path(__file__).resolve().parent / "packs"
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on 127.0.0.1 right now (held open together while chosen,
+    so none is handed out twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 #: The origin the browser tests serve their host page from (retail's widget allows it) and the
@@ -296,19 +307,21 @@ def redis_cluster(root: Path) -> Iterator[list[int]]:
     test``) on loopback ports, slots split by ``redis-cli --cluster create``; yields the ports.
     Each node keeps its files under ``root``; all are stopped on exit."""
     assert Path(REDIS_SERVER).exists(), "Debian's redis-server is missing: run make test (apt-get)"
-    ports = [free_port() for _ in range(3)]
+    chosen = free_ports(6)  # all distinct: a bus port must not be another node's port
+    ports, buses = chosen[:3], chosen[3:]
     procs = []
-    for port in ports:
+    for port, bus in zip(ports, buses, strict=True):
         (root / str(port)).mkdir()
+        log = (root / str(port) / "redis.log").open("wb")
         procs.append(subprocess.Popen(
             [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-             "--cluster-port", str(free_port()),  # the bus port (default port + 10000)
+             "--cluster-port", str(bus),  # the bus port (default port + 10000)
              "--cluster-config-file", "nodes.conf", "--dir", str(root / str(port)),
              "--save", "", "--appendonly", "no", "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=log, stderr=log,
         ))  # fmt: skip
     try:
-        for port in ports:
+        for port, proc in zip(ports, procs, strict=True):
             client = redis.Redis(port=port, socket_timeout=1)
             deadline = time.monotonic() + 20
             while True:
@@ -316,6 +329,8 @@ def redis_cluster(root: Path) -> Iterator[list[int]]:
                     client.ping()
                     break
                 except redis.ConnectionError:
+                    said = (root / str(port) / "redis.log").read_text()[-2000:]
+                    assert proc.poll() is None, f"redis-server on {port} exited: {said}"
                     assert time.monotonic() < deadline, f"redis-server on {port} did not start"
                     time.sleep(0.1)
         subprocess.run(

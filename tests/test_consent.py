@@ -160,6 +160,8 @@ async def test_a_message_resent_with_its_id_is_answered_once(
     after = await _order(services, order_id)
     assert after["status"] == "cancelled" and len(after["ledger"]) == 1
     assert await _chat(client, **yes, message_id="m3") == done  # the same answer, not re-run
+    reused = await client.post("/v1/chat", json={**yes, "message": "no", "message_id": "m3"})
+    assert reused.status_code == 409, reused.text  # one key, one message
     assert await _order(services, order_id) == after
     later = await _chat(client, **yes, message_id="m4")  # a new "yes": nothing awaits it
     assert later["decision"] != "execute" and "Done" not in later["reply"]

@@ -361,7 +361,7 @@ async def stream_turn(
         # apart, and a "yes" read as a new message would leave the customer told nothing of a
         # change that happened.
         saved = await agent.graph.aget_state(config)
-        if message_id is not None and _answered(saved, message_id):
+        if message_id is not None and _answered(saved, message_id, message):
             # answered already (even if that turn ended the session): the same result again
             logger.info("turn_replayed", extra={"thread_id": config["configurable"]["thread_id"]})
             yield "values", saved.values
@@ -395,16 +395,20 @@ async def stream_turn(
             raise
 
 
-def _answered(saved: StateSnapshot, message_id: str) -> bool:
+def _answered(saved: StateSnapshot, message_id: str, message: str | None) -> bool:
     """Whether the session's last customer message has id ``message_id`` (so it was answered).
 
     Raises:
-        ConflictError: an earlier message of the session has that id.
+        ConflictError: an earlier message of the session has that id, or the last one does
+            with other words than ``message`` (a key names one message, as with any
+            idempotency key).
     """
-    said = [m.id for m in saved.values.get("messages", []) if isinstance(m, HumanMessage)]
-    if said and said[-1] == message_id:
+    said = [m for m in saved.values.get("messages", []) if isinstance(m, HumanMessage)]
+    if said and said[-1].id == message_id:
+        if message is not None and str(said[-1].content).strip() != message.strip():
+            raise ConflictError("message_id was already used for another message")
         return True
-    if message_id in said:
+    if any(m.id == message_id for m in said):
         raise ConflictError("message_id names an earlier message of this session")
     return False
 
