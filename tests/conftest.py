@@ -32,6 +32,7 @@ from support_agent.services import Services
 from support_agent.settings import Settings
 from support_agent.tenancy import create_api_key
 from support_agent.tenants import PACKS_DIR, TenantPacks
+from support_agent.threads import thread_id
 from support_agent.verticals.retail.loader import load_retail
 
 #: The built-in tenant packs, for tests that read configuration without a database.
@@ -203,6 +204,13 @@ async def order_status(services: Services, order_id: object) -> str:
         ).fetchone()
     assert row is not None
     return str(row["status"])
+
+
+async def customer_said(agent: Agent, session_id: str, tenant_id: str = "retail") -> list[str]:
+    """The customer's messages in a session's checkpointed transcript, in order."""
+    config = {"configurable": {"thread_id": thread_id(tenant_id, session_id)}}
+    state = await agent.graph.aget_state(config)  # type: ignore[arg-type]
+    return [str(m.content) for m in state.values.get("messages", []) if m.type == "human"]
 
 
 async def order_actions(services: Services, order_id: object) -> int:

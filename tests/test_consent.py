@@ -19,7 +19,7 @@ from support_agent.consent import evaluate, read_labelled
 from support_agent.conversation import Agent
 from support_agent.services import Services
 from support_agent.threads import thread_id
-from tests.conftest import customer_with
+from tests.conftest import customer_said, customer_with
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,9 +169,7 @@ async def test_a_message_resent_with_its_id_is_answered_once(
     assert stale.status_code == 409, stale.text  # answered before m4: not the last turn
     bad = await client.post("/v1/chat", json={**yes, "message_id": "m 5"})
     assert bad.status_code == 422, bad.text
-    config = {"configurable": {"thread_id": thread_id("retail", session)}}
-    said = [m.content for m in (await agent.graph.aget_state(config)).values["messages"]
-            if m.type == "human"]  # fmt: skip
+    said = await customer_said(agent, session)
     assert said == [first["message"], ask["message"], "yes", "yes"], said
     assert await _order(services, order_id) == after
 

@@ -24,8 +24,8 @@ from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 from support_agent.settings import Settings
 from support_agent.tenancy import create_api_key
-from support_agent.threads import thread_id
 from tests.conftest import (
+    customer_said,
     customer_with,
     free_port,
     job_status,
@@ -34,10 +34,6 @@ from tests.conftest import (
     order_status,
     say,
 )
-
-
-def _config(session: str) -> Any:
-    return {"configurable": {"thread_id": thread_id("retail", session)}}
 
 
 async def test_one_process_holds_a_lease_until_it_leaves_or_its_connection_dies(
@@ -207,11 +203,7 @@ async def test_a_session_moves_between_api_processes_mid_conversation(
     assert job is not None and job["attempts"] == 1  # applied once
     episodes = await services.store.asearch(episodes_namespace("retail", str(cust["id"])))
     assert [e.key for e in episodes] == [session]
-    said = [
-        m.content
-        for m in (await agent.graph.aget_state(_config(session))).values["messages"]
-        if m.type == "human"
-    ]
+    said = await customer_said(agent, session)
     assert said == [f"hi, my email is {cust['email']}", cancel, "yes", "yes"]
 
 
@@ -252,11 +244,7 @@ async def test_a_yes_whose_answer_was_lost_is_reported_done_when_resent(
     assert body["decision"] == "execute" and body["reply"].startswith("Done"), body
     assert order_id in body["reply"]
     assert await order_actions(services, order_id) == 1  # reported, not made again
-    said = [
-        m.content
-        for m in (await agent.graph.aget_state(_config(session))).values["messages"]
-        if m.type == "human"
-    ]
+    said = await customer_said(agent, session)
     assert said == [hello, cancel, "yes"]
     again = await client.post("/v1/chat", json={**yes, "message_id": "m3"})
     assert again.json()["decision"] != "execute" and "Done" not in again.json()["reply"]

@@ -30,9 +30,15 @@ from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.settings import Settings
 from support_agent.tenancy import create_api_key
-from support_agent.threads import thread_id
 from support_agent.verticals.retail.loader import load_retail
-from tests.conftest import free_port, redis_cluster
+from tests.conftest import (
+    customer_said,
+    free_port,
+    job_status,
+    order_actions,
+    order_status,
+    redis_cluster,
+)
 from tests.test_scale import _api_processes, _environment
 
 #: Customers chatting at once, each: identify, ask to cancel a pending order, "yes", a question.
@@ -237,7 +243,8 @@ async def test_turns_and_jobs_survive_losing_an_api_process_and_a_worker(
         assert victim.wait(10) == -signal.SIGKILL
         sessions = sorted(answered)
         deadline = time.monotonic() + 120
-        while (statuses := await _job_statuses(agent, sessions)) != ["done"] * len(sessions):
+        all_done = ["done"] * len(sessions)
+        while (statuses := [await job_status(svc, s) for s in sessions]) != all_done:
             assert time.monotonic() < deadline, (statuses, [w.poll() for w in workers])
             await asyncio.sleep(0.3)
         assert workers[0].poll() == EXIT_STATUS, "the first worker did not die mid-job"
@@ -249,27 +256,15 @@ async def test_turns_and_jobs_survive_losing_an_api_process_and_a_worker(
         assert [r["decision"] for r in replies[1:3]] == ["confirm", "execute"], (session, replies)
         assert replies[2]["reply"].startswith("Done"), replies[2]
         assert replies[3]["decision"] != "execute" and "Done" not in replies[3]["reply"]
-        said = [
-            m.content
-            for m in (await agent.graph.aget_state(_config(session))).values["messages"]
-            if m.type == "human"
-        ]
+        said = await customer_said(agent, session)
         assert said == [
             f"hi, my email is {cust['email']}",
             f"please cancel order {cust['order_id']}, I ordered it by mistake",
             "yes",
             "thanks, is there anything else on my account?",
         ], (session, said)  # every message once: none lost, none answered twice
-        async with svc.pool.connection() as conn:
-            order = await (
-                await conn.execute(
-                    "SELECT o.status, (SELECT count(*) FROM account_actions a WHERE a.tenant_id"
-                    " = o.tenant_id AND a.params->>'order_id' = o.id) AS actions FROM orders o"
-                    " WHERE o.tenant_id = 'retail' AND o.id = %s",
-                    (cust["order_id"],),
-                )
-            ).fetchone()
-        assert order is not None and (order["status"], order["actions"]) == ("cancelled", 1)
+        assert await order_status(svc, cust["order_id"]) == "cancelled"
+        assert await order_actions(svc, cust["order_id"]) == 1
         episodes = await svc.store.asearch(episodes_namespace("retail", str(cust["id"])))
         assert [e.key for e in episodes] == [session]  # one episode per session
     async with svc.pool.connection() as conn:
@@ -295,20 +290,3 @@ async def _consuming(workers: list[subprocess.Popen[bytes]], log_dir: Path) -> N
         assert time.monotonic() < deadline, "the workers did not start"
         await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)  # from the log line to the first blocking read
-
-
-async def _job_statuses(agent: Agent, sessions: list[str]) -> list[str | None]:
-    async with agent.services.pool.connection() as conn:
-        rows = await (
-            await conn.execute(
-                "SELECT session_id, status FROM memory_jobs WHERE tenant_id = 'retail'"
-                " AND session_id = ANY(%s)",
-                (sessions,),
-            )
-        ).fetchall()
-    status = {r["session_id"]: r["status"] for r in rows}
-    return [status.get(s) for s in sessions]
-
-
-def _config(session: str) -> Any:
-    return {"configurable": {"thread_id": thread_id("retail", session)}}

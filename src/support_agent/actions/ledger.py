@@ -85,13 +85,7 @@ async def idempotent(services: Services, call: ActionCall, body: ActionBody) -> 
         NotFoundError, InvalidRequestError: raised by ``body`` (the transaction rolls back).
     """
     async with services.pool.connection() as conn, conn.transaction():
-        row = await (
-            await conn.execute(
-                "SELECT result, created_at FROM account_actions"
-                " WHERE tenant_id = %s AND idempotency_key = %s",
-                (call.tenant_id, call.key),
-            )
-        ).fetchone()
+        row = await _ledger_row(conn, call.tenant_id, call.key)
         if row is not None:
             return {**row["result"], "replayed": True,
                     "recorded_at": row["created_at"].isoformat()}  # fmt: skip
@@ -106,16 +100,20 @@ async def idempotent(services: Services, call: ActionCall, body: ActionBody) -> 
         return result
 
 
+async def _ledger_row(conn: Conn, tenant_id: str, key: str) -> DictRow | None:
+    """The ledger row (``result``, ``created_at``) of the change with idempotency key ``key``."""
+    cur = await conn.execute(
+        "SELECT result, created_at FROM account_actions"
+        " WHERE tenant_id = %s AND idempotency_key = %s",
+        (tenant_id, key),
+    )
+    return await cur.fetchone()
+
+
 async def recorded_at(services: Services, tenant_id: str, key: str) -> datetime | None:
     """When the change with idempotency key ``key`` was recorded, or ``None`` if it never ran."""
     async with services.pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT created_at FROM account_actions"
-                " WHERE tenant_id = %s AND idempotency_key = %s",
-                (tenant_id, key),
-            )
-        ).fetchone()
+        row = await _ledger_row(conn, tenant_id, key)
     return None if row is None else row["created_at"]
 
 

@@ -291,12 +291,9 @@ def _score(value: Any) -> float | None:
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
-    digest = hashlib.sha256()
+    """SHA-256 of a file's bytes (hex), streamed (``hashlib.file_digest``)."""
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def git_revision(directory: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ to ``policy_audit``.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,17 +30,15 @@ from support_agent.verticals.protocol import Turn
 JUDGED = 5
 
 
-def facts_for(
-    candidate: Candidate, rule: ActionRule, this: Turn, *, recorded: bool = False
-) -> PolicyFacts:
+def facts_for(candidate: Candidate, rule: ActionRule, this: Turn) -> PolicyFacts:
     """The structured policy facts of one candidate.
+
+    ``recorded`` is left ``False``: it needs the ledger (:func:`_recorded`).
 
     Args:
         candidate: ``{"action", "target"}`` from ``rank_actions``.
         rule: the action's policy rule.
         this: the turn (its authentication, pending proposal and confirmation).
-        recorded: the ledger holds this change, made by confirming the pending proposal
-            (see :func:`_recorded`).
     """
     target = candidate.get("target") or {}
     pending = this.pending
@@ -57,30 +56,22 @@ def facts_for(
         has_items=bool((target.get("args") or {}).get("item_ids")) and not target.get("candidates"),
         target_status=target.get("status") if rule.target is not None else None,
         confirmed=confirmed,
-        recorded=recorded and confirmed,
     )
 
 
 async def _recorded(candidate: Candidate, this: Turn) -> bool:
-    """Whether the pending proposal this candidate matches was already carried out.
+    """Whether the proposal the customer just confirmed (``facts.confirmed``) was carried out.
 
     Its change is in the ledger, recorded after the proposal was made. That happens when a
     process died after acting on the customer's "yes" and before its checkpoint and answer;
     the "yes" is then resent, and the change is reported (its first result) instead of refused
-    because the record now shows it. Only looked up for a write the customer just confirmed.
+    because the record now shows it.
     """
-    pending = this.pending
-    if not pending or this.signals.get("confirmation") != "yes":
-        return False
     target = candidate.get("target") or {}
-    if pending.get("action") != candidate["action"] or (pending.get("target") or {}).get(
-        "id"
-    ) != target.get("id"):
-        return False
     key = change_key(this.tenant_id, this.session_id, candidate["action"], target.get("id"),
                      target.get("args") or {})  # fmt: skip
     when = await recorded_at(this.deps.services, this.tenant_id, key)
-    return made_by_proposal(when, pending.get("proposed_at"))
+    return made_by_proposal(when, (this.pending or {}).get("proposed_at"))
 
 
 async def retention_offer(
@@ -135,8 +126,9 @@ async def policy_check(state: State, runtime: Runtime[Context]) -> dict[str, Any
     decisions: list[PolicyDecision] = []
     for cand in (state.get("candidates") or [])[:JUDGED]:
         rule = policy.actions[cand["action"]]
-        recorded = rule.kind == "write" and await _recorded(cand, this)
-        facts = facts_for(cand, rule, this, recorded=recorded)
+        facts = facts_for(cand, rule, this)
+        if facts.confirmed and rule.kind == "write":  # the ledger only for a write just confirmed
+            facts = dataclasses.replace(facts, recorded=await _recorded(cand, this))
         verdict = evaluate(cand["action"], facts, policy).as_dict()
         decisions.append({**verdict, "target": cand.get("target") or {}, "score": cand["score"]})
     if not decisions:

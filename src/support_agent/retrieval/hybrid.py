@@ -25,9 +25,9 @@ Resolution records then carry their effectiveness: their fused score is multipli
 cases ranks first. The fused list is cut to ``limit`` (or to per-kind quotas).
 
 Cost: the ranked lists carry ids and scores only; the returned columns (a document's text, an
-offer's terms) are read afterwards for the few hits kept. The semantic lists of every source go
-out in one pipeline on one connection and the keyword lists on another, so PostgreSQL computes the
-two in parallel.
+offer's terms) are read afterwards for the few hits kept. The semantic and keyword lists of every
+source go out in one pipeline on one connection: one round trip (two pipelines on two pooled
+connections cost the bank's search 5.5 ms of CPU against 3.2).
 """
 
 from __future__ import annotations
