@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from limits import parse_many
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: Checkout root (``src/support_agent/settings.py`` → three parents up).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +56,20 @@ class Settings(BaseSettings):
             ``"10/second;600/hour"``); a tenant pack's ``rate_limit`` overrides it. Default
             ``"600/minute"``. Counted in Redis (fixed window per key); when Redis is down requests
             are not limited (the service keeps answering).
+        trusted_proxies: the reverse proxies in front of the API (CIDRs or addresses,
+            comma-separated in ``TRUSTED_PROXIES``). Empty (default): the socket peer is the
+            client; otherwise a request from one of them is the right-most address of
+            ``X-Forwarded-For`` that is not a trusted proxy.
+        visitor_rate_limit: requests per client address with a publishable (widget) key,
+            counted before the key's own limit (a refused request costs the tenant nothing).
+            Default ``"30/minute;300/hour"``.
+        session_rate_limit: requests per widget session and per verified customer (each
+            counted apart). Default ``"20/minute;200/hour"``.
+        auth_failure_rate_limit: requests without a valid key per client address; over it the
+            address is refused (429) before any key is looked up. Default ``"20/minute"``.
+        customer_token_max_age_s: the longest lifetime (``exp - iat``, seconds) of a site's
+            signed customer token; longer-lived tokens and tokens without ``iat`` are refused.
+            Default 3600.
         db_pool_timeout_s: how long a call waits for a PostgreSQL connection before it fails
             with 503 ``SERVICE_UNAVAILABLE`` (seconds). Default 2: calls fail fast while the
             database is down.
@@ -85,6 +101,11 @@ class Settings(BaseSettings):
     hot_ttl_s: int = 3600
     turn_lock_wait_s: float = 30.0
     rate_limit: str = "600/minute"
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    visitor_rate_limit: str = "30/minute;300/hour"
+    session_rate_limit: str = "20/minute;200/hour"
+    auth_failure_rate_limit: str = "20/minute"
+    customer_token_max_age_s: int = Field(default=3600, ge=60)
     db_pool_timeout_s: float = 2.0
     default_tenant: str = "retail"
     memory_worker: bool = True
@@ -93,6 +114,21 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_workers: int | None = Field(default=None, ge=1, le=64)
     log_level: str = "INFO"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """``TRUSTED_PROXIES=10.0.0.0/8, 192.168.1.7``: one network or address per item."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("visitor_rate_limit", "session_rate_limit", "auth_failure_rate_limit")
+    @classmethod
+    def _limits_parse(cls, value: str) -> str:
+        """A limit in the ``limits`` notation (a ValueError names what it could not read)."""
+        parse_many(value)
+        return value
 
     @property
     def llm_enabled(self) -> bool:
