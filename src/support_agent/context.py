@@ -37,6 +37,8 @@ class Context:
             ``None`` means the session is the run's thread id (``langgraph dev``).
         deps: the turn's dependencies (not part of the JSON schema: set by the caller, never by a
             client).
+        client: the client's address as the API saw it (behind the trusted proxies), for the
+            verification limits per address; set by the caller, never by a client.
     """
 
     __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)
@@ -47,6 +49,7 @@ class Context:
     deps: Annotated[TurnDeps | None, SkipJsonSchema()] = field(
         default=None, repr=False, compare=False
     )
+    client: Annotated[str | None, SkipJsonSchema()] = field(default=None, repr=False)
 
 
 def turn_of(state: State, runtime: Runtime[Context]) -> Turn:
@@ -74,4 +77,5 @@ def turn_of(state: State, runtime: Runtime[Context]) -> Turn:
         tenant_id=tenant_id,
         session_id=validate_session_id(session_id),
         channel=ctx.channel,
+        client=ctx.client,
     )

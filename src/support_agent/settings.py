@@ -78,6 +78,12 @@ class Settings(BaseSettings):
             off when dedicated ``support-agent worker`` processes run.
         api_workers: API processes ``serve`` starts (uvicorn workers sharing the port, the
             embedded servers and everything else); default: the machine's CPU cores.
+        code_sender: how one-time verification codes reach the customer: ``file`` (development
+            and tests: one JSON line per code in ``code_outbox``, never logged) or ``smtp``
+            (email through ``smtp_*``, with ``aiosmtplib``).
+        code_outbox: the ``file`` sender's file; default ``data_dir/outbox/codes.jsonl``.
+        smtp_host / smtp_port / smtp_username / smtp_password / smtp_from / smtp_starttls: the
+            SMTP server of the ``smtp`` sender (port 587 with STARTTLS by default).
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
@@ -114,6 +120,15 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_workers: int | None = Field(default=None, ge=1, le=64)
     log_level: str = "INFO"
+
+    code_sender: str = Field(default="file", pattern="^(file|smtp)$")
+    code_outbox: Path | None = None
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "support@localhost"
+    smtp_starttls: bool = True
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -430,11 +430,46 @@ class PolicyOutcome(PolicyDecision, total=False):
 
 
 class Identification(TypedDict, total=False):
-    """This turn's identification: ``status`` and a ``detail``; ``new`` when verified just now."""
+    """This turn's identification.
 
-    status: Literal["authenticated", "identified_unverified", "unknown", "missing", "conflict"]
+    Attributes:
+        status: ``authenticated`` (verified by the tenant's policy), ``partial`` (facts given,
+            more needed), ``failed`` (a whole attempt verified nobody), ``locked`` (too many
+            failures: this session cannot verify), ``missing`` (nothing given) or ``conflict``
+            (a second customer in one conversation).
+        detail: why, for the audit.
+        new: verified on this turn.
+        asks: the facts still needed (``partial``, ``failed``), as the policy names them.
+        code_offered: a one-time code may be part of the answer.
+    """
+
+    status: Literal["authenticated", "partial", "failed", "locked", "missing", "conflict"]
     detail: str
     new: bool
+    asks: list[str]
+    code_offered: bool
+
+
+class VerificationProgress(TypedDict, total=False):
+    """Verification between messages (never shown in a public view of the thread).
+
+    Attributes:
+        candidate: the customer the facts so far point at, if one.
+        proven: the fact kinds proven for the candidate.
+        given: the fact kinds given so far in this attempt.
+        code_offered: the customer was told a one-time code may have been sent.
+        failures: failed attempts in this session.
+        locked: the session reached the tenant's failure limit.
+        verified_with: the policy's way that verified.
+    """
+
+    candidate: str | None
+    proven: list[str]
+    given: list[str]
+    code_offered: bool
+    failures: int
+    locked: bool
+    verified_with: str | None
 
 
 class TurnRecord(TypedDict, total=False):
@@ -515,8 +550,10 @@ class State(InputState, OutputState, total=False):
     Attributes:
         customer_id: the identified customer (one per session), or absent.
         authenticated: True once identified by a method the tenant accepts as authentication.
-        auth_method: ``email`` | ``phone`` | ``name_zip`` | ``customer_id_zip`` (how
-            authentication happened).
+        auth_method: the name of the tenant's verification way that verified the customer
+            (``name_zip``, ``email_code``, ``date_of_birth+email``, ``site_token``...).
+        verified_for: the scopes verified (``account_data``, ``writes``, ``memory``).
+        verification: progress of verification between messages.
         identification: outcome of this turn's identification.
         c360: the Customer 360 loaded this turn.
         memory: long-term memory loaded this turn.
@@ -544,6 +581,8 @@ class State(InputState, OutputState, total=False):
     customer_id: str
     authenticated: bool
     auth_method: str
+    verified_for: list[str]
+    verification: VerificationProgress
     identification: Identification
     c360: Customer360
     memory: Memory

@@ -28,30 +28,34 @@ def when_phrase(iso: str | None) -> str:
     return "on " + datetime.fromisoformat(iso).date().isoformat()
 
 
-def ask_identification(status: str, auth_methods: tuple[str, ...]) -> str:
-    """Ask for the identifiers the tenant accepts.
+def ask_identification(status: str, ask: str, more: str = "", code_offered: bool = False) -> str:
+    """Ask for what verifies the customer; the same words whoever the facts belong to.
 
     Args:
-        status: the identification status (``missing``, ``unknown``, ``identified_unverified``).
-        auth_methods: the tenant's authentication methods.
+        status: the identification status (``missing``, ``partial``, ``failed``, ``locked``).
+        ask: the tenant's way of asking ("the email address on your account, or your full name
+            and zip code").
+        more: the facts still needed, in words (``partial``), e.g. "your zip code".
+        code_offered: the customer typed an email that one-time codes go to: a code was sent if
+            the email is on an account.
     """
-    ways = []
-    if "email" in auth_methods:
-        ways.append("the email address on your account")
-    if "phone" in auth_methods:
-        ways.append("your phone number")
-    if "name_zip" in auth_methods:
-        ways.append("your full name and zip code")
-    if "customer_id_zip" in auth_methods:
-        ways.append("your user id and zip code")
-    how = " or ".join(ways) if len(ways) < 3 else ", ".join(ways[:-1]) + " or " + ways[-1]
-    if status == "unknown":
-        return f"I couldn't find an account with those details. Could you share {how}?"
-    if status == "identified_unverified":
+    if status == "locked":
         return (
-            f"Thanks. Before I can look at your account I need to verify it's you: {how}, please."
+            "I'm sorry, I can't verify your identity in this conversation after several "
+            "unsuccessful tries. I can still answer general questions, or a colleague can help "
+            "you: just ask for a person."
         )
-    return f"I can help with that. First, to find your account, please share {how}."
+    if status == "failed":
+        return f"I couldn't verify those details. Please check them and try again: {ask}."
+    if status == "partial" and code_offered:
+        other = f", or tell me {more}" if more else ""
+        return (
+            "Thanks. If that email is on an account, I've just sent a 6-digit code to it: "
+            f"please type the code here{other}."
+        )
+    if status == "partial" and more:
+        return f"Thanks. To verify it's you, I also need {more}."
+    return f"I can help with that. First, so I can verify it's you, please share {ask}."
 
 
 def greeting(first_name: str) -> str:

@@ -30,6 +30,11 @@ logger = logging.getLogger(__name__)
 # (table, WHERE clause) in deletion order; %(t)s tenant, %(c)s customer, %(s)s session ids.
 _PG_DELETES: list[tuple[str, str]] = [
     ("memory_jobs", "tenant_id = %(t)s AND customer_id = %(c)s"),
+    # verification (#26): codes and the attempts that pointed at the customer or their sessions
+    ("verification_codes",
+     "tenant_id = %(t)s AND (customer_id = %(c)s OR session_id = ANY(%(s)s))"),
+    ("verification_attempts",
+     "tenant_id = %(t)s AND (customer_id = %(c)s OR session_id = ANY(%(s)s))"),
     ("handoffs", "tenant_id = %(t)s AND (customer_id = %(c)s OR session_id = ANY(%(s)s))"),
     ("messages", "tenant_id = %(t)s AND interaction_id = ANY(%(s)s)"),
     # the graph endpoint's threads of these sessions (client metadata; their runs cascade)

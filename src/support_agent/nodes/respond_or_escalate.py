@@ -41,6 +41,7 @@ from support_agent.state import (
     Target,
     Thread,
 )
+from support_agent.tenants.verification import facts_in_words
 from support_agent.verticals.protocol import Turn
 
 logger = logging.getLogger(__name__)
@@ -77,10 +78,19 @@ def _escalate(this: Turn, policy: PolicyOutcome, reason: str) -> Draft:
     return _draft(this, reply, "escalate", issue=issue, handoff=panel)
 
 
+def _verification_ask(this: Turn) -> str:
+    """What to ask to verify the customer, from this turn's identification and the policy."""
+    ident = this.state.get("identification") or {}
+    policy = this.deps.config.verification
+    asks = [f for f in ident.get("asks") or [] if f != "one_time_code"]
+    return templates.ask_identification(
+        str(ident.get("status", "missing")), policy.asking(), facts_in_words(asks),
+        bool(ident.get("code_offered")),
+    )  # fmt: skip
+
+
 async def _ask_identification(this: Turn, _policy: PolicyOutcome) -> Draft:
-    status = (this.state.get("identification") or {}).get("status", "missing")
-    reply = templates.ask_identification(status, this.deps.config.auth_methods)
-    return _draft(this, reply, "ask_identification")
+    return _draft(this, _verification_ask(this), "ask_identification")
 
 
 async def _clarify(this: Turn, policy: PolicyOutcome) -> Draft:
@@ -195,9 +205,8 @@ async def _inform(this: Turn, policy: PolicyOutcome) -> Draft:
         )
     status = (this.state.get("identification") or {}).get("status", "missing")
     if status != "missing":  # details were given: say what became of them
-        return _draft(this, templates.ask_identification(status, config.auth_methods),
-                      "ask_identification")  # fmt: skip
-    ask = templates.ask_identification("missing", config.auth_methods).split(". ", 1)[-1]
+        return _draft(this, _verification_ask(this), "ask_identification")
+    ask = _verification_ask(this).split(". ", 1)[-1]
     opening = (templates.rephrase if started else templates.hello)(config.help_topics)
     return _draft(this, opening + " " + ask, "ask_identification")
 

@@ -3,7 +3,7 @@
 A pack is a folder ``<packs dir>/<tenant_id>/`` holding:
 
 - ``tenant.yaml``: the tenant's configuration and business numbers (:class:`TenantConfig`): the
-  vertical that serves it and that vertical's settings, authentication methods, tiers, CLV
+  vertical that serves it and that vertical's settings, its verification policy, tiers, CLV
   constants, memory and handoff settings, and the next-best-action ranking (weights,
   intent→action affinities);
 - ``policy.yaml``: the tenant's hard rules (``policy.config.Policy``);
@@ -37,11 +37,9 @@ from pydantic import (
 
 from support_agent.errors import InvalidRequestError, NotFoundError
 from support_agent.policy.config import Policy, read_policy
+from support_agent.tenants.verification import VerificationPolicy
 
 PACKS_DIR = Path(__file__).resolve().parent
-
-AuthMethod = Literal["email", "phone", "name_zip", "customer_id_zip"]
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -227,8 +225,8 @@ class TenantConfig(_Strict):
         tenant_id: the tenant's id (the pack folder's name).
         name: display name.
         vertical: the vertical serving the tenant and its settings.
-        auth_methods: identification methods that authenticate; a ``customer_id`` alone only
-            identifies (``customer_id_zip``: the account id with the zip code on file).
+        verification: which facts verify a customer, how many, for what
+            (:class:`~support_agent.tenants.verification.VerificationPolicy`).
         tier_basis: the 360 value the tiers are computed from: ``net_spend`` (payments minus
             refunds) or ``balances`` (deposits held).
         tier_thresholds: ``{tier: minimum of the tier basis in currency units}``, checked from
@@ -251,7 +249,7 @@ class TenantConfig(_Strict):
     tenant_id: str
     name: str
     vertical: VerticalRef
-    auth_methods: tuple[AuthMethod, ...]
+    verification: VerificationPolicy
     tier_basis: Literal["net_spend", "balances"] = "net_spend"
     tier_thresholds: dict[str, float]
     frustration_escalation: float = Field(ge=0, le=1)

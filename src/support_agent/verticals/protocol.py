@@ -94,6 +94,7 @@ class Turn:
         tenant_id: the tenant.
         session_id: the session (the thread is ``{tenant_id}:{session_id}``).
         channel: the session's channel.
+        client: the client's address as the API saw it (verification limits), if known.
     """
 
     state: State
@@ -101,6 +102,7 @@ class Turn:
     tenant_id: str
     session_id: str
     channel: str
+    client: str | None = None
 
     @property
     def text(self) -> str:

@@ -41,7 +41,7 @@ from support_agent.verticals.bank.settings import BankSettings
 logger = logging.getLogger(__name__)
 
 CUSTOMER_COLUMNS = ["tenant_id", "id", "first_name", "last_name", "email", "phone", "address",
-                    "zip", "language", "timezone"]  # fmt: skip
+                    "zip", "language", "timezone", "date_of_birth"]  # fmt: skip
 
 
 def _read_documents(services: Services, source: Path | None) -> list[dict[str, Any]]:
@@ -210,7 +210,8 @@ async def load_bank_crm(
         address = {"line": u["address"], "state": state_match.group(1) if state_match else None}
         customers.append((t, u["user_id"], first, last or "-", normalize_email(u["email"]),
                           normalize_phone(u["phone_number"]), json.dumps(address),
-                          zip_match.group(1) if zip_match else None, "en", None))  # fmt: skip
+                          zip_match.group(1) if zip_match else None, "en", None,
+                          _date(u.get("date_of_birth"))))  # fmt: skip
         identities += [
             (t, "email", normalize_email(u["email"]), u["user_id"], None),
             (t, "phone", normalize_phone(u["phone_number"]), u["user_id"], None),
@@ -276,4 +277,11 @@ async def load_bank_crm(
         ("billing_payments", ["tenant_id", "id", "customer_id", "holding_id", "paid_on",
                               "amount", "status"], payments),
     ]  # fmt: skip
-    return {table: await insert_rows(services, table, cols, rows) for table, cols, rows in plan}
+    counts = {table: await insert_rows(services, table, cols, rows) for table, cols, rows in plan}
+    async with services.pool.connection() as conn:  # a database loaded before 0012 has none
+        await conn.execute(
+            "UPDATE customers c SET date_of_birth = d.dob FROM unnest(%s::text[], %s::date[])"
+            " AS d(id, dob) WHERE c.tenant_id = %s AND c.id = d.id AND c.date_of_birth IS NULL",
+            ([r[1] for r in customers], [r[-1] for r in customers], t),
+        )
+    return counts

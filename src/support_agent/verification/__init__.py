@@ -1,0 +1,388 @@
+"""Verification: apply a tenant's verification policy to what a customer gives in conversation.
+
+The policy (``tenants.verification.VerificationPolicy``, declared in the tenant's pack) says which
+facts verify a customer and how many. :func:`verify` takes one message's facts (and the request's:
+a site token the API checked, or an identity a server-side integration vouched for), finds the
+customers they could belong to, checks every fact against each one's record on file
+(``facts.matching``; staff-added identities may locate a customer but never prove one), and
+decides:
+
+- ``authenticated``: the facts proven for exactly one customer satisfy a way of the policy;
+- ``partial``: not enough facts yet; the facts still needed are asked for. The reply is the same
+  whether or not the facts given belong to a customer, and takes the same work (a one-time code is
+  sent in the background, only to a contact on file);
+- ``failed``: enough facts for an attempt, and they verify nobody (wrong, or nobody's): counted,
+  recorded, and the customer asked to try again;
+- ``locked``: the session, the customer or the client address reached the tenant's failure limit;
+  the session can no longer verify and is offered a person;
+- ``missing``: nothing given and nothing in progress.
+
+Progress between messages (the candidate customer, the facts proven and given, the failures) is
+kept in the checkpointed state's ``verification`` entry, which no public view of a thread shows.
+Nothing said in the conversation or stored in memory changes the policy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+from support_agent.crm.repository import find_customer_by_identity, find_customers_by_name_zip
+from support_agent.services import Services
+from support_agent.tenants.verification import SCOPES, VerificationPolicy
+from support_agent.verification.attempts import recent_failures, record_attempt
+from support_agent.verification.codes import check_code, issue_code
+from support_agent.verification.facts import (
+    SCAN_CHARS,
+    Given,
+    Record,
+    address_words,
+    given_in,
+    matching,
+)
+
+Status = Literal["authenticated", "partial", "failed", "locked", "missing"]
+
+#: Customers checked at most per message (a date of birth may be shared by a few).
+MAX_CANDIDATES = 8
+
+_NAME_HINT = re.compile(
+    r"\b(?:i'?m|i am|my name is|name is|name:|this is|it's|its)\s+[A-Za-z][a-z'-]{1,30}"
+    r"\s+[A-Za-z][a-z'-]{1,30}",
+    re.I,
+)
+_ADDRESS_HINT = re.compile(
+    r"\b\d{1,6}\s(?:[A-Za-z]{1,20}\s){1,4}(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|"
+    r"boulevard|blvd|way|court|ct|place|pl|terrace|parkway|pkwy|highway|hwy|circle|cir)\b",
+    re.I,
+)
+_RESEND = re.compile(
+    r"\b(?:resend|re-send|new code|another code|send (?:it|the code|a code) again|"
+    r"didn'?t (?:get|receive) (?:the|a|any) code|no code)\b",
+    re.I,
+)
+
+
+@dataclass
+class Verdict:
+    """The outcome of :func:`verify` for one message.
+
+    Attributes:
+        status: see the module docstring.
+        customer_id: the verified customer (``authenticated`` only).
+        way: the name of the policy's way that verified.
+        scopes: the scopes verified (``account_data``, ``writes``, ``memory``).
+        asks: the facts still needed (``partial``), nearest ways first.
+        code_offered: a one-time code is part of what the customer may answer with.
+        progress: the new ``verification`` entry of the state.
+    """
+
+    status: Status
+    customer_id: str | None = None
+    way: str | None = None
+    scopes: list[str] = field(default_factory=list)
+    asks: list[str] = field(default_factory=list)
+    code_offered: bool = False
+    progress: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Who is verifying, where: the inputs of :func:`verify` besides the message."""
+
+    services: Services
+    tenant_id: str
+    session_id: str
+    channel: str
+    policy: VerificationPolicy
+    client: str | None = None
+
+
+def given_kinds(given: Given, text: str) -> set[str]:
+    """The kinds of fact a message gives, names and addresses included.
+
+    A name or an address counts as given when the message looks like it holds one; whether it is
+    right is known only against a record.
+    """
+    kinds = given.kinds()
+    if _NAME_HINT.search(text[:SCAN_CHARS]):
+        kinds.add("name")
+    if _ADDRESS_HINT.search(text[:SCAN_CHARS]):
+        kinds.add("address")
+    return kinds
+
+
+async def load_record(services: Services, tenant_id: str, customer_id: str) -> Record | None:
+    """The record on file to verify a customer against, or ``None`` (no such customer)."""
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT id, first_name, last_name, email, phone, zip, date_of_birth, address"
+                " FROM customers WHERE tenant_id = %s AND id = %s",
+                (tenant_id, customer_id),
+            )
+        ).fetchone()
+    if row is None:
+        return None
+    address = row["address"] or {}
+    line = address.get("line") or " ".join(
+        str(address.get(k) or "") for k in ("address1", "address2", "city", "state", "zip")
+    )
+    return Record(
+        customer_id=str(row["id"]),
+        first_name=str(row["first_name"] or ""),
+        last_name=str(row["last_name"] or ""),
+        email=row["email"],
+        phone="".join(ch for ch in (row["phone"] or "") if ch.isdigit()) or None,
+        zip=row["zip"],
+        date_of_birth=row["date_of_birth"],
+        address_words=address_words(line),
+    )
+
+
+async def _by_birth_date(services: Services, tenant_id: str, dates: tuple[date, ...]) -> list[str]:
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT id FROM customers WHERE tenant_id = %s AND date_of_birth = ANY(%s)"
+                " ORDER BY id LIMIT %s",
+                (tenant_id, list(dates), MAX_CANDIDATES),
+            )
+        ).fetchall()
+    return [str(r["id"]) for r in rows]
+
+
+async def _candidates(a: Attempt, given: Given, prior: str | None) -> list[str]:
+    """Customers the facts could belong to (at most :data:`MAX_CANDIDATES`).
+
+    Located by email, phone, user id, name + zip and date of birth, plus the candidate of earlier
+    messages.
+    """
+    found: list[str] = [prior] if prior else []
+    for kind in ("email", "phone", "customer_id"):
+        value = getattr(given, kind)
+        if value and (cid := await find_customer_by_identity(a.services, a.tenant_id, kind, value)):
+            found.append(cid)
+    if given.zip:
+        found += await find_customers_by_name_zip(
+            a.services, a.tenant_id, given.zip, None, None, text=given.text
+        )
+    if given.dates and any("date_of_birth" in w for w in a.policy.all_ways().values()):
+        found += await _by_birth_date(a.services, a.tenant_id, given.dates)
+    return list(dict.fromkeys(found))[:MAX_CANDIDATES]
+
+
+async def _offer_code(
+    a: Attempt, given: Given, candidate: Record | None, *, resend: bool = False
+) -> bool:
+    """Send a one-time code to the email on file, when the policy verifies with codes.
+
+    Sent when the customer typed the email (or asks for a new code). Returns whether a code is
+    part of what the customer may answer with.
+
+    The answer, and the work done for it, are the same whether or not the email is a customer's:
+    a lookup of recent codes runs either way, and the code goes out in the background.
+    """
+    uses_code = any("one_time_code" in w for w in a.policy.all_ways().values())
+    if not (uses_code and "email" in a.policy.code_to and (given.email or resend)):
+        return False
+    typed = given.email.strip().lower() if given.email else (candidate and candidate.email)
+    if candidate is None or candidate.email != typed:
+        await recent_failures(a.services, a.tenant_id, customer_id="", client=None)
+    elif candidate.email:
+        sent = await issue_code(a.services, a.tenant_id, a.session_id, candidate.customer_id,
+                                "email", candidate.email, ttl_s=a.policy.code_ttl_s,
+                                per_hour=a.policy.codes_per_hour)  # fmt: skip
+        if sent:
+            await record_attempt(a.services, a.tenant_id, a.session_id, a.channel,
+                                 customer_id=candidate.customer_id, factors=["email"],
+                                 result="code_sent", client=a.client)  # fmt: skip
+    return True  # the same answer whether or not the email is a customer's
+
+
+async def verify(
+    a: Attempt,
+    text: str,
+    prior: dict[str, Any] | None,
+    *,
+    request: dict[str, str] | None = None,
+    trusted: dict[str, str] | None = None,
+) -> Verdict:
+    """Apply the tenant's policy to one message.
+
+    Args:
+        a: the tenant, session, channel, policy and client address.
+        text: the customer's message.
+        prior: the state's ``verification`` entry from earlier messages (``None``: none).
+        request: identifiers the request carried (``email``, ``phone``, ``customer_id``,
+            ``name``, ``zip``); read like typed facts.
+        trusted: customers the caller established outside the conversation: ``site_token``
+            (the API checked the tenant site's signed token) and ``vouched`` (a server-side
+            integration passed the identity), each a customer id.
+
+    Returns:
+        The :class:`Verdict`; ``progress`` is the state's new ``verification`` entry.
+    """
+    prior = dict(prior or {})
+    policy = a.policy
+    for fact, customer_id in (trusted or {}).items():
+        if customer_id and policy.way_for({fact}) is not None:
+            return await _verified(a, customer_id, {fact}, [fact], prior)
+    if prior.get("locked"):
+        return Verdict("locked", progress=prior)
+    given = given_in(text, request)
+    kinds = given_kinds(given, text)
+    code_offered = bool(prior.get("code_offered"))
+    if not code_offered:
+        kinds.discard("one_time_code")  # six digits with no code sent are something else
+    code_owner = None
+    if "one_time_code" in kinds and given.code:
+        code_owner = await check_code(a.services, a.tenant_id, a.session_id, given.code,
+                                      max_tries=policy.code_tries)  # fmt: skip
+    candidate_id = prior.get("candidate")
+    ids = await _candidates(a, given, candidate_id)
+    if code_owner and code_owner not in ids:
+        ids.append(code_owner)
+    records = [r for cid in ids if (r := await load_record(a.services, a.tenant_id, cid))]
+    before = set(prior.get("proven") or [])
+    best: tuple[int, Record | None, set[str]] = (0, None, set())
+    satisfied: list[tuple[Record, set[str]]] = []
+    for record in records:
+        proven, wrong = matching(record, given)
+        if code_owner == record.customer_id:
+            proven.add("one_time_code")
+        if record.customer_id == candidate_id:
+            proven |= before - wrong
+        if policy.way_for(proven) is not None and not wrong:
+            satisfied.append((record, proven))
+        if not wrong and len(proven) > best[0]:
+            best = (len(proven), record, proven)
+    every_given = set(prior.get("given") or []) | kinds
+    if len(satisfied) == 1:
+        record, proven = satisfied[0]
+        by_customer, _ = await recent_failures(
+            a.services, a.tenant_id, customer_id=record.customer_id, client=None
+        )
+        if by_customer < policy.customer_max_failures:
+            return await _verified(a, record.customer_id, proven, sorted(every_given), prior)
+    if policy.complete_attempt(every_given) or "one_time_code" in kinds:
+        pointed = records[0].customer_id if len(records) == 1 else None
+        return await _failed(a, prior, sorted(every_given), pointed)
+    if not every_given:
+        return Verdict("missing", progress=prior)
+    resend = code_offered and wants_new_code(text)
+    offered = await _offer_code(a, given, best[1], resend=resend) or code_offered
+    progress = {**prior, "candidate": best[1].customer_id if best[1] else candidate_id,
+                "proven": sorted(best[2] | (before if best[1] is None else set())),
+                "given": sorted(every_given), "code_offered": offered}  # fmt: skip
+    if best[1] is None and candidate_id is None:
+        progress["candidate"], progress["proven"] = None, []
+    return Verdict("partial", asks=policy.missing_for(every_given), code_offered=offered,
+                   progress=progress)  # fmt: skip
+
+
+async def _verified(
+    a: Attempt, customer_id: str, proven: set[str], factors: list[str], prior: dict[str, Any]
+) -> Verdict:
+    way = a.policy.way_for(proven)
+    scopes = a.policy.scopes_met(proven)
+    await record_attempt(a.services, a.tenant_id, a.session_id, a.channel,
+                         customer_id=customer_id, factors=factors or sorted(proven),
+                         result="verified", client=a.client)  # fmt: skip
+    progress = {"failures": int(prior.get("failures") or 0), "verified_with": way}
+    return Verdict("authenticated", customer_id=customer_id, way=way, scopes=scopes,
+                   progress=progress)  # fmt: skip
+
+
+async def _failed(
+    a: Attempt, prior: dict[str, Any], factors: list[str], pointed: str | None
+) -> Verdict:
+    """A whole attempt that verified nobody: counted, recorded, and maybe the lock."""
+    failures = int(prior.get("failures") or 0) + 1
+    await record_attempt(a.services, a.tenant_id, a.session_id, a.channel, customer_id=pointed,
+                         factors=factors, result="failed", client=a.client)  # fmt: skip
+    _, by_client = await recent_failures(a.services, a.tenant_id, customer_id=None,
+                                         client=a.client)  # fmt: skip
+    locked = failures >= a.policy.max_failures or (
+        a.client is not None and by_client >= a.policy.client_max_failures
+    )
+    progress: dict[str, Any] = {"failures": failures, "locked": locked, "candidate": None,
+                                "proven": [], "given": [], "code_offered": False}  # fmt: skip
+    if locked:
+        await record_attempt(a.services, a.tenant_id, a.session_id, a.channel,
+                             customer_id=pointed, factors=factors, result="locked",
+                             client=a.client)  # fmt: skip
+        return Verdict("locked", progress=progress)
+    return Verdict("failed", asks=a.policy.missing_for(set()), progress=progress)
+
+
+async def verifies_other(a: Attempt, text: str, current: str) -> bool:
+    """Whether a message, in a session verified for ``current``, verifies a different customer.
+
+    That is a second customer in one conversation. Identifiers that merely belong to someone else
+    do not count: answering differently for them would tell which emails are customers.
+    """
+    given = given_in(text)
+    if not given_kinds(given, text):
+        return False
+    for cid in await _candidates(a, given, None):
+        record = None if cid == current else await load_record(a.services, a.tenant_id, cid)
+        if record is not None:
+            proven, wrong = matching(record, given)
+            if not wrong and a.policy.way_for(proven) is not None:
+                return True
+    return False
+
+
+async def vouched_customer(
+    services: Services, tenant_id: str, identity: dict[str, str]
+) -> str | None:
+    """The customer a server-side integration's identity names by its record on file, or ``None``.
+
+    Email, phone or name + zip in ``customers``; staff-added identities never count.
+
+    An account id alone names nobody: it identifies without vouching.
+    """
+    email, phone = identity.get("email"), identity.get("phone")
+    name, zip_code = identity.get("name"), identity.get("zip")
+    clauses, params = [], [tenant_id]
+    if email:
+        clauses.append("email = %s")
+        params.append(email.strip().lower())
+    if phone:
+        clauses.append("regexp_replace(coalesce(phone, ''), '[^0-9]', '', 'g') = %s")
+        params.append("".join(ch for ch in phone if ch.isdigit()))
+    if name and zip_code and len(name.split()) >= 2:
+        clauses.append("(lower(first_name) = %s AND lower(last_name) = %s AND zip = %s)")
+        parts = name.lower().split()
+        params += [parts[0], parts[-1], zip_code.strip()]
+    if not clauses:
+        return None
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                f"SELECT id FROM customers WHERE tenant_id = %s AND ({' OR '.join(clauses)})"
+                " LIMIT 2",
+                params,
+            )
+        ).fetchall()
+    return str(rows[0]["id"]) if len(rows) == 1 else None
+
+
+def wants_new_code(text: str) -> bool:
+    """Whether a message asks for a new one-time code ("resend the code", "I got no code")."""
+    return _RESEND.search(text[:SCAN_CHARS]) is not None
+
+
+__all__ = [
+    "SCOPES",
+    "Attempt",
+    "Verdict",
+    "load_record",
+    "verifies_other",
+    "verify",
+    "vouched_customer",
+    "wants_new_code",
+]

@@ -1,0 +1,231 @@
+"""The verification facts a customer typed, and whether each matches the record on file.
+
+Pure functions, no I/O. Every pattern here is linear in the message (bounded repeats, no
+overlapping quantifiers) and reads at most the first :data:`SCAN_CHARS` characters: a 4,000
+character hostile message costs microseconds.
+
+Dates of birth are read in the shapes people type them: ``03/15/1992``, ``3-15-1992``,
+``1992-03-15``, ``March 15, 1992``, ``15 March 1992`` (month-first for slashed dates, as in the
+tau2-bench banking records, which store ``MM/DD/YYYY``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from support_agent.intents.signals import extract_identifiers
+
+#: Characters of a message read for facts: identifiers sit at the start of what people type.
+SCAN_CHARS = 1000
+
+_MONTHS = {m: i for i, m in enumerate(
+    "january february march april may june july august september october november december"
+    .split(), start=1)}  # fmt: skip
+_MONTH_WORD = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]{0,6}\.?"
+_NUMERIC_MDY = re.compile(r"(?<!\d)(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?!\d)")
+_ISO = re.compile(r"(?<!\d)(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)")
+_MONTH_D_Y = re.compile(rf"\b{_MONTH_WORD} (\d{{1,2}})(?:st|nd|rd|th)?,? (\d{{4}})\b", re.I)
+_D_MONTH_Y = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)? (?:of )?{_MONTH_WORD},? (\d{{4}})\b", re.I)
+#: A one-time code: six digits standing alone.
+_CODE = re.compile(r"(?<![\d-])(\d{6})(?![\d-])")
+_WORD = re.compile(r"[a-z0-9]{1,40}")
+
+
+def _month(word: str) -> int | None:
+    word = word.lower().rstrip(".")
+    return next((n for name, n in _MONTHS.items() if name.startswith(word[:3])), None)
+
+
+def _valid(y: int, m: int, d: int) -> date | None:
+    try:
+        return date(y, m, d)
+    except ValueError:
+        return None
+
+
+def dates_in(text: str) -> list[date]:
+    """Calendar dates written in a message (see the module docstring for the shapes)."""
+    text = text[:SCAN_CHARS]
+    found: list[date] = []
+    for m in _NUMERIC_MDY.finditer(text):
+        found.append(_valid(int(m.group(3)), int(m.group(1)), int(m.group(2))) or date.min)
+    for m in _ISO.finditer(text):
+        found.append(_valid(int(m.group(1)), int(m.group(2)), int(m.group(3))) or date.min)
+    for m in _MONTH_D_Y.finditer(text):
+        month = _month(m.group(1))
+        found.append(_valid(int(m.group(3)), month or 0, int(m.group(2))) or date.min)
+    for m in _D_MONTH_Y.finditer(text):
+        month = _month(m.group(2))
+        found.append(_valid(int(m.group(3)), month or 0, int(m.group(1))) or date.min)
+    return [d for d in found if d != date.min]
+
+
+def code_in(text: str) -> str | None:
+    """A 6-digit one-time code typed alone in a message, or ``None``."""
+    m = _CODE.search(text[:SCAN_CHARS])
+    return None if m is None else m.group(1)
+
+
+@dataclass(frozen=True)
+class Given:
+    """The facts one message (and the request) gives, by kind.
+
+    Attributes:
+        email, phone, customer_id, zip: as typed (:func:`extract_identifiers`), or ``None``.
+        dates: the dates written (a date of birth is one of them).
+        code: a 6-digit one-time code, or ``None``.
+        words: the message's lower-cased words (names and addresses are matched on them).
+        text: the message (its first :data:`SCAN_CHARS` characters).
+    """
+
+    email: str | None = None
+    phone: str | None = None
+    customer_id: str | None = None
+    zip: str | None = None
+    dates: tuple[date, ...] = ()
+    code: str | None = None
+    words: frozenset[str] = frozenset()
+    text: str = ""
+
+    def kinds(self) -> set[str]:
+        """The kinds of fact given (``date_of_birth`` for any date).
+
+        Names and addresses are known only against a record.
+        """
+        out = {k for k in ("email", "phone", "customer_id", "zip") if getattr(self, k)}
+        if self.dates:
+            out.add("date_of_birth")
+        if self.code:
+            out.add("one_time_code")
+        return out
+
+
+def given_in(text: str, request: dict[str, str] | None = None) -> Given:
+    """The facts a message gives, with identifiers the request carried.
+
+    Args:
+        text: the customer's message.
+        request: identifiers from the request (``email``, ``phone``, ``customer_id``, ``name``,
+            ``zip``); they are read like typed ones.
+    """
+    text = text[:SCAN_CHARS]
+    found = {**extract_identifiers(text), **{k: v for k, v in (request or {}).items() if v}}
+    if "name" in found:
+        text = f"{text} {found['name']}"
+    code = code_in(text)
+    return Given(
+        email=found.get("email"),
+        phone=found.get("phone"),
+        customer_id=found.get("customer_id"),
+        zip=found.get("zip"),
+        dates=tuple(dates_in(text)),
+        code=code,
+        words=frozenset(_WORD.findall(text.lower())),
+        text=text,
+    )
+
+
+@dataclass(frozen=True)
+class Record:
+    """What the systems of record hold to verify one customer against.
+
+    Attributes:
+        customer_id: the customer.
+        first_name, last_name: the name on file.
+        email, phone: the contact details on file (normalised; ``None`` when absent).
+        zip: the zip code on file.
+        date_of_birth: the date of birth on file.
+        address_words: the postal address on file as lower-cased words (house number, street,
+            city, state, zip).
+    """
+
+    customer_id: str
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str | None
+    zip: str | None
+    date_of_birth: date | None
+    address_words: tuple[str, ...]
+
+
+#: Street-type words and their common abbreviations (one canonical form each).
+_STREET_TYPES = {
+    "st": "street", "ave": "avenue", "av": "avenue", "rd": "road", "ln": "lane", "dr": "drive",
+    "blvd": "boulevard", "ct": "court", "pl": "place", "pkwy": "parkway", "hwy": "highway",
+    "ter": "terrace", "cir": "circle",
+}  # fmt: skip
+
+
+def _canon(words: set[str] | frozenset[str] | tuple[str, ...]) -> set[str]:
+    return {_STREET_TYPES.get(w, w) for w in words}
+
+
+def address_matches(record_words: tuple[str, ...], given: frozenset[str]) -> bool:
+    """Whether the message gives the address on file.
+
+    That is its house number, every word of the street name, and the city or the zip code.
+
+    ``record_words`` is the address line's words in order (``742 maple street austin tx 78701``);
+    the street name is the words after the number up to the street type.
+    """
+    if not record_words or not record_words[0].isdigit():
+        return False
+    words = _canon(given)
+    number, rest = record_words[0], list(_canon(record_words[1:]))
+    street: list[str] = []
+    for word in rest:
+        street.append(word)
+        if word in _STREET_TYPES.values():
+            break
+    place = [w for w in rest[len(street) :] if len(w) > 2 or w.isdigit()]
+    return (
+        number in words
+        and all(w in words for w in street if w not in _STREET_TYPES.values())
+        and any(w in words for w in place)
+    )
+
+
+def matching(record: Record, given: Given) -> tuple[set[str], set[str]]:
+    """Which given facts match the record, and which were given but do not.
+
+    The one-time code is not checked here (``verification.codes``).
+
+    Returns:
+        ``(proven, wrong)``: fact kinds (``email``, ``phone``, ``customer_id``, ``zip``,
+        ``date_of_birth``, ``name``, ``address``).
+    """
+    proven: set[str] = set()
+    wrong: set[str] = set()
+
+    def check(kind: str, ok: bool) -> None:
+        (proven if ok else wrong).add(kind)
+
+    if given.email:
+        check("email", record.email is not None and given.email.strip().lower() == record.email)
+    if given.phone:
+        digits = re.sub(r"\D", "", given.phone)[-10:]
+        check("phone", record.phone is not None and digits == record.phone[-10:])
+    if given.customer_id:
+        check("customer_id", given.customer_id.strip().lower() == record.customer_id.lower())
+    if given.zip:
+        check("zip", record.zip is not None and given.zip.strip() == record.zip)
+    if given.dates:
+        check("date_of_birth", record.date_of_birth in given.dates)
+    first, last = record.first_name.lower().split(), record.last_name.lower().split()
+    if first and last and set(first + last) <= given.words:
+        proven.add("name")
+    if address_matches(record.address_words, given.words):
+        proven.add("address")
+    return proven, wrong
+
+
+def address_words(line: str) -> tuple[str, ...]:
+    """The words of an address line, lower-cased.
+
+    ``"742 Maple Street, Austin, TX 78701"`` → ``("742", "maple", "street", "austin", "tx",
+    "78701")``.
+    """
+    return tuple(_WORD.findall(line.lower()[:SCAN_CHARS]))
