@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -39,11 +40,14 @@ from support_agent.api.deps import (
     BODY_ERRORS,
     BUSY,
     UNAUTHORIZED,
+    VISITOR_HEADER,
     AgentDep,
-    ChatTenantDep,
     PrincipalDep,
     ServicesDep,
+    bind_visitor,
     check_request_edges,
+    new_visitor_token,
+    owned_session,
 )
 from support_agent.api.graph_routes import public_router as graph_public_router
 from support_agent.api.graph_routes import router as graph_router
@@ -53,7 +57,7 @@ from support_agent.api.ratelimit import RateLimiter
 from support_agent.api.runs import RunRegistry
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
 from support_agent.conversation import Agent, end_session, run_turn, sweep_idle_sessions
-from support_agent.errors import ForbiddenError, SupportAgentError
+from support_agent.errors import ForbiddenError, InvalidRequestError, SupportAgentError
 from support_agent.mcp_server import CustomerTools, build_mcp
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.settings import Settings, get_settings
@@ -226,6 +230,7 @@ def create_app(
     @app.post(
         "/v1/chat",
         response_model=ChatResponse,
+        response_model_exclude_unset=True,  # visitor_token only when a widget session starts
         responses={
             **UNAUTHORIZED,
             **BUSY,
@@ -235,43 +240,82 @@ def create_app(
                 " says `Accept: text/event-stream`: `metadata` (`session_id`), `node` (each"
                 " graph node as it finishes), `token` (reply text as an LLM writes it), `reply`"
                 " (the JSON body), `error`, `end`",
+                "headers": {
+                    VISITOR_HEADER: {
+                        "schema": {"type": "string"},
+                        "description": "a widget key's new session only: its visitor token"
+                        " (send it back in this header to continue or end the session)",
+                    }
+                },
             },
         },
     )
     async def chat(
-        body: ChatRequest, request: Request, agent: AgentDep, principal: PrincipalDep
+        body: ChatRequest,
+        request: Request,
+        response: Response,
+        agent: AgentDep,
+        principal: PrincipalDep,
     ) -> Any:
         """Handle one customer message; starts a session when ``session_id`` is absent.
 
         A widget key may not pass ``customer`` (403): a browser cannot vouch for an identity;
         the visitor identifies in the conversation, or the graph endpoint takes the site's
-        signed customer token.
+        signed customer token. Its sessions are its visitor's: a new one gets a server-issued
+        id and a visitor token (``X-Visitor-Token`` header and ``visitor_token``, once); a
+        ``session_id`` it sends must come with that token (without it: 422; with another
+        session's or for an unknown session: 404).
         """
         tenant_id = principal.tenant_id
-        if body.customer is not None and principal.kind == "widget":
-            raise ForbiddenError("a widget key cannot claim a customer identity")
+        session_id = body.session_id
+        token: str | None = None
+        if principal.kind == "widget":
+            if body.customer is not None:
+                raise ForbiddenError("a widget key cannot claim a customer identity")
+            if session_id is not None and VISITOR_HEADER.lower() not in request.headers:
+                raise InvalidRequestError(
+                    "a widget key cannot choose session_id: leave it out to start a session (the"
+                    f" server issues its id and a visitor token), and send {VISITOR_HEADER} with"
+                    " it to continue"
+                )
+            if session_id is not None:
+                await owned_session(request, agent.services, principal, session_id)
+            else:
+                session_id, token = uuid.uuid4().hex, new_visitor_token()
+                async with agent.services.pool.connection() as conn:
+                    await bind_visitor(conn, tenant_id, session_id, "chat", token)
         identity = body.customer.model_dump(exclude_none=True) if body.customer else None
+        headers = {VISITOR_HEADER: token} if token is not None else None
         if "text/event-stream" in request.headers.get("accept", ""):
-            return EventSourceResponse(chat_events(agent, tenant_id, body, identity))
+            return EventSourceResponse(
+                chat_events(agent, tenant_id, body, identity, session_id, token), headers=headers
+            )
         result = await run_turn(
             agent,
             tenant_id=tenant_id,
             channel=body.channel,
             message=body.message,
-            session_id=body.session_id,
+            session_id=session_id,
             identity=identity,
             message_id=body.message_id,
         )
-        return chat_response(result)
+        response.headers.update(headers or {})
+        return chat_response(result, token)
 
     @app.post(
         "/v1/sessions/{session_id}/end",
         response_model=EndSessionResponse,
         responses={**UNAUTHORIZED, **BUSY},
     )
-    async def end(session_id: str, agent: AgentDep, tenant_id: ChatTenantDep) -> dict[str, Any]:
-        """End a session now and queue its memory job (idempotent)."""
-        return await end_session(agent, tenant_id=tenant_id, session_id=session_id)
+    async def end(
+        session_id: str, request: Request, agent: AgentDep, principal: PrincipalDep
+    ) -> dict[str, Any]:
+        """End a session now and queue its memory job (idempotent).
+
+        A widget key ends only its visitor's session (``X-Visitor-Token``; else 404).
+        """
+        await owned_session(request, agent.services, principal, session_id)
+        return await end_session(agent, tenant_id=principal.tenant_id, session_id=session_id)
 
     app.include_router(console_pages)
     app.include_router(console_router)  # before the handoff routes: /handoffs/stream is no id

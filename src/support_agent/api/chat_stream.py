@@ -1,6 +1,7 @@
 """``/v1/chat`` as server-sent events: the same turn, its progress and reply as they happen.
 
-Events: ``metadata`` (``{"session_id"}``), ``node`` (``{"node"}`` as each graph node finishes),
+Events: ``metadata`` (``{"session_id"}``, with ``visitor_token`` when a widget key starts the
+session), ``node`` (``{"node"}`` as each graph node finishes),
 ``token`` (``{"text"}``: reply text as an LLM writes it; none without an LLM), ``reply`` (the
 JSON body of the plain endpoint), ``error`` (``{"error": code, "message"}``) and ``end``.
 """
@@ -23,9 +24,9 @@ from support_agent.errors import SupportAgentError
 logger = logging.getLogger(__name__)
 
 
-def chat_response(result: TurnResult) -> dict[str, Any]:
-    """The ``ChatResponse`` body of a turn."""
-    return {
+def chat_response(result: TurnResult, visitor_token: str | None = None) -> dict[str, Any]:
+    """The ``ChatResponse`` body of a turn (``visitor_token``: a widget's new session's)."""
+    body: dict[str, Any] = {
         "session_id": result.session_id,
         "reply": result.reply,
         "decision": result.decision,
@@ -34,6 +35,9 @@ def chat_response(result: TurnResult) -> dict[str, Any]:
         "handoff": result.handoff,
         "approval": result.approval,
     }
+    if visitor_token is not None:
+        body["visitor_token"] = visitor_token
+    return body
 
 
 def _event(event: str, data: Any) -> ServerSentEvent:
@@ -41,11 +45,28 @@ def _event(event: str, data: Any) -> ServerSentEvent:
 
 
 async def chat_events(
-    agent: Agent, tenant_id: str, body: ChatRequest, identity: dict[str, str] | None
+    agent: Agent,
+    tenant_id: str,
+    body: ChatRequest,
+    identity: dict[str, str] | None,
+    session_id: str | None = None,
+    visitor_token: str | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    """One turn of ``/v1/chat`` as server-sent events (see the module docstring)."""
-    session_id = body.session_id or uuid.uuid4().hex
-    yield _event("metadata", {"session_id": session_id})
+    """One turn of ``/v1/chat`` as server-sent events (see the module docstring).
+
+    Args:
+        agent: the open agent.
+        tenant_id: the key's tenant.
+        body: the request.
+        identity: identifiers the channel supplies (server keys).
+        session_id: the session (default: ``body.session_id``, else a new one).
+        visitor_token: a widget's new session's visitor token, sent in ``metadata`` (once).
+    """
+    session_id = session_id or body.session_id or uuid.uuid4().hex
+    meta: dict[str, Any] = {"session_id": session_id}
+    if visitor_token is not None:
+        meta["visitor_token"] = visitor_token
+    yield _event("metadata", meta)
     trace = TurnTrace()
     try:
         async for mode, chunk in stream_turn(
@@ -57,7 +78,7 @@ async def chat_events(
                 yield _event("node", {"node": node})
             if mode == "messages" and isinstance(chunk[0], AIMessageChunk) and chunk[0].text:
                 yield _event("token", {"text": chunk[0].text})
-        yield _event("reply", chat_response(trace.result(session_id)))
+        yield _event("reply", chat_response(trace.result(session_id), visitor_token))
     except SupportAgentError as exc:
         yield _event("error", {"error": exc.code, "message": exc.message})
     except Exception as exc:  # the stream has started: report it as an event, and log it

@@ -24,7 +24,17 @@ tenant id) and ``context.channel`` the channel. ``command.resume`` answers the p
 thread awaits (``{"decisions": [{"type": "approve"}]}``, or ``{"message": "yes"}``).
 
 A publishable widget key may create threads and run them, and reads only the public part of a
-thread's state (:func:`~support_agent.api.runs.public_values`).
+thread's state (:func:`~support_agent.api.runs.public_values`). Its threads are its visitor's
+(``api.deps``, "visitor ownership"): ``POST /threads`` issues the thread id and a visitor token
+(``X-Visitor-Token`` response header and ``visitor_token`` in the body; a widget key may not
+choose ``thread_id``: 422), and every other route on the thread wants the token back in the
+``X-Visitor-Token`` header, else 404 as for a thread that does not exist. A thread whose run was
+verified by a customer token runs only with a token of the same customer (401 without, 403 with
+another's). Customer tokens must carry ``iat`` and live at most ``CUSTOMER_TOKEN_MAX_AGE_S``
+(``exp - iat``). No route reads a key or token from the URL.
+
+A thread id that names a ``/v1/chat`` session (or a session a widget started there) never
+becomes a graph thread: ``POST /threads`` and ``if_not_exists=create`` on it answer 409.
 
 Responses have the shapes of ``langgraph_sdk.schema`` (``Assistant``, ``Thread``,
 ``ThreadState``, ``Run``), checked statically by mypy; they are not FastAPI response models
@@ -58,7 +68,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from support_agent.api.deps import BUSY, UNAUTHORIZED, AgentDep, PrincipalDep
+from support_agent.api.deps import (
+    BUSY,
+    UNAUTHORIZED,
+    VISITOR_HEADER,
+    AgentDep,
+    Binding,
+    PrincipalDep,
+    bind_customer,
+    bind_visitor,
+    forget_visitor,
+    new_visitor_token,
+    owned_session,
+)
 from support_agent.api.runs import (
     ASSISTANT_ID,
     GRAPH_ID,
@@ -188,18 +210,57 @@ async def _thread_row(agent: Agent, tenant_id: str, thread: str) -> dict[str, An
 
 
 async def _create_thread(
-    agent: Agent, tenant_id: str, thread: str, metadata: dict[str, Any]
+    agent: Agent,
+    tenant_id: str,
+    thread: str,
+    metadata: dict[str, Any],
+    visitor_token: str | None = None,
 ) -> dict[str, Any] | None:
-    """Insert a thread; ``None`` when it exists already."""
-    async with agent.services.pool.connection() as conn:
+    """Insert a thread (bound to the visitor of ``visitor_token``, in the same transaction).
+
+    Returns:
+        The new row; ``None`` when the id is taken: by a thread, or by a session that is not a
+        graph thread (the CRM holds it, or a widget started it on ``/v1/chat``).
+    """
+    async with agent.services.pool.connection() as conn, conn.transaction():
         row = await (
             await conn.execute(
-                "INSERT INTO graph_threads (tenant_id, thread_id, metadata) VALUES (%s, %s, %s)"
+                "INSERT INTO graph_threads (tenant_id, thread_id, metadata)"
+                " SELECT %(t)s, %(id)s, %(m)s WHERE NOT EXISTS (SELECT 1 FROM interactions"
+                " WHERE tenant_id = %(t)s AND id = %(id)s) AND NOT EXISTS (SELECT 1 FROM"
+                " visitor_bindings WHERE tenant_id = %(t)s AND session_id = %(id)s)"
                 " ON CONFLICT DO NOTHING RETURNING *",
-                (tenant_id, thread, json.dumps(metadata)),
+                {"t": tenant_id, "id": thread, "m": json.dumps(metadata)},
             )
         ).fetchone()
+        if row is not None and visitor_token is not None:
+            await bind_visitor(conn, tenant_id, thread, "thread", visitor_token)
     return None if row is None else dict(row)
+
+
+async def _taken(agent: Agent, tenant_id: str, thread: str) -> dict[str, Any]:
+    """The existing thread a failed :func:`_create_thread` ran into.
+
+    Raises:
+        ConflictError: (409) the id is a session's that is not a graph thread.
+    """
+    try:
+        return await _thread_row(agent, tenant_id, thread)
+    except NotFoundError:
+        raise ConflictError(
+            "a conversation outside the graph endpoint has this id; it cannot become a thread"
+        ) from None
+
+
+async def _owned(
+    request: Request, agent: Agent, principal: Principal, thread: str
+) -> Binding | None:
+    """The visitor binding a widget key must prove for ``thread`` (``None``: a server key).
+
+    Raises:
+        NotFoundError: (404) a widget key without this thread's visitor token.
+    """
+    return await owned_session(request, agent.services, principal, thread, "thread not found")
 
 
 def _checkpoint(thread: str, checkpoint_id: str | None) -> Checkpoint:
@@ -285,24 +346,56 @@ async def get_assistant(assistant_id: str, _: PrincipalDep) -> Assistant:
 
 
 _CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorBody, "description": "`CONFLICT`: the thread already exists"}
+    409: {
+        "model": ErrorBody,
+        "description": "`CONFLICT`: the thread already exists, or the id is a `/v1/chat` session's",
+    },
+    200: {
+        "description": "the thread; for a widget key also its `visitor_token`, sent once",
+        "headers": {
+            VISITOR_HEADER: {
+                "schema": {"type": "string"},
+                "description": "a widget key's visitor token for this thread (send it back in"
+                " this header with every call on the thread)",
+            }
+        },
+    },
 }
 
 
 @router.post("/threads", responses=_CONFLICT, response_model=None)
-async def create_thread(body: ThreadCreate, agent: AgentDep, principal: PrincipalDep) -> Thread:
+async def create_thread(
+    body: ThreadCreate, response: Response, agent: AgentDep, principal: PrincipalDep
+) -> dict[str, Any]:
     """Create a thread (a session); ``if_exists=do_nothing`` returns an existing one.
 
+    A widget key gets a server-issued id and the thread's visitor token (``X-Visitor-Token``
+    header and ``visitor_token``), shown this once.
+
     Raises:
-        ConflictError: (409) the thread exists and ``if_exists`` is not ``do_nothing``.
+        InvalidRequestError: (422) a widget key sending ``thread_id``.
+        ConflictError: (409) the thread exists and ``if_exists`` is not ``do_nothing``, or the
+            id is a session's that is not a graph thread.
     """
+    widget = principal.kind == "widget"
+    if widget and body.thread_id is not None:
+        raise InvalidRequestError(
+            "a widget key cannot choose thread_id: leave it out, the server issues the id and a"
+            " visitor token"
+        )
     thread = body.thread_id or str(uuid.uuid4())
-    row = await _create_thread(agent, principal.tenant_id, thread, body.metadata or {})
+    token = new_visitor_token() if widget else None
+    row = await _create_thread(agent, principal.tenant_id, thread, body.metadata or {}, token)
     if row is None:
+        existing = await _taken(agent, principal.tenant_id, thread)
         if body.if_exists != "do_nothing":
             raise ConflictError("thread already exists")
-        row = await _thread_row(agent, principal.tenant_id, thread)
-    return await _thread(agent, row, principal.kind != "widget")
+        row = existing
+    out: dict[str, Any] = dict(await _thread(agent, row, not widget))
+    if token is not None:
+        response.headers[VISITOR_HEADER] = token
+        out["visitor_token"] = token
+    return out
 
 
 @router.post("/threads/search", response_model=None)
@@ -331,15 +424,21 @@ async def search_threads(
 
 
 @router.get("/threads/{thread_id}", response_model=None)
-async def get_thread(thread_id: str, agent: AgentDep, principal: PrincipalDep) -> Thread:
-    """A thread with its current values."""
+async def get_thread(
+    thread_id: str, request: Request, agent: AgentDep, principal: PrincipalDep
+) -> Thread:
+    """A thread with its current values (a widget key: its visitor's thread only)."""
+    await _owned(request, agent, principal, thread_id)
     row = await _thread_row(agent, principal.tenant_id, thread_id)
     return await _thread(agent, row, principal.kind != "widget")
 
 
 @router.get("/threads/{thread_id}/state", response_model=None)
-async def get_state(thread_id: str, agent: AgentDep, principal: PrincipalDep) -> ThreadState:
+async def get_state(
+    thread_id: str, request: Request, agent: AgentDep, principal: PrincipalDep
+) -> ThreadState:
     """The thread's current state (``values``, ``next``, ``tasks`` with interrupts)."""
+    await _owned(request, agent, principal, thread_id)
     await _thread_row(agent, principal.tenant_id, thread_id)
     snap = await _state(agent, principal.tenant_id, thread_id)
     return _snapshot(thread_id, snap, principal.kind != "widget")
@@ -378,11 +477,12 @@ async def delete_thread(thread_id: str, agent: AgentDep, principal: PrincipalDep
         await end_session(agent, tenant_id=tenant_id, session_id=thread_id)
     except NotFoundError:
         pass  # no message was ever sent: nothing to end
-    async with agent.services.pool.connection() as conn:
+    async with agent.services.pool.connection() as conn, conn.transaction():
         await conn.execute(
             "DELETE FROM graph_threads WHERE tenant_id = %s AND thread_id = %s",
             (tenant_id, thread_id),
         )
+        await forget_visitor(conn, tenant_id, thread_id)
     await agent.services.checkpointer.adelete_thread(checkpoint_thread(tenant_id, thread_id))
     return Response(status_code=204)
 
@@ -398,23 +498,44 @@ def _text(content: Any) -> str:
     return ""
 
 
+#: Clock skew allowed between the tenant's site and us when reading a customer token (seconds).
+TOKEN_LEEWAY_S = 30
+
+
 def _customer_token(agent: Agent, tenant_id: str, token: str) -> str:
     """The customer id in a logged-in customer's signed token.
 
+    The token is an HS256 JWT signed with the tenant's identity secret and must carry ``sub``
+    (the customer id), ``aud`` (the tenant id), ``iat`` and ``exp``, with ``exp - iat`` at most
+    ``CUSTOMER_TOKEN_MAX_AGE_S`` (default 3600 s) and ``iat`` not in the future (both within
+    :data:`TOKEN_LEEWAY_S`). The token itself is never logged.
+
     Raises:
-        UnauthorizedError: the tenant has no identity secret, or the token is invalid/expired.
+        UnauthorizedError: (401) the tenant has no identity secret, or the token is invalid,
+            expired, issued in the future, lacks a claim, or lives longer than allowed.
     """
     env = agent.services.tenants.get(tenant_id).config.widget.identity_secret_env
     secret = os.environ.get(env) if env else None
     if not secret:
         raise UnauthorizedError("this tenant does not accept customer tokens")
+    max_age = agent.services.settings.customer_token_max_age_s
     try:
         claims = jwt.decode(
-            token, secret, algorithms=["HS256"], audience=tenant_id,
-            options={"require": ["sub", "exp", "aud"]},
+            token, secret, algorithms=["HS256"], audience=tenant_id, leeway=TOKEN_LEEWAY_S,
+            options={"require": ["sub", "exp", "iat", "aud"]},
         )  # fmt: skip
+    except jwt.MissingRequiredClaimError as exc:
+        raise UnauthorizedError("a customer token must carry sub, aud, iat and exp") from exc
     except jwt.InvalidTokenError as exc:
         raise UnauthorizedError("invalid or expired customer token") from exc
+    try:
+        lifetime = float(claims["exp"]) - float(claims["iat"])
+    except (TypeError, ValueError) as exc:  # PyJWT checked both are numbers: defensive
+        raise UnauthorizedError("invalid or expired customer token") from exc
+    if lifetime > max_age:
+        raise UnauthorizedError(
+            f"customer token lives too long: exp - iat must be at most {max_age} s"
+        )
     return str(claims["sub"])
 
 
@@ -472,10 +593,19 @@ async def _start(
 ) -> Run:
     """Validate a run request and start the run.
 
+    A widget key runs only its visitor's threads (``if_not_exists=create`` never creates one
+    for it: its threads come from ``POST /threads``), and a thread verified by a customer token
+    only with a token of the same customer.
+
     Raises:
-        NotFoundError: unknown thread (unless ``if_not_exists=create``) or assistant.
+        NotFoundError: unknown thread (unless ``if_not_exists=create``) or assistant; for a
+            widget key, a thread without its visitor token.
+        UnauthorizedError: an invalid customer token, or none on a verified customer's thread.
+        ForbiddenError: a customer token of another customer than the thread's.
+        ConflictError: ``if_not_exists=create`` on the id of a ``/v1/chat`` session.
         SessionEndedError: the thread's session has ended.
     """
+    binding = await _owned(request, agent, principal, thread_id)
     assistant_id = _check_assistant(body.assistant_id)
     spec = _turn_spec(agent, principal, body)
     modes = _stream_modes(body)
@@ -485,7 +615,9 @@ async def _start(
     except NotFoundError:
         if body.if_not_exists != "create" or not _THREAD_ID.match(thread_id):
             raise
-        await _create_thread(agent, tenant_id, thread_id, body.metadata or {})
+        if await _create_thread(agent, tenant_id, thread_id, body.metadata or {}) is None:
+            await _taken(agent, tenant_id, thread_id)  # a thread created meanwhile is fine
+    await bind_customer(request, agent.services, binding, spec.verified_customer_id)
     interaction = await get_interaction(agent.services, tenant_id, thread_id)
     if interaction is not None and interaction["status"] == "ended":  # 409 before any stream
         raise SessionEndedError("this session has ended; start a new thread")
@@ -593,8 +725,10 @@ async def _run_or_404(
     """The live run of this process, else its recorded row.
 
     Raises:
-        NotFoundError: no such run on this tenant's thread.
+        NotFoundError: no such run on this tenant's thread (or, for a widget key, on a thread
+            without its visitor token).
     """
+    await _owned(request, agent, principal, thread_id)
     run = _registry(request).get(principal.tenant_id, thread_id, run_id)
     if run is not None:
         return run

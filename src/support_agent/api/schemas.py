@@ -33,14 +33,17 @@ class ChatRequest(BaseModel):
     channel: str = Field(default="chat", min_length=1, max_length=32, pattern=r"^[a-z_]+$")
     customer: CustomerIdentity | None = None
     session_id: str | None = Field(
-        default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$"
-    )
+        default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$",
+        description="continue this session; absent: start one. With a widget key only a "
+        "session the server issued, sent with its X-Visitor-Token header",
+    )  # fmt: skip
     message: str = Field(min_length=1, max_length=4000)
     message_id: str | None = Field(
         default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_-]+$",
         description="the client's id of this message (idempotency key): a message resent with "
         "the same id (after a broken connection) gets the same answer and is not answered "
-        "twice; send it with your own session_id so a first message can be resent too",
+        "twice; send it with your own session_id so a first message can be resent too "
+        "(server keys: a widget key's first message starts a new session each time)",
     )  # fmt: skip
 
 
@@ -60,6 +63,12 @@ class ChatResponse(BaseModel):
         description="the proposed write waiting for a yes (LangChain human-in-the-loop shape: "
         "action_requests with name, args, description; review_configs); the next message "
         "answers it",
+    )
+    visitor_token: str | None = Field(
+        default=None,
+        description="a widget key's new session only: the visitor token that owns it (also in "
+        "the X-Visitor-Token header), shown this once; send it in the X-Visitor-Token header "
+        "with every later message and the session's end",
     )
 
 

@@ -10,9 +10,11 @@
  *           data-open="true"></script>           optional: start opened
  *
  * It talks to the graph endpoint (LangGraph API) of the server it was loaded from: a thread per
- * conversation (kept in sessionStorage, so a reload continues it), runs streamed as server-sent
- * events (fetch + ReadableStream, since EventSource cannot POST), reconnection to a dropped
- * stream from the last event id, the confirmation of a proposed action as buttons (typing "yes"
+ * conversation, owned by this visitor (the server issues the thread id with a visitor token that
+ * the widget sends back in the X-Visitor-Token header on every call on the thread; both are kept
+ * in sessionStorage, this tab only, so a reload continues the conversation), runs streamed as
+ * server-sent events (fetch + ReadableStream, since EventSource cannot POST), reconnection to a
+ * dropped stream from the last event id, the confirmation of a proposed action as buttons (typing "yes"
  * works too), and the handoff state when a colleague takes over. Everything it shows is set as
  * text (never as HTML). Vanilla JavaScript, no build step; the UI lives in a shadow root so the
  * host page's CSS and the widget's never meet.
@@ -83,14 +85,23 @@
   var send = root.querySelector("form button");
   root.querySelector("#sa-title").textContent = title;
 
-  var threadId = sessionStorage.getItem(storeKey);
+  var saved = null;
+  try { saved = JSON.parse(sessionStorage.getItem(storeKey) || "null"); } catch (e) { saved = null; }
+  var threadId = saved && saved.thread || null;
+  var visitor = saved && saved.visitor || null;
   var busy = false;
   var bubbles = {}; // message id -> element (streamed replies)
 
   function headers(extra) {
     var h = { "Content-Type": "application/json", "X-Api-Key": key };
+    if (visitor) h["X-Visitor-Token"] = visitor;
     for (var k in extra || {}) h[k] = extra[k];
     return h;
+  }
+
+  function forgetThread() {
+    sessionStorage.removeItem(storeKey);
+    threadId = null; visitor = null;
   }
 
   function add(role, text) {
@@ -205,9 +216,26 @@
       body: JSON.stringify({ metadata: { source: "widget", channel: channel } }),
     });
     if (!r.ok) throw new Error("could not start a conversation (" + r.status + ")");
-    threadId = (await r.json()).thread_id;
-    sessionStorage.setItem(storeKey, threadId);
+    var created = await r.json();
+    threadId = created.thread_id;
+    visitor = created.visitor_token || r.headers.get("X-Visitor-Token");
+    sessionStorage.setItem(storeKey, JSON.stringify({ thread: threadId, visitor: visitor }));
     return threadId;
+  }
+
+  async function startRun(body) {
+    var thread = await ensureThread();
+    var response = await fetch(api + "/threads/" + thread + "/runs/stream",
+                               { method: "POST", headers: headers(), body: JSON.stringify(body) });
+    if ((response.status === 404 || response.status === 403) && !body.command) {
+      // the conversation is gone, or is not this visitor's or this signed-in customer's: start
+      // a new one for this message
+      forgetThread();
+      thread = await ensureThread();
+      response = await fetch(api + "/threads/" + thread + "/runs/stream",
+                             { method: "POST", headers: headers(), body: JSON.stringify(body) });
+    }
+    return { thread: thread, response: response };
   }
 
   // Run one turn and follow its stream; rejoin it after a dropped connection.
@@ -215,18 +243,17 @@
     setBusy(true);
     var runId = null, lastId = null, ended = false, values = null, attempts = 0;
     try {
-      var thread = await ensureThread();
       var body = { assistant_id: "support_agent", stream_mode: ["values", "messages-tuple"],
-                   context: { channel: channel }, if_not_exists: "create" };
+                   context: { channel: channel } };
       if (token) body.context.customer_token = token;
       for (var k in payload) body[k] = payload[k];
-      var response = await fetch(api + "/threads/" + thread + "/runs/stream",
-                                 { method: "POST", headers: headers(), body: JSON.stringify(body) });
+      var started = await startRun(body);
+      var thread = started.thread, response = started.response;
       while (!ended) {
         if (!response.ok) {
           var problem = await response.json().catch(function () { return {}; });
           if (response.status === 409 && problem.error && problem.error.code === "SESSION_ENDED") {
-            sessionStorage.removeItem(storeKey); threadId = null;
+            forgetThread();
           }
           throw new Error(problem.error && problem.error.message || ("error " + response.status));
         }
@@ -271,7 +298,7 @@
     if (!threadId) return;
     try {
       var r = await fetch(api + "/threads/" + threadId + "/state", { headers: headers() });
-      if (r.status === 404) { sessionStorage.removeItem(storeKey); threadId = null; return; }
+      if (r.status === 404) { forgetThread(); return; }
       var state = await r.json();
       (state.values.messages || []).forEach(function (m) {
         if (m.type === "human" && m.content.charAt(0) !== "(") add("customer", m.content);
@@ -295,7 +322,7 @@
   launcher.addEventListener("click", function () { open(panel.hidden); });
   root.querySelector(".close").addEventListener("click", function () { open(false); });
   root.querySelector(".new").addEventListener("click", function () {
-    sessionStorage.removeItem(storeKey); threadId = null;
+    forgetThread();
     log.textContent = ""; banner.hidden = true; input.focus();
   });
   panel.addEventListener("keydown", function (e) { if (e.key === "Escape") open(false); });
