@@ -191,6 +191,34 @@ async def _tenant_key(args: argparse.Namespace) -> int:
     return await _with_agent(run, warm_up=False)
 
 
+async def _tenant_keys(args: argparse.Namespace) -> int:
+    """``support-agent tenant keys T``: the tenant's keys, one JSON object a line (no secrets)."""
+    from support_agent.tenancy import list_api_keys
+
+    logging.getLogger("support_agent").setLevel(logging.WARNING)
+
+    async def run(agent: Any) -> int:
+        agent.services.tenants.get(args.tenant_name)  # NotFoundError for an unknown tenant
+        for row in await list_api_keys(agent.services, args.tenant_name):
+            print(json.dumps(row))
+        return 0
+
+    return await _with_agent(run, warm_up=False)
+
+
+async def _tenant_revoke_key(args: argparse.Namespace) -> int:
+    """``support-agent tenant revoke-key PREFIX``: revoke a key; prints its row as JSON."""
+    from support_agent.tenancy import revoke_api_key
+
+    async def run(agent: Any) -> int:
+        print(json.dumps(await revoke_api_key(
+            agent.services, args.prefix, tenant_id=args.only_tenant, revoked_by="cli"
+        )))  # fmt: skip
+        return 0
+
+    return await _with_agent(run, warm_up=False)
+
+
 async def _mcp(args: argparse.Namespace) -> int:
     """``support-agent mcp``: the Customer 360 MCP tools over stdio for one tenant."""
     from support_agent.mcp_server import CustomerTools, build_mcp
@@ -444,6 +472,18 @@ def build_parser() -> argparse.ArgumentParser:
         " publishable, chat only from the tenant's allowed origins",
     )
     tk.set_defaults(func=_tenant_key)
+    tl = tsub.add_parser("keys", help="list a tenant's keys: prefix, kind, created, revoked")
+    tl.add_argument("tenant_name", metavar="tenant")
+    tl.set_defaults(func=_tenant_keys)
+    tr = tsub.add_parser(
+        "revoke-key",
+        help="revoke a key by its prefix (as `tenant keys` lists it) or the whole key: refused at"
+        " once on every route, its open streams end within seconds",
+    )
+    tr.add_argument("prefix", help="the key's 7-character prefix (sa_AbCd), or the whole key")
+    tr.add_argument("--tenant", dest="only_tenant", default=None,
+                    help="only this tenant's keys")  # fmt: skip
+    tr.set_defaults(func=_tenant_revoke_key)
 
     p = sub.add_parser("intents", help="train, evaluate or cross-validate an intent model")
     isub = p.add_subparsers(dest="intents_command", required=True)

@@ -14,7 +14,9 @@ Escalation triggers, checked in this order (the first that holds is the reason):
 The panel is what the human agent sees, pre-loaded so the customer never repeats anything:
 ``header`` (name, tier, tenure, CLV, churn risk, sentiment, VIP flag), ``summary``,
 ``current_issue``, ``tried``, ``reason``, ``timeline`` of past interactions,
-``suggested_resolutions`` with success rates, and ``quick_actions``.
+``suggested_resolutions`` with success rates, ``quick_actions``, and ``customer_says``: what the
+customer claimed about themselves in earlier conversations (``[{"text", "source": "customer",
+"at"}]``, from L4), shown as their word, never as facts on file.
 
 Resolving a handoff records the outcome in the CRM (handoff, interaction, issue, promises), in
 memory (an episode for the human contact; L2 counters; hot layers refreshed) and in the
@@ -164,7 +166,16 @@ def build_panel(this: Turn, reason: str, issue: Issue | None) -> dict[str, Any]:
         + ([{"action": policy["action"], "target": policy.get("target")}] if policy else []),
         "transcript": customer_lines(state.get("messages"))[-10:],
         "memory": {"l2_history": l2, "l4_prefs_mood": memory.get("l4_prefs_mood")},
+        "customer_says": _customer_says(memory.get("l4_prefs_mood") or {}),
     }
+
+
+def _customer_says(l4: dict[str, Any]) -> list[dict[str, Any]]:
+    """The customer's own claims from L4, newest first, marked with their source and date."""
+    return [
+        {"text": c.get("text"), "source": c.get("source", "customer"), "at": c.get("at")}
+        for c in reversed(l4.get("customerClaims") or [])
+    ]
 
 
 def _tried(history: list[Any], policy: PolicyOutcome) -> list[str]:

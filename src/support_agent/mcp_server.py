@@ -4,7 +4,10 @@ Served two ways: over stdio by ``support-agent mcp --tenant T`` (a local client 
 Desktop or an IDE starts it; the tenant is the command's), and over streamable HTTP at ``/mcp``
 of the API, where the caller's bearer API key (``secret`` or ``agent``; a widget key is refused
 with 403) is checked by the SDK's own bearer middleware (:class:`ApiKeyVerifier`) and decides the
-tenant. Every tool reads only that tenant's data.
+tenant. Every tool reads only that tenant's data. The key is verified on every HTTP request
+against ``api_keys`` (nothing is cached, the SDK keeps no session: ``stateless_http``), so a
+revoked key is refused (401) on its next call; answers are single JSON bodies
+(``json_response``), so no tool result is ever delivered on a long-lived stream.
 
 Tools (typed arguments; results trimmed and paginated: ``{"items", "total", "next_offset"}``
 for lists, ``next_offset`` ``None`` on the last page):
@@ -162,7 +165,11 @@ class ApiKeyVerifier(TokenVerifier):
         self._tools = tools
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        """The access token of an API key, or ``None`` for an unknown key."""
+        """The access token of an API key, or ``None`` for an unknown or revoked key.
+
+        Called by the SDK's bearer middleware on every request (read from ``api_keys`` each
+        time: a key revoked a moment ago is refused).
+        """
         try:
             principal = await principal_for_key(self._tools.services, token)
         except UnauthorizedError:

@@ -2,7 +2,11 @@
 
 Pages (static, no key: they ask for one): ``/widget.js`` (the chat widget, embedded with one
 ``<script>`` tag), ``/widget/demo`` (a page embedding it), ``/console`` and ``/console.js`` (the
-human agents' console; the agent signs in with an ``agent`` or ``secret`` key).
+human agents' console; the agent signs in with an ``agent`` or ``secret`` key). No key or token
+ever travels in a URL (URLs are written to access logs, browser history and ``Referer``
+headers): the demo page takes its key from a form or the address's fragment (``#key=pk_…``,
+which browsers never send), ``/widget/demo?key=…`` or ``?token=…`` is refused with 422, and the
+console sends its key in the ``Authorization`` header of ``fetch`` calls, feeds included.
 
 Feeds of the console (server keys only), as server-sent events that poll PostgreSQL once per
 :data:`POLL_S` and send only changes:
@@ -14,6 +18,9 @@ Feeds of the console (server keys only), as server-sent events that poll Postgre
 - ``GET /api/tenants/me/sessions/{session_id}/messages``: the conversation so far;
 - ``GET /api/tenants/me/customers/{customer_id}/sentiment``: the customer's sentiment per
   session (−1..1, oldest first), for the trend chart.
+
+A feed re-checks its key every ``api.streams.KEY_RECHECK_S`` seconds: when the key is revoked it
+sends an ``error`` event (``UNAUTHORIZED``) and ends.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from support_agent.api.deps import UNAUTHORIZED, ServicesDep, TenantDep
+from support_agent.api.deps import UNAUTHORIZED, PrincipalDep, ServicesDep, TenantDep
+from support_agent.api.streams import revoked_event, until_revoked
 from support_agent.crm.repository import get_interaction
-from support_agent.errors import NotFoundError
+from support_agent.errors import InvalidRequestError, NotFoundError
 from support_agent.handoff import list_handoffs
 from support_agent.services import Services
 
@@ -59,10 +67,23 @@ async def widget_js() -> Response:
     )
 
 
+#: Query parameters that would put a credential in a URL: refused on the pages.
+_SECRET_PARAMS = frozenset({"key", "token", "api_key", "customer_token"})
+
+
 @pages.get("/widget/demo")
-async def widget_demo() -> HTMLResponse:
-    """A page embedding the widget; its key comes in the URL (``?key=pk_…``)."""
-    return HTMLResponse(_static("demo.html"))
+async def widget_demo(request: Request) -> HTMLResponse:
+    """A page embedding the widget; its key comes from a form or ``#key=pk_…`` (never sent).
+
+    Raises:
+        InvalidRequestError: (422) a ``key`` or ``token`` in the query string: a credential in a
+            URL lands in logs and history; the page takes it in the fragment instead.
+    """
+    if _SECRET_PARAMS & {name.lower() for name in request.query_params}:
+        raise InvalidRequestError(
+            "do not put keys or tokens in the URL: open /widget/demo#key=pk_… instead"
+        )
+    return HTMLResponse(_static("demo.html"), headers={"Referrer-Policy": "no-referrer"})
 
 
 @pages.get("/console")
@@ -101,8 +122,13 @@ async def _session_exists(services: Services, tenant_id: str, session_id: str) -
 
 
 @router.get("/handoffs/stream", responses=_SSE)
-async def queue_stream(request: Request, svc: ServicesDep, tenant_id: TenantDep) -> Any:
-    """The open handoff queue, live: a ``queue`` event now and whenever it changes."""
+async def queue_stream(
+    request: Request, svc: ServicesDep, tenant_id: TenantDep, principal: PrincipalDep
+) -> Any:
+    """The open handoff queue, live: a ``queue`` event now and whenever it changes.
+
+    Ends (after an ``error`` event) within seconds of its key being revoked.
+    """
 
     async def feed() -> AsyncIterator[ServerSentEvent]:
         last = None
@@ -113,7 +139,7 @@ async def queue_stream(request: Request, svc: ServicesDep, tenant_id: TenantDep)
                 yield _event("queue", queue)
             await asyncio.sleep(POLL_S)
 
-    return EventSourceResponse(feed())
+    return EventSourceResponse(until_revoked(svc, principal.key_hash, feed(), last=revoked_event()))
 
 
 @router.get("/sessions/{session_id}/messages")
@@ -131,9 +157,13 @@ async def session_stream(
     request: Request,
     svc: ServicesDep,
     tenant_id: TenantDep,
+    principal: PrincipalDep,
     after: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Any:
-    """A session's messages, live: one ``message`` event per message after ``after``."""
+    """A session's messages, live: one ``message`` event per message after ``after``.
+
+    Ends (after an ``error`` event) within seconds of its key being revoked.
+    """
     await _session_exists(svc, tenant_id, session_id)
 
     async def feed() -> AsyncIterator[ServerSentEvent]:
@@ -144,7 +174,7 @@ async def session_stream(
                 yield _event("message", message)
             await asyncio.sleep(POLL_S)
 
-    return EventSourceResponse(feed())
+    return EventSourceResponse(until_revoked(svc, principal.key_hash, feed(), last=revoked_event()))
 
 
 @router.get("/customers/{customer_id}/sentiment")

@@ -2,6 +2,12 @@
 
 ``me`` is the tenant of the bearer API key; a customer id of another tenant answers 404 and never
 its data.
+
+Staff powers are bounded by the key's kind (``memory_store.identity``): a ``secret`` key links an
+identity (200) or merges two customers; an ``agent`` key's link is recorded as a *proposal*
+(202, nothing linked) that a ``secret`` key approves or rejects under
+``/api/tenants/me/identity-links``; an agent key may not merge (403). The tenant's API keys are
+listed and revoked with a ``secret`` key under ``/api/tenants/me/keys`` (``tenancy``).
 """
 
 from __future__ import annotations
@@ -10,19 +16,36 @@ import re
 from typing import Annotated, Any, Literal
 
 from email_validator import validate_email
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from support_agent.api.deps import BUSY, UNAUTHORIZED, SecretTenantDep, ServicesDep, TenantDep
+from support_agent.api.deps import (
+    BUSY,
+    UNAUTHORIZED,
+    PrincipalDep,
+    SecretTenantDep,
+    ServicesDep,
+    TenantDep,
+)
+from support_agent.api.schemas import ErrorBody
 from support_agent.memory_store.erasure import erase_customer
-from support_agent.memory_store.identity import link_identity, merge_customers
+from support_agent.memory_store.identity import (
+    approve_link,
+    link_identity,
+    list_link_proposals,
+    merge_customers,
+    propose_link,
+    reject_link,
+)
 from support_agent.memory_store.profiles import (
     export_customer,
     get_profile,
     list_customers,
     search_customers,
 )
+from support_agent.tenancy import PREFIX_LEN, list_api_keys, revoke_api_key
 
 router = APIRouter(prefix="/api/tenants/me", tags=["memory"], responses=UNAUTHORIZED)
 
@@ -126,17 +149,133 @@ async def erase(customer_id: str, svc: ServicesDep, tenant_id: SecretTenantDep) 
     return await erase_customer(svc, tenant_id, customer_id)
 
 
-@router.post("/customers/{customer_id}/identities")
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "`CONFLICT`: see the route"},
+}
+
+
+@router.post(
+    "/customers/{customer_id}/identities",
+    responses={
+        202: {"description": "an agent key's proposal, recorded and not linked: a secret key"
+              " approves it under `/identity-links`"},
+        409: {"model": ErrorBody, "description": "`CONFLICT`: an agent proposed an identity"
+              " that is already this customer's"},
+    },
+)  # fmt: skip
 async def link(
-    customer_id: str, body: LinkIdentityRequest, svc: ServicesDep, tenant_id: TenantDep
-) -> dict[str, Any]:
-    """Link an email, phone, account id or channel handle to the customer."""
-    return await link_identity(svc, tenant_id, customer_id, body.kind, body.value, body.channel)
+    customer_id: str,
+    body: LinkIdentityRequest,
+    svc: ServicesDep,
+    tenant_id: TenantDep,
+    principal: PrincipalDep,
+) -> Any:
+    """Link an email, phone, account id or channel handle to the customer (a secret key).
+
+    With an ``agent`` key the link is only proposed: ``202`` with the pending proposal
+    (``{"id", "customerId", "kind", "value", "channel", "status": "pending", "proposedBy",
+    "proposedAt", ...}``), which a secret key approves. A secret key links at once: ``200``
+    ``{"customer_id", "kind", "linked", "source": "staff"}``. Either way the identity is a
+    ``staff`` one: it never authenticates the customer by itself.
+    """
+    if principal.kind == "agent":
+        proposal = await propose_link(
+            svc, tenant_id, customer_id, body.kind, body.value, body.channel,
+            proposed_by=principal.prefix,
+        )  # fmt: skip
+        return JSONResponse(proposal, status_code=202)
+    principal.require("secret")
+    return await link_identity(
+        svc, tenant_id, customer_id, body.kind, body.value, body.channel,
+        linked_by=principal.prefix,
+    )  # fmt: skip
 
 
 @router.post("/customers/{customer_id}/merge")
 async def merge(
-    customer_id: str, body: MergeRequest, svc: ServicesDep, tenant_id: TenantDep
+    customer_id: str,
+    body: MergeRequest,
+    svc: ServicesDep,
+    tenant_id: SecretTenantDep,
+    principal: PrincipalDep,
 ) -> dict[str, Any]:
-    """Merge ``from_customer_id`` into this customer, keeping every layer's history."""
-    return await merge_customers(svc, tenant_id, customer_id, body.from_customer_id)
+    """Merge ``from_customer_id`` into this customer, keeping every layer's history.
+
+    Only a ``secret`` key may merge (an agent key gets 403).
+    """
+    return await merge_customers(
+        svc, tenant_id, customer_id, body.from_customer_id, merged_by=principal.prefix
+    )
+
+
+ProposalId = Annotated[int, Path(ge=1, le=2**62, description="the proposal's id")]
+
+
+@router.get("/identity-links", tags=["identity"])
+async def link_proposals(
+    svc: ServicesDep,
+    tenant_id: TenantDep,
+    status: Annotated[Literal["pending", "approved", "rejected"] | None, Query()] = "pending",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Identity links proposed by agent keys, oldest first (``status`` omitted: pending)."""
+    return {"data": await list_link_proposals(svc, tenant_id, status, limit)}
+
+
+@router.post("/identity-links/{proposal_id}/approve", tags=["identity"], responses=_CONFLICT)
+async def approve(
+    proposal_id: ProposalId, svc: ServicesDep, tenant_id: SecretTenantDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Approve a pending proposal (a secret key): the identity is linked as a ``staff`` one.
+
+    The link records the proposer (``created_by``), this key (``approved_by``) and the time.
+    ``409 CONFLICT`` when the proposal was decided already; ``422`` when the identity has since
+    become another customer's (merge instead).
+    """
+    return await approve_link(svc, tenant_id, proposal_id, approved_by=principal.prefix)
+
+
+@router.post("/identity-links/{proposal_id}/reject", tags=["identity"], responses=_CONFLICT)
+async def reject(
+    proposal_id: ProposalId, svc: ServicesDep, tenant_id: SecretTenantDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Reject a pending proposal (a secret key); nothing is linked. ``409`` if decided already."""
+    return await reject_link(svc, tenant_id, proposal_id, rejected_by=principal.prefix)
+
+
+KeyPrefix = Annotated[
+    str,
+    Path(
+        min_length=PREFIX_LEN,
+        max_length=PREFIX_LEN,
+        pattern=r"^(sa|ak|pk)_[A-Za-z0-9_-]{4}$",
+        description="the key's prefix as `GET /keys` lists it (`sa_AbCd`)",
+    ),
+]
+
+
+@router.get("/keys", tags=["keys"])
+async def keys(svc: ServicesDep, tenant_id: SecretTenantDep) -> dict[str, Any]:
+    """The tenant's API keys (a secret key), oldest first, by prefix; never a key or hash.
+
+    ``{"data": [{"prefix", "tenant", "kind", "createdAt", "revokedAt", "revokedBy"}]}``.
+    """
+    return {"data": await list_api_keys(svc, tenant_id)}
+
+
+@router.delete(
+    "/keys/{prefix}",
+    tags=["keys"],
+    responses={409: {"model": ErrorBody, "description": "`CONFLICT`: several keys in use share"
+                     " the prefix (revoke with the CLI and the whole key)"}},
+)  # fmt: skip
+async def revoke_key(
+    prefix: KeyPrefix, svc: ServicesDep, tenant_id: SecretTenantDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """Revoke one of the tenant's keys (a secret key); another tenant's prefix answers 404.
+
+    The key is refused from now on, on every route, and its open streams end within seconds.
+    Revoking a revoked key answers it again, unchanged. Returns the key as ``GET /keys`` lists
+    it.
+    """
+    return await revoke_api_key(svc, prefix, tenant_id=tenant_id, revoked_by=principal.prefix)

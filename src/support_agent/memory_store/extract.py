@@ -9,7 +9,12 @@
   neutral.
 - tone preference: ``formal`` (salutations), ``brief`` (≤ 6 words per message on average) or
   ``friendly``.
-- personal details: explicit statements of preference ("I prefer …", "contact me by …").
+- personal details: explicit statements of preference ("I prefer …", "contact me by …"). They
+  are the customer's *claims*, stored marked as theirs (source ``customer``, date; see
+  ``memory_store.layers``), never as facts: a claim naming an email or phone that is not the
+  customer's own on file is dropped (:func:`claims_on_file`: "contact me only at attacker@…"
+  would otherwise sit in memory as if it were the customer's contact), and at most
+  :data:`MAX_CLAIMS` are kept.
 """
 
 from __future__ import annotations
@@ -126,6 +131,56 @@ def detect_tone(lines: list[str]) -> str | None:
         return "formal"
     words = sum(len(line.split()) for line in lines) / len(lines)
     return "brief" if words <= 6 else "friendly"
+
+
+#: Most customer claims kept per customer (the oldest are dropped first).
+MAX_CLAIMS = 20
+#: A phone-like run: 7 to 15 digits with separators, not part of a word or an id (``#W123…``).
+#: Bounded and linear: the separators are one character between digits.
+_PHONE_RUN = re.compile(r"(?<![\w#])\+?\d(?:[ .()-]{0,2}\d){6,14}(?!\w)")
+
+
+def contact_details(text: str) -> tuple[set[str], set[str]]:
+    """The emails and phone numbers a text names, normalised (linear time).
+
+    Emails: every whitespace-separated token holding an ``@`` (trimmed of punctuation,
+    lower-cased); anything with an ``@`` counts, so an obfuscated address is still caught.
+    Phones: runs of 7–15 digits with separators, as digits only.
+
+    Returns:
+        ``(emails, phones)``.
+    """
+    emails = {token.strip("<>()[]{}\"'.,;:!?").lower() for token in text.split() if "@" in token}
+    phones = {re.sub(r"\D", "", m.group(0)) for m in _PHONE_RUN.finditer(text)}
+    return emails, phones
+
+
+def _same_phone(a: str, b: str) -> bool:
+    """Two digit strings are one phone: equal, or equal in their last 10 (a country code or not)."""
+    return a == b or (len(a) >= 10 and len(b) >= 10 and a[-10:] == b[-10:])
+
+
+def claims_on_file(details: list[str], emails: set[str], phones: set[str]) -> list[str]:
+    """The claims that name no contact detail other than the customer's own on file.
+
+    Args:
+        details: claims as :func:`personal_details` found them.
+        emails: the customer's emails on file, lower-cased.
+        phones: the customer's phones on file, as digits.
+
+    Returns:
+        ``details`` without any claim naming an email or phone not in ``emails`` / ``phones``,
+        in order.
+    """
+    kept = []
+    for claim in details:
+        named_emails, named_phones = contact_details(claim)
+        if named_emails - emails:
+            continue
+        if any(not any(_same_phone(p, own) for own in phones) for p in named_phones):
+            continue
+        kept.append(claim)
+    return kept
 
 
 def personal_details(lines: list[str]) -> list[str]:

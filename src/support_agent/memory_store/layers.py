@@ -9,7 +9,17 @@ Layers (field names are the public API's):
 - **L3 episodes** ``l3_episodes``: one summary per conversation with its embedding, in the
   LangGraph store (``memory_store.episodes``).
 - **L4 preferences and mood** ``l4_prefs_mood``: ``tonePref, openIssues, personalDetails,
-  lastMood, lastMoodAt, promises`` (tables ``memory_prefs``, ``issues``, ``promises``).
+  customerClaims, lastMood, lastMoodAt, promises`` (tables ``memory_prefs``, ``issues``,
+  ``promises``).
+
+**Customer claims** (``customerClaims``, column ``memory_prefs.customer_claims``) are what the
+customer said about themselves ("I prefer email", "call me after 5"), stored marked as theirs:
+``[{"text", "source": "customer", "at": ISO-8601, "sessionId"}]``, oldest first, at most
+``extract.MAX_CLAIMS`` (the oldest dropped), a repeated claim moved to the end with its new date.
+They are never facts: a claim naming an email or phone that is not the customer's own on file
+(the customer row and the identities of the systems of record) is not stored
+(``extract.claims_on_file``). ``personalDetails`` is the reference API's text of the same
+claims, each marked ``customer says (date): "…"``.
 
 PostgreSQL is the source of truth, and this module owns every write to L1, L2 and L4 there: a
 finished session (:func:`record_session`), a human agent's resolution
@@ -36,8 +46,11 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 
 from support_agent.crm.customer360 import iso
+from support_agent.crm.loader import normalize_phone
+from support_agent.memory_store.extract import MAX_CLAIMS, claims_on_file
 from support_agent.services import Services
 from support_agent.tenants import MemoryConfig
 
@@ -104,7 +117,7 @@ async def read_layers_pg_many(
                 " c.language, c.timezone, h.first_contact_at, h.total_conversations,"
                 " h.positive_interactions, h.escalations, h.complaints, h.unresolved_issues,"
                 " h.positive_resolutions, h.last_interaction_at, p.tone_pref,"
-                " p.personal_details, p.last_mood, p.last_mood_at"
+                " p.customer_claims, p.last_mood, p.last_mood_at"
                 " FROM customers c"
                 " LEFT JOIN memory_history h ON h.tenant_id = c.tenant_id AND h.customer_id = c.id"
                 " LEFT JOIN memory_prefs p ON p.tenant_id = c.tenant_id AND p.customer_id = c.id"
@@ -160,13 +173,53 @@ async def read_layers_pg_many(
             "l4_prefs_mood": {
                 "tonePref": row["tone_pref"],
                 "openIssues": open_issues.get(cid, []),
-                "personalDetails": "; ".join(row["personal_details"] or []),
+                "personalDetails": claims_text(row["customer_claims"] or []),
+                "customerClaims": list(row["customer_claims"] or []),
                 "lastMood": row["last_mood"],
                 "lastMoodAt": iso(row["last_mood_at"]),
                 "promises": made.get(cid, []),
             },
         }
     return out
+
+
+def claims_text(claims: list[dict[str, Any]]) -> str:
+    """The reference API's ``personalDetails`` text of customer claims, each marked as theirs.
+
+    Returns:
+        ``customer says (2026-11-30): "I prefer email"; …`` (empty with no claims).
+    """
+    return "; ".join(
+        f'customer says ({str(c.get("at") or "")[:10] or "undated"}): "{c.get("text", "")}"'
+        for c in claims
+    )
+
+
+def merge_claims(
+    claims: list[dict[str, Any]], new: list[str], *, at: datetime, session_id: str
+) -> list[dict[str, Any]]:
+    """Add a session's claims to a customer's: marked, deduplicated, capped.
+
+    Args:
+        claims: the stored claims, oldest first.
+        new: the session's claims (already checked with ``extract.claims_on_file``).
+        at: when they were said (the session's end).
+        session_id: the session.
+
+    Returns:
+        The claims, oldest first: a claim said again (case-insensitively) moves to the end with
+        the new date; at most ``extract.MAX_CLAIMS``, the oldest dropped.
+    """
+    out = list(claims)
+    for text in new:
+        text = text.strip()
+        if not text:
+            continue
+        out = [c for c in out if str(c.get("text", "")).lower() != text.lower()]
+        out.append(
+            {"text": text, "source": "customer", "at": at.isoformat(), "sessionId": session_id}
+        )
+    return out[-MAX_CLAIMS:]
 
 
 def history_scores(
@@ -240,7 +293,8 @@ class SessionMemory:
         outcome: ``resolved`` | ``answered`` | ``unresolved`` | ``escalated``.
         mood: the session's mood (``frustrated``, ``satisfied``, ``neutral``).
         tone: the tone preference detected, or ``None``.
-        details: personal details the customer mentioned.
+        details: personal details the customer mentioned (their claims: stored marked as
+            theirs, without any naming a contact detail not on file).
         complaint: the session carried a complaint.
         promises: promises the agent made (texts).
         promise_subject: what those promises are about (a vertical's record id), or ``None``.
@@ -266,19 +320,43 @@ class SessionMemory:
 async def record_session(conn: Conn, tenant_id: str, customer_id: str, s: SessionMemory) -> None:
     """Write one finished session into L1, L2 and L4, inside the caller's transaction.
 
-    L1: language, timezone, channel; L4: promises kept and made, mood, tone, details; L2: the
-    counters. A pending promise repeated in a later session is one promise; L2 counts the
-    session once (the caller guarantees once per session).
+    L1: language, timezone, channel; L4: promises kept and made, mood, tone, the customer's
+    claims (:func:`merge_claims`, after ``extract.claims_on_file`` against the contact details
+    on file); L2: the counters. A pending promise repeated in a later session is one promise; L2
+    counts the session once (the caller guarantees once per session). The customer row's update
+    comes first and locks it, so two sessions of one customer write their claims one after the
+    other.
     """
     p = {"t": tenant_id, "c": customer_id}
-    await conn.execute(
-        "UPDATE customers SET language = COALESCE(%(lang)s, language),"
-        " timezone = COALESCE(%(tz)s, timezone),"
-        " channels = CASE WHEN %(ch)s = ANY(channels) THEN channels"
-        " ELSE array_append(channels, %(ch)s) END, updated_at = now()"
-        " WHERE tenant_id = %(t)s AND id = %(c)s",
-        {**p, "lang": s.language, "tz": s.timezone, "ch": s.channel},
-    )
+    on_file = await (
+        await conn.execute(
+            "UPDATE customers SET language = COALESCE(%(lang)s, language),"
+            " timezone = COALESCE(%(tz)s, timezone),"
+            " channels = CASE WHEN %(ch)s = ANY(channels) THEN channels"
+            " ELSE array_append(channels, %(ch)s) END, updated_at = now()"
+            " WHERE tenant_id = %(t)s AND id = %(c)s"
+            " RETURNING email, phone, (SELECT customer_claims FROM memory_prefs m"
+            "  WHERE m.tenant_id = %(t)s AND m.customer_id = %(c)s) AS claims,"
+            " ARRAY(SELECT kind || ':' || value FROM customer_identities i"
+            "  WHERE i.tenant_id = %(t)s AND i.customer_id = %(c)s"
+            "  AND i.kind IN ('email', 'phone') AND i.source = 'record') AS identities",
+            {**p, "lang": s.language, "tz": s.timezone, "ch": s.channel},
+        )
+    ).fetchone()
+    claims = list((on_file or {}).get("claims") or [])
+    if s.details:
+        emails: set[str] = set()
+        phones: set[str] = set()
+        if on_file is not None:
+            emails = {str(on_file["email"] or "").lower()}
+            phones = {normalize_phone(str(on_file["phone"] or ""))}
+            for ident in on_file["identities"] or []:
+                kind, _, value = str(ident).partition(":")
+                (emails if kind == "email" else phones).add(
+                    value.lower() if kind == "email" else normalize_phone(value)
+                )
+        kept = claims_on_file(s.details, emails - {""}, phones - {""})
+        claims = merge_claims(claims, kept, at=s.ended_at, session_id=s.session_id)
     await keep_promises(conn, tenant_id, customer_id, s.kept_subjects)
     for n, text in enumerate(s.promises):
         await conn.execute(
@@ -316,15 +394,14 @@ async def record_session(conn: Conn, tenant_id: str, customer_id: str, s: Sessio
          "res": int(s.outcome == "resolved")},
     )  # fmt: skip
     await conn.execute(
-        "INSERT INTO memory_prefs (tenant_id, customer_id, tone_pref, personal_details,"
+        "INSERT INTO memory_prefs (tenant_id, customer_id, tone_pref, customer_claims,"
         " last_mood, last_mood_at) VALUES (%s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
         " tone_pref = COALESCE(EXCLUDED.tone_pref, memory_prefs.tone_pref),"
-        " personal_details = (SELECT COALESCE(array_agg(DISTINCT d), '{}') FROM"
-        "   unnest(memory_prefs.personal_details || EXCLUDED.personal_details) AS d),"
+        " customer_claims = EXCLUDED.customer_claims,"
         " last_mood = EXCLUDED.last_mood, last_mood_at = EXCLUDED.last_mood_at,"
         " updated_at = now()",
-        (tenant_id, customer_id, s.tone, s.details, s.mood, s.ended_at),
+        (tenant_id, customer_id, s.tone, Jsonb(claims), s.mood, s.ended_at),
     )
 
 
@@ -385,7 +462,8 @@ async def merge_layers(conn: Conn, tenant_id: str, keep_id: str, merge_id: str) 
     """Fold ``merge_id``'s L1, L2 and L4 into ``keep_id``'s, inside the caller's transaction.
 
     L2 counters are added (first contact the earliest, last interaction the latest, open issues
-    recounted); L4 details are united and the latest mood kept; L1 contact data and channels are
+    recounted); L4 claims are united (deduplicated, the newest :data:`MAX_CLAIMS` kept) and the
+    latest mood kept; L1 contact data and channels are
     united. The merged customer's own rows go when its customer row is deleted (cascade).
     """
     p = {"t": tenant_id, "k": keep_id, "m": merge_id}
@@ -411,18 +489,21 @@ async def merge_layers(conn: Conn, tenant_id: str, keep_id: str, merge_id: str) 
         p,
     )
     await conn.execute(
-        "INSERT INTO memory_prefs AS m (tenant_id, customer_id, tone_pref, personal_details,"
-        " last_mood, last_mood_at) SELECT tenant_id, %(k)s, tone_pref, personal_details,"
+        "INSERT INTO memory_prefs AS m (tenant_id, customer_id, tone_pref, customer_claims,"
+        " last_mood, last_mood_at) SELECT tenant_id, %(k)s, tone_pref, customer_claims,"
         " last_mood, last_mood_at FROM memory_prefs WHERE tenant_id = %(t)s"
         " AND customer_id = %(m)s"
         " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
         " tone_pref = COALESCE(m.tone_pref, EXCLUDED.tone_pref),"
-        " personal_details = (SELECT COALESCE(array_agg(DISTINCT d), '{}') FROM"
-        "   unnest(m.personal_details || EXCLUDED.personal_details) AS d),"
+        " customer_claims = (SELECT COALESCE(jsonb_agg(c ORDER BY c->>'at'), '[]'::jsonb)"
+        "   FROM (SELECT c FROM (SELECT DISTINCT ON (lower(c->>'text')) c"
+        "     FROM jsonb_array_elements(m.customer_claims || EXCLUDED.customer_claims) AS c"
+        "     ORDER BY lower(c->>'text'), c->>'at' DESC) AS d"
+        "   ORDER BY c->>'at' DESC LIMIT %(cap)s) AS newest),"
         " last_mood = CASE WHEN EXCLUDED.last_mood_at > m.last_mood_at"
         "   OR m.last_mood_at IS NULL THEN EXCLUDED.last_mood ELSE m.last_mood END,"
         " last_mood_at = GREATEST(m.last_mood_at, EXCLUDED.last_mood_at)",
-        p,
+        {**p, "cap": MAX_CLAIMS},
     )
     await conn.execute(
         "UPDATE customers k SET"

@@ -3,7 +3,9 @@
  * sessionStorage; follows the handoff queue live (server-sent events over fetch, since
  * EventSource cannot send the key), shows a handoff's full panel, the customer's four memory
  * layers and sentiment trend, the conversation live, and resolves the handoff. Every value from
- * the server is set as text, never as HTML.
+ * the server is set as text, never as HTML. No key ever goes in a URL. What the customer said
+ * about themselves (L4 customerClaims) is shown as "customer says (date)", never as a fact. A
+ * feed that ends with an UNAUTHORIZED error (the key was revoked) or answers 401 signs out.
  */
 (function () {
   "use strict";
@@ -29,9 +31,12 @@
     return s.length > 220 ? s.slice(0, 217) + "…" : s;
   }
 
+  function Revoked() { this.name = "Revoked"; }
+
   // Server-sent events from a fetch response (with the key), until aborted.
   async function follow(path, onEvent, signal) {
     var r = await api(path, { signal: signal });
+    if (r.status === 401) throw new Revoked();
     if (!r.ok) throw new Error("feed " + path + ": " + r.status);
     var reader = r.body.getReader(), decoder = new TextDecoder(), buffer = "";
     for (;;) {
@@ -46,7 +51,10 @@
           if (line.indexOf("event:") === 0) ev = line.slice(6).trim();
           else if (line.indexOf("data:") === 0) data += line.slice(5).trim();
         });
-        if (data) onEvent(ev, JSON.parse(data));
+        if (!data) continue;
+        var parsed = JSON.parse(data);
+        if (ev === "error" && parsed.error && parsed.error.code === "UNAUTHORIZED") throw new Revoked();
+        onEvent(ev, parsed);
       }
     }
   }
@@ -54,7 +62,11 @@
   async function keepFollowing(path, onEvent, signal, onState) {
     for (var attempt = 0; !signal.aborted; attempt++) {
       try { onState && onState("live"); await follow(path, onEvent, signal); attempt = 0; }
-      catch (err) { if (signal.aborted) return; onState && onState("reconnecting…"); }
+      catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof Revoked) { signOut("This key was revoked or is no longer valid."); return; }
+        onState && onState("reconnecting…");
+      }
       await new Promise(function (ok) { setTimeout(ok, Math.min(5000, 500 * (attempt + 1))); });
     }
   }
@@ -113,6 +125,18 @@
     text($("trend-note"), label + " (−1 negative … +1 positive).");
   }
 
+  // The customer's own claims: their word, marked with its source and date, never a fact.
+  function claims(dl, list) {
+    dl.appendChild(make("dt", null, "customer says"));
+    if (!list || !list.length) { dl.appendChild(make("dd", null, "nothing")); return; }
+    list.slice().reverse().slice(0, 8).forEach(function (c) {
+      var dd = make("dd", "claim");
+      dd.appendChild(make("span", "says", "customer says" + (c.at ? " (" + String(c.at).slice(0, 10) + ")" : "") + ": "));
+      dd.appendChild(make("q", null, c.text));
+      dl.appendChild(dd);
+    });
+  }
+
   function layer(title, value) {
     var el = make("div", "layer");
     el.appendChild(make("h3", null, title));
@@ -125,6 +149,11 @@
       if (!value.length) dl.appendChild(make("dd", null, "none yet"));
     } else if (value && typeof value === "object") {
       Object.keys(value).slice(0, 12).forEach(function (k) {
+        if (k === "personalDetails") {  // the same claims as customerClaims, as text
+          if (!value.customerClaims && value[k]) claims(dl, [{ text: value[k] }]);
+          return;
+        }
+        if (k === "customerClaims") { claims(dl, value[k]); return; }
         dl.appendChild(make("dt", null, k));
         dl.appendChild(make("dd", null, short(value[k])));
       });
@@ -193,6 +222,10 @@
       var s = await api("/api/tenants/me/customers/" + encodeURIComponent(head.customer_id) + "/sentiment");
       if (s.ok) trend((await s.json()).data);
     } else {
+      var said = make("div", "layer");
+      said.appendChild(make("h3", null, "Customer says (their word, not on file)"));
+      var saidList = make("dl"); claims(saidList, (p.customer_says || []).slice().reverse());
+      said.appendChild(saidList); memory.appendChild(said);
       memory.appendChild(layer("Panel memory", p.memory));
       text($("trend-note"), "Unverified customer: no history to chart.");
     }
@@ -229,17 +262,26 @@
     await show(current.id);
   });
 
+  var feeds = [];  // AbortControllers of the open feeds
+
+  function signOut(message) {
+    feeds.forEach(function (f) { f.abort(); }); feeds = [];
+    if (conversation) { conversation.abort(); conversation = null; }
+    sessionStorage.removeItem(KEY); key = null;
+    text($("signin-error"), message);
+    $("signin").hidden = false; $("app").hidden = true;
+  }
+
   async function start() {
     var probe = await api("/api/tenants/me/handoffs?status=open&limit=1");
     if (!probe.ok) {
-      sessionStorage.removeItem(KEY);
-      text($("signin-error"), probe.status === 403 ? "This key cannot open the console (use an agent key)." : "Invalid key.");
-      $("signin").hidden = false; $("app").hidden = true;
+      signOut(probe.status === 403 ? "This key cannot open the console (use an agent key)." : "Invalid key.");
       return;
     }
     $("signin").hidden = true; $("app").hidden = false;
     text($("who"), "signed in · key " + key.slice(0, 6) + "…");
     var queueFeed = new AbortController();
+    feeds.push(queueFeed);
     keepFollowing("/api/tenants/me/handoffs/stream", function (ev, data) {
       if (ev === "queue") renderQueue(data);
     }, queueFeed.signal, function (state) { text($("queue-state"), state); });
