@@ -32,8 +32,14 @@ class TenantCORSMiddleware(CORSMiddleware):
             app,
             allow_origins=(),
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "x-api-key", "last-event-id"],
-            expose_headers=["Content-Location", "Location", "Retry-After"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "x-api-key",
+                "last-event-id",
+                "x-visitor-token",
+            ],
+            expose_headers=["Content-Location", "Location", "Retry-After", "X-Visitor-Token"],
             max_age=600,
         )
         self._state = state
