@@ -261,6 +261,14 @@ async def test_the_cli_lists_and_revokes_keys(
     assert unknown.returncode == 2 and "NOT_FOUND" in unknown.stderr
 
 
+async def _revoke_by_hand(services: Services, key: str) -> None:
+    """Revoke a key in SQL, the one write ``revoke_api_key`` makes (the route and CLI: above)."""
+    async with services.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE key_hash = %s", (hash_key(key),)
+        )
+
+
 async def _read_until_end(response: httpx.Response, events: list[str]) -> None:
     async for line in response.aiter_lines():
         if line.startswith("event:"):
@@ -271,7 +279,6 @@ async def test_a_revoked_keys_open_console_streams_end_within_5_s(
     served: tuple[str, FastAPI], services: Services, agent: Agent
 ) -> None:
     base, _ = served
-    owner = await create_api_key(services, "retail", "secret")
     console = await create_api_key(services, "retail", "agent")
     session = new_session()
     await say(agent, session, "hello, I have a question about shipping")
@@ -291,8 +298,7 @@ async def test_a_revoked_keys_open_console_streams_end_within_5_s(
             await asyncio.sleep(2.5)  # the feeds run; the key is checked and still valid
             assert not any(r.done() for r in readers)
             assert events[0] == ["queue"] and set(events[1]) == {"message"}
-            r = await http.delete(f"{API}/keys/{console[:PREFIX_LEN]}", headers=auth(owner))
-            assert r.status_code == 200
+            await _revoke_by_hand(services, console)  # as the route and the CLI do
             revoked_at = time.monotonic()
             await asyncio.wait_for(asyncio.gather(*readers), timeout=5.0)
             assert time.monotonic() - revoked_at < 5.0
@@ -308,15 +314,13 @@ async def test_the_mcp_mount_refuses_a_revoked_key(
     served: tuple[str, FastAPI], services: Services
 ) -> None:
     base, _ = served
-    owner = await create_api_key(services, "retail", "secret")
     key = await create_api_key(services, "retail", "agent")
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     accept = {"Accept": "application/json, text/event-stream"}
     async with httpx.AsyncClient(base_url=base) as http:
         r = await http.post("/mcp/", json=body, headers={**accept, **auth(key)})
         assert r.status_code == 200, r.text
-        r = await http.delete(f"{API}/keys/{key[:PREFIX_LEN]}", headers=auth(owner))
-        assert r.status_code == 200
+        await _revoke_by_hand(services, key)
         r = await http.post("/mcp/", json=body, headers={**accept, **auth(key)})
         assert r.status_code == 401
 
@@ -344,10 +348,7 @@ async def test_until_revoked_ends_a_stream_waiting_for_its_next_event(services: 
     task = asyncio.create_task(consume())
     await asyncio.sleep(0.6)
     assert got == ["first"] and not task.done()
-    async with services.pool.connection() as conn:
-        await conn.execute(
-            "UPDATE api_keys SET revoked_at = now() WHERE key_hash = %s", (hash_key(key),)
-        )
+    await _revoke_by_hand(services, key)
     await asyncio.wait_for(task, timeout=2.0)
     assert got == ["first", "revoked"] and closed.is_set()
 
@@ -399,12 +400,12 @@ async def test_claims_are_marked_checked_against_the_file_and_capped(
         "I'm available after 5pm on weekdays.",
     ])  # fmt: skip
     profile = (await api.get(f"{API}/customers/{cust['id']}", headers=auth(key))).json()
+    for planted in ("planted@", "010 7777"):  # contact details not on file: never stored
+        assert planted not in json.dumps(profile), planted
     l4 = profile["memory"]["l4_prefs_mood"]
     texts = [c["text"] for c in l4["customerClaims"]]
     assert any("prefer email" in t for t in texts)
     assert any("available after 5pm" in t for t in texts)
-    for planted in ("planted@", "010 7777"):  # contact details not on file: never stored
-        assert planted not in json.dumps(profile), planted
     for claim in l4["customerClaims"]:
         assert claim["source"] == "customer"
         assert datetime.fromisoformat(claim["at"]).date() == datetime.now(UTC).date()
