@@ -7,7 +7,9 @@ uvicorn server (``served``), the CLI runs as a subprocess on the test database.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from fastapi import FastAPI
 
 from support_agent.api.app import create_app
 from support_agent.api.streams import until_revoked
+from support_agent.cli import log_config
 from support_agent.conversation import Agent
 from support_agent.memory_store.consolidation import apply_batch, prepare
 from support_agent.memory_store.extract import MAX_CLAIMS, claims_on_file, contact_details
@@ -440,3 +443,19 @@ async def test_the_demo_page_takes_no_key_in_its_url(api: httpx.AsyncClient) -> 
         assert r.status_code == 422, query
     console = (await api.get("/console.js")).text
     assert "new EventSource" not in console and "?key=" not in console
+
+
+def test_the_access_log_masks_a_key_or_token_sent_in_a_url() -> None:
+    """A stale link with ``?key=`` still reaches uvicorn: its access log line must not hold it."""
+    config = log_config("INFO")
+    assert config["loggers"]["uvicorn.access"]["filters"] == ["redact_url_secrets"]
+    module, _, name = config["filters"]["redact_url_secrets"]["()"].rpartition(".")
+    redact = getattr(importlib.import_module(module), name)()
+    path = "/widget/demo?channel=web&key=pk_SeCrEt123&token=eyJhbGciOi.x.y"
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1,
+                               '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", path, "1.1", 422), None)  # fmt: skip
+    assert redact.filter(record)
+    line = record.getMessage()
+    assert "pk_SeCrEt123" not in line and "eyJhbGciOi" not in line
+    assert "/widget/demo?channel=web&key=***&token=***" in line

@@ -12,6 +12,7 @@ import json
 import logging
 import logging.config
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,26 @@ class _KeyValueFormatter(logging.Formatter):
         base = super().format(record)
         extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
         return base + "".join(f" {k}={v}" for k, v in extras.items())
+
+
+class _RedactUrlSecrets(logging.Filter):
+    """Mask credentials sent in a query string (``?key=…``, ``?token=…``) in access log lines.
+
+    No route takes a key or token in its URL (a URL lands in logs and history); a client that
+    still sends one anyway must not have it written to uvicorn's access log.
+    """
+
+    _SECRET = re.compile(
+        r"(?i)([?&](?:key|api_key|apikey|token|access_token|customer_token|secret)=)[^&\s\"]*"
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's string arguments (uvicorn passes the path as one); keep it."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._SECRET.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
 
 
 #: Loggers that say too much at INFO; shown from WARNING on.
@@ -57,6 +78,7 @@ def log_config(level: str) -> dict[str, Any]:
                 "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
             }
         },
+        "filters": {"redact_url_secrets": {"()": f"{__name__}._RedactUrlSecrets"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "kv"}},
         "root": {"level": name, "handlers": ["stderr"]},
         "loggers": {
@@ -64,7 +86,12 @@ def log_config(level: str) -> dict[str, Any]:
             # uvicorn's loggers carry their own handlers by default: here they go to the root's
             "uvicorn": {"level": name, "handlers": [], "propagate": True},
             "uvicorn.error": {"level": name, "handlers": [], "propagate": True},
-            "uvicorn.access": {"level": name, "handlers": [], "propagate": True},
+            "uvicorn.access": {
+                "level": name,
+                "handlers": [],
+                "propagate": True,
+                "filters": ["redact_url_secrets"],
+            },
             # a warning on every LangSmith client ("Run compression is not enabled")
             "langsmith.client": {"level": "ERROR"},
         },
