@@ -114,16 +114,17 @@ async def test_widget_to_console_to_next_session(
     agent_key = await create_api_key(services, "retail", "agent")
     cust = await customer_with(services, "pending")
     order_id = str(cust["order_id"])
+    now = int(time.time())  # the longest a customer token may live: one hour
     token = jwt.encode(
-        {"sub": cust["id"], "aud": "retail", "exp": time.time() + 3600},
+        {"sub": cust["id"], "aud": "retail", "iat": now, "exp": now + 3600},
         os.environ[WIDGET_SECRET_ENV],
     )
     name = f"{cust['first_name']} {cust['last_name']}"
     errors: list[str] = []
     # two earlier conversations (ended, so each has a sentiment) for the console's trend chart
     secret = await create_api_key(services, "retail")
-    async with httpx.AsyncClient(
-        base_url=api, headers={"Authorization": f"Bearer {secret}"}
+    async with httpx.AsyncClient(  # a cold process's first turns take seconds on a busy machine
+        base_url=api, headers={"Authorization": f"Bearer {secret}"}, timeout=60
     ) as http:
         for words in ("thanks, that is great, you are very helpful", "this is annoying and slow"):
             first = await http.post(

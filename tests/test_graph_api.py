@@ -262,7 +262,9 @@ async def test_widget_key_is_chat_only_with_public_state(
             "/v1/chat", json={"message": "hi", "customer": {"email": cust["email"]}}
         )
         assert r.status_code == 403, r.text  # nor on /v1/chat
-        tid = (await http.post("/threads", json={})).json()["thread_id"]
+        created = (await http.post("/threads", json={})).json()
+        tid = created["thread_id"]
+        http.headers["X-Visitor-Token"] = created["visitor_token"]  # the thread is this visitor's
         # a widget cannot claim an identity; it sends the site's signed token
         r = await http.post(
             f"/threads/{tid}/runs/wait",
@@ -270,7 +272,9 @@ async def test_widget_key_is_chat_only_with_public_state(
                   "identity": {"email": str(cust["email"])}}},
         )  # fmt: skip
         assert r.status_code == 403, r.text
-        forged = jwt.encode({"sub": cust["id"], "aud": "retail", "exp": time.time() + 60}, "x" * 32)
+        now = int(time.time())
+        forged = jwt.encode({"sub": cust["id"], "aud": "retail", "iat": now, "exp": now + 60},
+                            "x" * 32)  # fmt: skip
         r = await http.post(
             f"/threads/{tid}/runs/wait",
             json={"assistant_id": "support_agent", "input": _user("where is my order?"),
@@ -278,7 +282,7 @@ async def test_widget_key_is_chat_only_with_public_state(
         )  # fmt: skip
         assert r.status_code == 401, r.text
         token = jwt.encode(
-            {"sub": cust["id"], "aud": "retail", "exp": time.time() + 60},
+            {"sub": cust["id"], "aud": "retail", "iat": now, "exp": now + 60},
             os.environ[WIDGET_SECRET_ENV],
         )
         r = await http.post(
