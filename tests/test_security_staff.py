@@ -323,6 +323,9 @@ async def test_the_mcp_mount_refuses_a_revoked_key(
     async with httpx.AsyncClient(base_url=base) as http:
         r = await http.post("/mcp/", json=body, headers={**accept, **auth(key)})
         assert r.status_code == 200, r.text
+        # no stream can outlive the key: the standalone server-to-client stream is not offered
+        stream = await http.get("/mcp/", headers={"Accept": "text/event-stream", **auth(key)})
+        assert stream.status_code == 405
         await _revoke_by_hand(services, key)
         r = await http.post("/mcp/", json=body, headers={**accept, **auth(key)})
         assert r.status_code == 401

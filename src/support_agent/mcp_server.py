@@ -7,7 +7,9 @@ with 403) is checked by the SDK's own bearer middleware (:class:`ApiKeyVerifier`
 tenant. Every tool reads only that tenant's data. The key is verified on every HTTP request
 against ``api_keys`` (nothing is cached, the SDK keeps no session: ``stateless_http``), so a
 revoked key is refused (401) on its next call; answers are single JSON bodies
-(``json_response``), so no tool result is ever delivered on a long-lived stream.
+(``json_response``), so no tool result is ever delivered on a long-lived stream, and the
+standalone server-to-client stream (``GET /mcp/``), which a stateless server never uses, is
+refused with 405 (as the MCP transport allows), so no stream can outlive its key.
 
 Tools (typed arguments; results trimmed and paginated: ``{"items", "total", "next_offset"}``
 for lists, ``next_offset`` ``None`` on the last page):
@@ -37,6 +39,9 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.fastmcp import FastMCP
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl, Field
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from support_agent.errors import NotFoundError, UnauthorizedError
 from support_agent.handoff import list_handoffs
@@ -178,6 +183,37 @@ class ApiKeyVerifier(TokenVerifier):
         return AccessToken(token=token, client_id=principal.tenant_id, scopes=scopes)
 
 
+class _NoStandaloneStream:
+    """ASGI middleware: ``GET`` (the standalone SSE stream) answers 405 ``Allow: POST``.
+
+    A stateless server sends nothing on that stream, but it would stay open as long as the client
+    wished, past its key's revocation.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            body = {"error": {"code": "METHOD_NOT_ALLOWED",
+                              "message": "no server-to-client stream: POST requests"}}  # fmt: skip
+            await JSONResponse(body, status_code=405, headers={"Allow": "POST"})(
+                scope, receive, send
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+class _StatelessMCP(FastMCP[Any]):
+    """FastMCP whose HTTP app offers no standalone stream (:class:`_NoStandaloneStream`)."""
+
+    def streamable_http_app(self) -> Starlette:
+        """The SDK's app, with ``GET`` refused."""
+        app = super().streamable_http_app()
+        app.add_middleware(_NoStandaloneStream)
+        return app
+
+
 def build_mcp(tools: CustomerTools, *, http: bool) -> FastMCP[Any]:
     """The FastMCP server with the Customer 360 tools.
 
@@ -196,7 +232,7 @@ def build_mcp(tools: CustomerTools, *, http: bool) -> FastMCP[Any]:
                 required_scopes=[MCP_SCOPE],
             ),
         }
-    mcp: FastMCP[Any] = FastMCP(
+    mcp: FastMCP[Any] = _StatelessMCP(
         "support-agent customer 360",
         instructions="Read-only Customer 360 of the support agent's tenant: customers, orders or"
         " holdings, interactions, the four memory layers, past resolutions, offers and the"
