@@ -207,6 +207,7 @@ async def run_turn(
     session_id: str | None = None,
     identity: dict[str, str] | None = None,
     message_id: str | None = None,
+    client: str | None = None,
 ) -> TurnResult:
     """Run the graph for one customer message.
 
@@ -234,6 +235,8 @@ async def run_turn(
             ``name`` + ``zip``).
         message_id: the client's id of this message (idempotency key, 1-100 characters of
             letters, digits, ``-``, ``_``; unique within the session); ``None``: no replay.
+        client: the client's address as the API saw it (verification attempts are limited per
+            address); ``None``: not known (CLI, tests).
 
     Raises:
         NotFoundError: unknown tenant.
@@ -251,6 +254,7 @@ async def run_turn(
     async for mode, chunk in stream_turn(
         agent, tenant_id=tenant_id, channel=channel, session_id=session_id, message=message,
         identity=identity, message_id=message_id, stream_mode=("updates", "values"),
+        client=client,
     ):  # fmt: skip
         trace.add(mode, chunk)
     return trace.result(session_id)
@@ -306,6 +310,7 @@ async def stream_turn(
     verified_customer_id: str | None = None,
     message_id: str | None = None,
     stream_mode: Sequence[StreamMode] = ("updates", "values"),
+    client: str | None = None,
 ) -> AsyncIterator[tuple[str, Any]]:
     """Run one turn and yield what the graph streams, as ``(mode, chunk)`` pairs.
 
@@ -330,6 +335,7 @@ async def stream_turn(
             ``values`` chunk, and an ``updates`` chunk with ``__interrupt__`` when it awaits
             consent) and the graph does not run.
         stream_mode: LangGraph stream modes (``values``, ``updates``, ``messages``, ``custom``).
+        client: the client's address as the API saw it (verification limits per address).
 
     Yields:
         ``(mode, chunk)``: LangGraph's multi-mode stream items; a ``values`` chunk is the whole
@@ -369,7 +375,8 @@ async def stream_turn(
                 yield "updates", {"__interrupt__": saved.interrupts}
             return
         channel = await _open_session(agent, deps, tenant_id, session_id, channel)
-        context = Context(tenant_id=tenant_id, channel=channel, session_id=session_id, deps=deps)
+        context = Context(tenant_id=tenant_id, channel=channel, session_id=session_id, deps=deps,
+                          client=client)  # fmt: skip
         pending = bool(saved.interrupts)
         graph_input: Any = {
             "messages": [HumanMessage(message or "", id=message_id)],

@@ -224,7 +224,8 @@ async def pick_bank_customer(services: Services, *, any_fee: bool = False) -> di
     and the scenario still ends in the warm handoff.
 
     Returns:
-        ``{"id", "email", "first_name", "transaction_id", "description", "amount", "date"}``.
+        ``{"id", "email", "date_of_birth", "first_name", "transaction_id", "description",
+        "amount", "date"}``.
 
     Raises:
         RuntimeError: no customer fits (the bank data is not loaded, or every fee is disputed).
@@ -249,7 +250,8 @@ async def pick_bank_customer(services: Services, *, any_fee: bool = False) -> di
                 ), ranked AS (
                     SELECT customer_id, count(*) AS n FROM fees GROUP BY customer_id
                 )
-                SELECT c.id, c.email, c.first_name, f.id AS transaction_id, f.description,
+                SELECT c.id, c.email, c.date_of_birth, c.first_name, f.id AS transaction_id,
+                       f.description,
                        -f.amount AS amount, f.occurred_on AS date
                 FROM ranked r JOIN customers c ON c.tenant_id = %(t)s AND c.id = r.customer_id
                 JOIN LATERAL (SELECT * FROM fees WHERE customer_id = r.customer_id
@@ -275,7 +277,8 @@ async def pick_bank_customer(services: Services, *, any_fee: bool = False) -> di
 async def run_bank_demo(agent: Agent) -> int:
     """The bank scenario: a disputed fee, growing frustration, a resolution and a warm handoff.
 
-    A real Rho-Bank customer verifies by email and questions a fee from their statement; the
+    A real Rho-Bank customer verifies with two facts on file (email and date of birth, the bank's
+    policy) and questions a fee from their statement; the
     policy engine approves a dispute once they confirm, and it is filed on the systems of record.
     The customer then grows angry about the fees; the frustration trigger hands them to a human
     with the whole panel pre-loaded. Returns 0 when the dispute exists in the CRM or the customer
@@ -289,7 +292,7 @@ async def run_bank_demo(agent: Agent) -> int:
     session = f"demo-{uuid.uuid4().hex[:8]}-bank"
     results: list[TurnResult] = []
     messages = (
-        f"Hi, my email is {cust['email']}",
+        f"Hi, my email is {cust['email']} and my date of birth is {cust['date_of_birth']:%m/%d/%Y}",
         f"Why was I charged a {fee} fee on {cust['date']:%b %d}? That doesn't look right to me.",
         "yes",
         "And there are more of these fees every week. This is ridiculous, I'm fed up with it.",

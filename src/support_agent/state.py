@@ -441,6 +441,7 @@ class Identification(TypedDict, total=False):
         new: verified on this turn.
         asks: the facts still needed (``partial``, ``failed``), as the policy names them.
         code_offered: a one-time code may be part of the answer.
+        fresh: this message gave verification facts (or asked for a new code).
     """
 
     status: Literal["authenticated", "partial", "failed", "locked", "missing", "conflict"]
@@ -448,6 +449,7 @@ class Identification(TypedDict, total=False):
     new: bool
     asks: list[str]
     code_offered: bool
+    fresh: bool
 
 
 class VerificationProgress(TypedDict, total=False):

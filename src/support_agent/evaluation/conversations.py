@@ -33,6 +33,7 @@ from support_agent.evaluation.world import (
 )
 from support_agent.memory_store.erasure import erase_customer
 from support_agent.memory_store.hot import refresh_features
+from support_agent.verification.codes import wait_for_sends
 from support_agent.verticals.bank.loader import load_bank_crm
 from support_agent.verticals.retail.loader import load_retail, read_db
 
@@ -120,7 +121,9 @@ async def run_task(
     writes = [c for c in calls if c["name"] in WRITE_TOOLS]
     user_id = task_user(task, db)
     await reset_customer(agent, tenant_id, user_id, source)
-    customer = ScriptedCustomer(task, db, user_id)
+    settings = agent.services.settings
+    mailbox = settings.code_outbox or settings.data_dir / "outbox" / "codes.jsonl"
+    customer = ScriptedCustomer(task, db, user_id, mailbox)
     transcript: list[dict[str, Any]] = []
     session: str | None = None
     handed_off = False
@@ -139,6 +142,10 @@ async def run_task(
         return result
 
     result = await say(customer.identify())
+    if "6-digit code" in result.reply:  # verified by the code sent to the email on file
+        await wait_for_sends()
+        if (code := customer.code()) is not None:
+            result = await say(f"The code is {code}.")
     consents: list[dict[str, Any]] = []
     for n, call in enumerate(writes):
         if handed_off or turns >= MAX_TURNS:

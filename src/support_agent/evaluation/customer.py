@@ -1,18 +1,22 @@
 """A scripted customer (no LLM) for τ²-bench retail tasks.
 
 It speaks from the task, as a customer would: it identifies with what the task says it knows
-(email, or name and zip, or user id and zip), states each request the task expects in plain
-English (order id, product names, the options it wants, the payment method by its everyday
-name, the reason), answers the agent's questions from the same facts, asks the questions the
-task's reason for calling contains, and says "yes" only when the agent proposes exactly the next
-expected write ("no" otherwise). It never sees the agent's internals beyond what a chat client
-gets: the reply and the pending approval's action and arguments.
+(email, or name and zip, or user id and zip; when the agent sends a one-time code to the email
+on file, it reads the code from its mailbox, the development sender's outbox), states each
+request the task expects in plain English (order id, product names, the options it wants, the
+payment method by its everyday name, the reason), answers the agent's questions from the same
+facts, asks the questions the task's reason for calling contains, and says "yes" only when the
+agent proposes exactly the next expected write ("no" otherwise). It never sees the agent's
+internals beyond what a chat client gets: the reply and the pending approval's action and
+arguments.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _REASONS = {
@@ -100,11 +104,14 @@ class ScriptedCustomer:
         task: the τ² task (``user_scenario``, ``evaluation_criteria``).
         db: the τ² retail database before the task.
         user_id: the task's customer.
+        mailbox: the one-time code sender's outbox (``CODE_SENDER=file``): the customer's
+            inbox, where codes sent to their email arrive.
     """
 
     task: dict[str, Any]
     db: dict[str, Any]
     user_id: str
+    mailbox: Path | None = None
 
     @property
     def user(self) -> dict[str, Any]:
@@ -122,6 +129,18 @@ class ScriptedCustomer:
         if self.user_id in known:
             return f"Hi, my user id is {self.user_id} and my zip code is {zip_code}."
         return f"Hi, I'm {first} {last}, zip code {zip_code}."
+
+    def code(self) -> str | None:
+        """The newest one-time code in the customer's mailbox (sent to their email), if any."""
+        if self.mailbox is None or not self.mailbox.exists():
+            return None
+        email = str(self.user["email"]).lower()
+        codes = [
+            str(m["code"])
+            for line in self.mailbox.read_text(encoding="utf-8").splitlines()
+            if line and (m := json.loads(line))["to"] == email
+        ]
+        return codes[-1] if codes else None
 
     def _line_name(self, order: dict[str, Any], item_id: str, detailed: bool) -> str:
         line = next(i for i in order["items"] if i["item_id"] == item_id)
@@ -192,6 +211,8 @@ class ScriptedCustomer:
         text = reply.lower()
         if "?" not in reply or asked_before >= 3:
             return None
+        if "6-digit code" in text and (code := self.code()) is not None:
+            return f"The code is {code}."
         if re.search(r"\b(email|zip|verify|identify|who you are)\b", text):
             return self.identify()
         if call is None:

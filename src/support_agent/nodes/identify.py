@@ -73,7 +73,8 @@ async def _first(this: Turn, given: dict[str, str], trusted: dict[str, str]) -> 
                            request=request, trusted=trusted)  # fmt: skip
     update: dict[str, Any] = {"verification": verdict.progress}
     ident: dict[str, Any] = {"status": verdict.status, "detail": "", "asks": verdict.asks,
-                             "code_offered": verdict.code_offered}  # fmt: skip
+                             "code_offered": verdict.code_offered,
+                             "fresh": verdict.fresh}  # fmt: skip
     if verdict.status == "authenticated":
         update.update(customer_id=verdict.customer_id, authenticated=True,
                       auth_method=verdict.way, verified_for=verdict.scopes)  # fmt: skip

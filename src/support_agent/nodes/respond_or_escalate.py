@@ -380,6 +380,13 @@ async def respond_or_escalate(state: State, runtime: Runtime[Context]) -> dict[s
     draft = await _dispatch(this)
     if draft.decision in ("respond", "confirm"):
         draft = replace(draft, reply=_greeting(this) + draft.reply)
+    ident = state.get("identification") or {}
+    if (
+        ident.get("fresh")
+        and ident.get("status") in ("partial", "failed", "locked")
+        and draft.decision not in ("ask_identification", "escalate")
+    ):  # facts given with a general question: both are answered
+        draft = replace(draft, reply=draft.reply + " " + _verification_ask(this))
     if (replaced := state.get("superseded")) is not None:
         draft = replace(
             draft, reply=templates.superseded(_proposal_words(this, replaced)) + draft.reply

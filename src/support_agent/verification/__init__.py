@@ -76,6 +76,7 @@ class Verdict:
         scopes: the scopes verified (``account_data``, ``writes``, ``memory``).
         asks: the facts still needed (``partial``), nearest ways first.
         code_offered: a one-time code is part of what the customer may answer with.
+        fresh: this message gave facts (or asked for a new code).
         progress: the new ``verification`` entry of the state.
     """
 
@@ -85,6 +86,7 @@ class Verdict:
     scopes: list[str] = field(default_factory=list)
     asks: list[str] = field(default_factory=list)
     code_offered: bool = False
+    fresh: bool = False
     progress: dict[str, Any] = field(default_factory=dict)
 
 
@@ -119,8 +121,13 @@ async def load_record(services: Services, tenant_id: str, customer_id: str) -> R
     async with services.pool.connection() as conn:
         row = await (
             await conn.execute(
-                "SELECT id, first_name, last_name, email, phone, zip, date_of_birth, address"
-                " FROM customers WHERE tenant_id = %s AND id = %s",
+                "SELECT c.id, c.first_name, c.last_name, c.email, c.phone, c.zip,"
+                " c.date_of_birth, c.address,"
+                " array_agg(i.value) FILTER (WHERE i.kind = 'email') AS emails,"
+                " array_agg(i.value) FILTER (WHERE i.kind = 'phone') AS phones"
+                " FROM customers c LEFT JOIN customer_identities i ON i.tenant_id = c.tenant_id"
+                " AND i.customer_id = c.id AND i.source = 'record' AND i.kind IN ('email', 'phone')"
+                " WHERE c.tenant_id = %s AND c.id = %s GROUP BY c.tenant_id, c.id",
                 (tenant_id, customer_id),
             )
         ).fetchone()
@@ -134,12 +141,19 @@ async def load_record(services: Services, tenant_id: str, customer_id: str) -> R
         customer_id=str(row["id"]),
         first_name=str(row["first_name"] or ""),
         last_name=str(row["last_name"] or ""),
-        email=row["email"],
-        phone="".join(ch for ch in (row["phone"] or "") if ch.isdigit()) or None,
+        emails=frozenset(e for e in [row["email"], *(row["emails"] or [])] if e),
+        phones=frozenset(
+            d for p in [row["phone"], *(row["phones"] or [])] if (d := _digits(p or ""))
+        ),
         zip=row["zip"],
+        email=row["email"],
         date_of_birth=row["date_of_birth"],
         address_words=address_words(line),
     )
+
+
+def _digits(phone: str) -> str:
+    return "".join(ch for ch in phone if ch.isdigit())
 
 
 async def _by_birth_date(services: Services, tenant_id: str, dates: tuple[date, ...]) -> list[str]:
@@ -188,12 +202,15 @@ async def _offer_code(
     uses_code = any("one_time_code" in w for w in a.policy.all_ways().values())
     if not (uses_code and "email" in a.policy.code_to and (given.email or resend)):
         return False
-    typed = given.email.strip().lower() if given.email else (candidate and candidate.email)
-    if candidate is None or candidate.email != typed:
+    typed = given.email.strip().lower() if given.email else None
+    to = (typed if typed in candidate.emails else None) if candidate and typed else None
+    if candidate is not None and resend and not typed:
+        to = candidate.email
+    if candidate is None or to is None:
         await recent_failures(a.services, a.tenant_id, customer_id="", client=None)
-    elif candidate.email:
+    else:
         sent = await issue_code(a.services, a.tenant_id, a.session_id, candidate.customer_id,
-                                "email", candidate.email, ttl_s=a.policy.code_ttl_s,
+                                "email", to, ttl_s=a.policy.code_ttl_s,
                                 per_hour=a.policy.codes_per_hour)  # fmt: skip
         if sent:
             await record_attempt(a.services, a.tenant_id, a.session_id, a.channel,
@@ -230,17 +247,19 @@ async def verify(
     for fact, customer_id in (trusted or {}).items():
         if customer_id and policy.way_for({fact}) is not None:
             return await _verified(a, customer_id, {fact}, [fact], prior)
-    if prior.get("locked"):
-        return Verdict("locked", progress=prior)
     given = given_in(text, request)
     kinds = given_kinds(given, text)
+    if prior.get("locked"):
+        return Verdict("locked", fresh=bool(kinds), progress=prior)
     code_offered = bool(prior.get("code_offered"))
     if not code_offered:
         kinds.discard("one_time_code")  # six digits with no code sent are something else
-    code_owner = None
+    code_owner, code_proves = None, set()
     if "one_time_code" in kinds and given.code:
-        code_owner = await check_code(a.services, a.tenant_id, a.session_id, given.code,
-                                      max_tries=policy.code_tries)  # fmt: skip
+        checked = await check_code(a.services, a.tenant_id, a.session_id, given.code,
+                                   max_tries=policy.code_tries)  # fmt: skip
+        if checked is not None:  # the code proves the contact on file it was sent to
+            code_owner, code_proves = checked[0], {"one_time_code", checked[1]}
     candidate_id = prior.get("candidate")
     ids = await _candidates(a, given, candidate_id)
     if code_owner and code_owner not in ids:
@@ -252,7 +271,7 @@ async def verify(
     for record in records:
         proven, wrong = matching(record, given)
         if code_owner == record.customer_id:
-            proven.add("one_time_code")
+            proven |= code_proves
         if record.customer_id == candidate_id:
             proven |= before - wrong
         if policy.way_for(proven) is not None and not wrong:
@@ -280,7 +299,7 @@ async def verify(
     if best[1] is None and candidate_id is None:
         progress["candidate"], progress["proven"] = None, []
     return Verdict("partial", asks=policy.missing_for(every_given), code_offered=offered,
-                   progress=progress)  # fmt: skip
+                   fresh=bool(kinds) or resend, progress=progress)  # fmt: skip
 
 
 async def _verified(
@@ -308,14 +327,16 @@ async def _failed(
     locked = failures >= a.policy.max_failures or (
         a.client is not None and by_client >= a.policy.client_max_failures
     )
+    # a new attempt starts from nothing; a code already sent stays usable (its tries are counted)
     progress: dict[str, Any] = {"failures": failures, "locked": locked, "candidate": None,
-                                "proven": [], "given": [], "code_offered": False}  # fmt: skip
+                                "proven": [], "given": [],
+                                "code_offered": bool(prior.get("code_offered"))}  # fmt: skip
     if locked:
         await record_attempt(a.services, a.tenant_id, a.session_id, a.channel,
                              customer_id=pointed, factors=factors, result="locked",
                              client=a.client)  # fmt: skip
-        return Verdict("locked", progress=progress)
-    return Verdict("failed", asks=a.policy.missing_for(set()), progress=progress)
+        return Verdict("locked", fresh=True, progress=progress)
+    return Verdict("failed", asks=a.policy.missing_for(set()), fresh=True, progress=progress)
 
 
 async def verifies_other(a: Attempt, text: str, current: str) -> bool:

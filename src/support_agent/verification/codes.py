@@ -201,19 +201,20 @@ async def issue_code(
 
 async def check_code(
     services: Services, tenant_id: str, session_id: str, code: str, *, max_tries: int
-) -> str | None:
-    """The customer a code typed in this session proves, or ``None``.
+) -> tuple[str, Channel] | None:
+    """The customer a code typed in this session proves, and where the code went, or ``None``.
 
     The session's live code (unused, unexpired, under ``max_tries`` wrong entries) is compared in
     constant time; a match is used up, a miss counts a try.
 
     Returns:
-        The customer id the code was issued for, or ``None`` (no live code, or a wrong one).
+        ``(customer id, "email" | "phone")``: the customer the code was issued for and the
+        contact on file it proves the customer holds; ``None``: no live code, or a wrong one.
     """
     async with services.pool.connection() as conn, conn.transaction():
         row = await (
             await conn.execute(
-                "SELECT id, customer_id, salt, code_hash FROM verification_codes"
+                "SELECT id, customer_id, channel, salt, code_hash FROM verification_codes"
                 " WHERE tenant_id = %s AND session_id = %s AND used_at IS NULL"
                 " AND expires_at > now() AND tries < %s"
                 " ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
@@ -226,7 +227,7 @@ async def check_code(
             await conn.execute(
                 "UPDATE verification_codes SET used_at = now() WHERE id = %s", (row["id"],)
             )
-            return str(row["customer_id"])
+            return str(row["customer_id"]), row["channel"]
         await conn.execute(
             "UPDATE verification_codes SET tries = tries + 1 WHERE id = %s", (row["id"],)
         )

@@ -134,7 +134,10 @@ class Record:
     Attributes:
         customer_id: the customer.
         first_name, last_name: the name on file.
-        email, phone: the contact details on file (normalised; ``None`` when absent).
+        emails, phones: the contact details on file (normalised): the customer row's and the
+            identities the systems of record hold (``source = 'record'``: loaded, or moved by an
+            owner's merge); never one a staff member linked.
+        email: the customer row's email (where a code asked for again goes).
         zip: the zip code on file.
         date_of_birth: the date of birth on file.
         address_words: the postal address on file as lower-cased words (house number, street,
@@ -144,11 +147,12 @@ class Record:
     customer_id: str
     first_name: str
     last_name: str
-    email: str | None
-    phone: str | None
+    emails: frozenset[str]
+    phones: frozenset[str]
     zip: str | None
-    date_of_birth: date | None
-    address_words: tuple[str, ...]
+    email: str | None = None
+    date_of_birth: date | None = None
+    address_words: tuple[str, ...] = ()
 
 
 #: Street-type words and their common abbreviations (one canonical form each).
@@ -204,10 +208,10 @@ def matching(record: Record, given: Given) -> tuple[set[str], set[str]]:
         (proven if ok else wrong).add(kind)
 
     if given.email:
-        check("email", record.email is not None and given.email.strip().lower() == record.email)
+        check("email", given.email.strip().lower() in record.emails)
     if given.phone:
         digits = re.sub(r"\D", "", given.phone)[-10:]
-        check("phone", record.phone is not None and digits == record.phone[-10:])
+        check("phone", len(digits) == 10 and any(p[-10:] == digits for p in record.phones))
     if given.customer_id:
         check("customer_id", given.customer_id.strip().lower() == record.customer_id.lower())
     if given.zip:
