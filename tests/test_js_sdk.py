@@ -2,7 +2,8 @@
 
 ``tests/js/sdk_flow.mjs`` runs against the API served by uvicorn: a thread, a streamed
 multi-turn conversation with a real retail customer, state and history, the consent interrupt
-approved with ``command.resume``, a cancelled run, and a bank thread it must not see. The SDK is
+approved with ``command.resume``, a cancelled run, a bank thread it must not see, and a widget
+key's thread run with its visitor token as the client's default header (404 without it). The SDK is
 pinned in ``tests/js/package-lock.json``; ``make test`` runs ``npm ci`` there when needed.
 """
 
@@ -52,6 +53,7 @@ async def test_official_js_sdk(served: tuple[str, Any], services: Services) -> N
     await _ensure_sdk()
     base, _ = served
     key = await create_api_key(services, "retail")
+    widget_key = await create_api_key(services, "retail", "widget")
     cust = await customer_with(services, "pending")
     order_id = str(cust["order_id"])
     blocked = f"js-{uuid.uuid4().hex}"
@@ -64,7 +66,7 @@ async def test_official_js_sdk(served: tuple[str, Any], services: Services) -> N
     assert bank_key  # the bank thread belongs to a tenant with its own keys
     env = {**os.environ, "API_URL": base, "API_KEY": key, "EMAIL": str(cust["email"]),
            "ORDER_ID": order_id, "BLOCKED_THREAD": blocked,
-           "OTHER_TENANT_THREAD": bank_thread}  # fmt: skip
+           "OTHER_TENANT_THREAD": bank_thread, "WIDGET_KEY": widget_key}  # fmt: skip
     env.pop("LANGSMITH_API_KEY", None)
     env.pop("LANGGRAPH_API_KEY", None)
     other = ThreadLocks(services.locks._conninfo, wait_s=5)  # noqa: SLF001 - another process
@@ -95,3 +97,7 @@ async def test_official_js_sdk(served: tuple[str, Any], services: Services) -> N
     assert out["cancelled_status"] == "interrupted"
     assert out["blocked_messages"] == 0  # the cancelled run wrote nothing
     assert out["other_tenant"] == 404
+    # a widget key's thread, with its visitor token as the SDK's default header
+    assert out["widget_token_issued"] is True
+    assert out["widget_reply"] and out["widget_state_messages"] == 2
+    assert out["widget_without_token"] == 404  # the thread is the visitor's alone

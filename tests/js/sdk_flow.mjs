@@ -1,6 +1,7 @@
 // The official JavaScript LangGraph SDK against support-agent's graph endpoint.
-// Run by tests/test_js_sdk.py with API_URL, API_KEY, EMAIL, ORDER_ID and BLOCKED_THREAD (a
-// thread id whose session the test holds busy, so a run on it waits and can be cancelled).
+// Run by tests/test_js_sdk.py with API_URL, API_KEY, EMAIL, ORDER_ID, BLOCKED_THREAD (a
+// thread id whose session the test holds busy, so a run on it waits and can be cancelled) and
+// WIDGET_KEY (a publishable key: its threads are the visitor's, see the end).
 // Prints one JSON object with what it saw; the Python test asserts on it and on the database.
 import { Client } from "@langchain/langgraph-sdk";
 
@@ -78,6 +79,26 @@ try {
   out.other_tenant = "visible";
 } catch (err) {
   out.other_tenant = err.status ?? String(err);
+}
+
+// a widget key: the thread is its visitor's; the SDK sends the visitor token POST /threads
+// issued as a default header, and a client without it does not see the thread
+const anonymous = new Client({ apiUrl: env.API_URL, apiKey: env.WIDGET_KEY });
+const mine = await anonymous.threads.create();
+out.widget_token_issued = String(mine.visitor_token).startsWith("vt_");
+const visitor = new Client({
+  apiUrl: env.API_URL, apiKey: env.WIDGET_KEY,
+  defaultHeaders: { "X-Visitor-Token": mine.visitor_token },
+});
+const hello = await visitor.runs.wait(mine.thread_id, "support_agent", { input: user("hello") });
+out.widget_reply = lastAi(hello);
+const mineState = await visitor.threads.getState(mine.thread_id);
+out.widget_state_messages = (mineState.values.messages ?? []).length;
+try {
+  await anonymous.threads.getState(mine.thread_id);
+  out.widget_without_token = "visible";
+} catch (err) {
+  out.widget_without_token = err.status ?? String(err);
 }
 
 console.log(JSON.stringify(out));
