@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from playwright.async_api import async_playwright
 
 from support_agent.api.app import create_app
 from support_agent.api.streams import until_revoked
@@ -462,3 +464,39 @@ def test_the_access_log_masks_a_key_or_token_sent_in_a_url() -> None:
     line = record.getMessage()
     assert "pk_SeCrEt123" not in line and "eyJhbGciOi" not in line
     assert "/widget/demo?channel=web&key=***&token=***" in line
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists() and os.environ.get("SUPPORT_AGENT_ALLOW_SKIP") == "1",
+    reason="chromium is not installed (SUPPORT_AGENT_ALLOW_SKIP=1)",
+)
+async def test_the_demo_page_keeps_its_key_out_of_every_url(
+    served: tuple[str, FastAPI], services: Services
+) -> None:
+    """``/widget/demo#key=…``: the widget opens with the key, which no request URL carries, and
+    the fragment leaves the address bar (the key stays in the tab's sessionStorage)."""
+    base, _ = served
+    key = await create_api_key(services, "retail", "widget")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        try:
+            page = await browser.new_page()
+            urls: list[str] = []
+            page.on("request", lambda request: urls.append(request.url))
+            await page.goto(f"{base}/widget/demo#key={key}&channel=web")
+            await page.wait_for_selector("#support-agent-widget", state="attached", timeout=20_000)
+            assert "#" not in page.url and key not in page.url
+            stored = await page.evaluate("sessionStorage.getItem('sa_demo_widget')")
+            assert key in stored
+            script = await page.get_attribute("script[src='/widget.js']", "data-key")
+            assert script == key
+            await page.reload()  # the key survives a reload, from sessionStorage
+            await page.wait_for_selector("#support-agent-widget", state="attached", timeout=20_000)
+            assert urls and not any(key in url for url in urls), urls
+        finally:
+            await browser.close()
