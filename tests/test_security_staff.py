@@ -204,6 +204,10 @@ async def test_the_route_revokes_a_key_at_once_and_only_in_its_tenant(
     acme_owner = await create_api_key(services, "acme", "secret")
     prefix = victim[:PREFIX_LEN]
     assert (await api.get(f"{API}/customers?limit=1", headers=auth(victim))).status_code == 200
+    cust = await customer_with(services, "delivered")
+    proposed = await api.post(f"{API}/customers/{cust['id']}/identities", headers=auth(victim),
+                              json={"kind": "email", "value": _new_email()})  # fmt: skip
+    assert proposed.status_code == 202
 
     r = await api.delete(f"{API}/keys/{prefix}", headers=auth(acme_owner))
     assert r.status_code == 404  # another tenant's key
@@ -229,6 +233,13 @@ async def test_the_route_revokes_a_key_at_once_and_only_in_its_tenant(
     assert victim not in json.dumps(listed) and hash_key(victim) not in json.dumps(listed)
     again = await api.delete(f"{API}/keys/{prefix}", headers=auth(owner))
     assert again.status_code == 200 and again.json()["revokedAt"] == row["revokedAt"]
+    # what the revoked key proposed cannot be approved any more
+    r = await api.post(f"{API}/identity-links/{proposed.json()['id']}/approve", headers=auth(owner))
+    assert r.status_code == 409
+    links = await api.get(f"{API}/identity-links", params={"status": "rejected"},
+                          headers=auth(owner))  # fmt: skip
+    mine = [p for p in links.json()["data"] if p["id"] == proposed.json()["id"]]
+    assert mine and mine[0]["decidedBy"] == f"revoked by {owner[:PREFIX_LEN]}"
 
 
 async def test_the_cli_lists_and_revokes_keys(

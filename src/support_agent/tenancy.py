@@ -185,8 +185,9 @@ async def revoke_api_key(
     """Revoke a key, named by its prefix (``sa_AbCd``) or given whole.
 
     From this call's commit on, the key is refused on every request (nothing caches principals)
-    and its open streams end within ``api.streams.KEY_RECHECK_S`` seconds. Revoking a revoked key
-    changes nothing and answers it again.
+    and its open streams end within ``api.streams.KEY_RECHECK_S`` seconds; the identity links it
+    proposed that are still pending are rejected (``decided_by`` ``revoked by …``). Revoking a
+    revoked key changes nothing and answers it again.
 
     Args:
         services: open services.
@@ -226,6 +227,13 @@ async def revoke_api_key(
             await conn.execute(
                 "UPDATE api_keys SET revoked_at = now(), revoked_by = %s WHERE key_hash = %s",
                 (revoked_by, target),
+            )
+            # what the key proposed and nobody approved yet goes with it
+            await conn.execute(
+                "UPDATE identity_link_proposals SET status = 'rejected', decided_by = %s,"
+                " decided_at = now() WHERE status = 'pending' AND (tenant_id, proposed_by) ="
+                " (SELECT tenant_id, prefix FROM api_keys WHERE key_hash = %s)",
+                (f"revoked by {revoked_by}", target),
             )
         row = await (
             await conn.execute(_KEY_COLUMNS + " WHERE key_hash = %s", (target,))
