@@ -38,6 +38,7 @@ from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.services import Services
 from support_agent.state import Issue, PolicyOutcome, State
 from support_agent.transcript import customer_lines
+from support_agent.verification.attempts import attempts_of
 from support_agent.verticals.protocol import Turn
 
 PRIOR_STRENGTH = 10
@@ -261,7 +262,11 @@ async def list_handoffs(
 
 
 async def get_handoff(services: Services, tenant_id: str, handoff_id: str) -> dict[str, Any]:
-    """One handoff with its full panel.
+    """One handoff with its full panel, and the verification attempts of its customer and session.
+
+    Returns:
+        The handoff (``panel`` whole) with ``verification_attempts``: ``[{"at", "session_id",
+        "channel", "factors", "result"}]``, newest first (fact kinds only, never their values).
 
     Raises:
         NotFoundError: no such handoff for this tenant.
@@ -274,7 +279,11 @@ async def get_handoff(services: Services, tenant_id: str, handoff_id: str) -> di
         ).fetchone()
     if row is None:
         raise NotFoundError("handoff not found")
-    return _row(row, full=True)
+    out = _row(row, full=True)
+    out["verification_attempts"] = await attempts_of(
+        services, tenant_id, row["customer_id"], row["session_id"]
+    )
+    return out
 
 
 async def resolve_handoff(

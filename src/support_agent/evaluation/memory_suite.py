@@ -175,7 +175,7 @@ async def _retail_customer(ctx: Ctx, taken: set[str], need: int = 1) -> dict[str
 def _retail_ids(c: dict[str, Any]) -> list[tuple[str, str]]:
     """(opening line, channel) per session: email, name + zip, user id + zip."""
     return [
-        (f"Hi, my email is {c['email']}.", "chat"),
+        (f"Hi, my email is {c['email']}, zip code {c['zip']}.", "chat"),
         (f"Hello, I'm {c['first_name']} {c['last_name']}, zip code {c['zip']}.", "phone"),
         (f"Hi, my user id is {c['id']} and my zip code is {c['zip']}.", "email"),
     ]
@@ -301,8 +301,8 @@ _BANK_FEES = """
                     ORDER BY occurred_on DESC, id) AS rn FROM transactions t
                     WHERE tenant_id = 'bank'),
          debits AS (SELECT * FROM recent WHERE rn <= 20 AND amount < 0)
-    SELECT DISTINCT ON (c.id) c.id, c.email, c.phone, d.id AS transaction_id,
-           -d.amount AS amount, d.description
+    SELECT DISTINCT ON (c.id) c.id, c.email, c.phone, c.date_of_birth,
+           d.id AS transaction_id, -d.amount AS amount, d.description
     FROM debits d JOIN customers c ON c.tenant_id = 'bank' AND c.id = d.customer_id
     WHERE c.phone IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM disputes x WHERE x.tenant_id = 'bank'
@@ -314,8 +314,8 @@ _BANK_FEES = """
 # An active card the customer can name alone: a debit card by its last four digits, or a credit
 # card whose product name no other card of the customer contains.
 _BANK_CARDS = """
-    SELECT DISTINCT ON (c.id) c.id, c.email, c.phone, h.id AS holding_id, h.kind, h.product,
-           h.details->>'last_four' AS four
+    SELECT DISTINCT ON (c.id) c.id, c.email, c.phone, c.date_of_birth, h.id AS holding_id,
+           h.kind, h.product, h.details->>'last_four' AS four
     FROM customers c JOIN holdings h ON h.tenant_id = c.tenant_id AND h.customer_id = c.id
     WHERE c.tenant_id = 'bank' AND h.status = 'ACTIVE' AND c.phone IS NOT NULL
       AND ((h.kind = 'debit_card' AND h.details->>'last_four' IS NOT NULL)
@@ -328,7 +328,7 @@ _BANK_CARDS = """
 """
 # A customer holding an active credit card with an annual fee (the retention protocol's cards).
 _BANK_FEE_CARDS = """
-    SELECT DISTINCT c.id, c.email, c.phone
+    SELECT DISTINCT c.id, c.email, c.phone, c.date_of_birth
     FROM customers c JOIN holdings h ON h.tenant_id = c.tenant_id AND h.customer_id = c.id
     JOIN offers o ON o.tenant_id = c.tenant_id AND o.kind = 'card_product'
          AND o.terms->>'product' = h.product
@@ -376,7 +376,8 @@ async def _bank_done_then_asked(
     retention offer rides on a reply (its approval interrupt) and is accepted with "yes, please
     do that".
     """
-    s1 = (await _say(ctx, conv, f"Hi, my email is {c['email']}", None)).session_id
+    born = f"{c['date_of_birth']:%m/%d/%Y}"  # the bank's policy: two facts on file
+    s1 = (await _say(ctx, conv, f"Hi, my email is {c['email']}, born {born}", None)).session_id
     proposal = await _say(ctx, conv, request, s1)
     proposed = proposal.approval is not None if offer else proposal.decision == "confirm"
     conv.check(proposed, f"{what} not proposed: {proposal.reply!r}")
@@ -385,7 +386,8 @@ async def _bank_done_then_asked(
     elif proposed:
         await _say(ctx, conv, "yes", s1)
     await _close(ctx, conv, s1)
-    s2 = (await _say(ctx, conv, f"hi, my phone is {c['phone']}", None, "phone")).session_id
+    s2 = (await _say(ctx, conv, f"hi, my phone is {c['phone']}, born {born}", None,
+                     "phone")).session_id  # fmt: skip
     await _say(ctx, conv, follow_up, s2, "phone", expect=expect)
     await _close(ctx, conv, s2)
 

@@ -226,6 +226,8 @@ async def get_profile(services: Services, tenant_id: str, customer_id: str) -> d
 
 
 _EXPORT_TABLES = {
+    "verification_attempts": "SELECT created_at, session_id, channel, factors, result"
+    " FROM verification_attempts WHERE tenant_id = %s AND customer_id = %s ORDER BY created_at",
     "identities": "SELECT kind, value, channel, created_at FROM customer_identities"
     " WHERE tenant_id = %s AND customer_id = %s ORDER BY kind, value",
     "payment_methods": "SELECT id, kind, brand, last_four, balance FROM payment_methods"

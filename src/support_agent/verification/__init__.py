@@ -24,16 +24,20 @@ Nothing said in the conversation or stored in memory changes the policy.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
+import psycopg
+from psycopg_pool import PoolTimeout
+
 from support_agent.crm.repository import find_customer_by_identity, find_customers_by_name_zip
 from support_agent.services import Services
 from support_agent.tenants.verification import SCOPES, VerificationPolicy
 from support_agent.verification.attempts import recent_failures, record_attempt
-from support_agent.verification.codes import check_code, issue_code
+from support_agent.verification.codes import check_code, in_background, issue_code
 from support_agent.verification.facts import (
     SCAN_CHARS,
     Given,
@@ -42,6 +46,8 @@ from support_agent.verification.facts import (
     given_in,
     matching,
 )
+
+logger = logging.getLogger(__name__)
 
 Status = Literal["authenticated", "partial", "failed", "locked", "missing"]
 
@@ -196,8 +202,8 @@ async def _offer_code(
     Sent when the customer typed the email (or asks for a new code). Returns whether a code is
     part of what the customer may answer with.
 
-    The answer, and the work done for it, are the same whether or not the email is a customer's:
-    a lookup of recent codes runs either way, and the code goes out in the background.
+    The answer, and the work done before it, are the same whether or not the email is a
+    customer's: the code is issued, recorded and sent in the background.
     """
     uses_code = any("one_time_code" in w for w in a.policy.all_ways().values())
     if not (uses_code and "email" in a.policy.code_to and (given.email or resend)):
@@ -206,17 +212,29 @@ async def _offer_code(
     to = (typed if typed in candidate.emails else None) if candidate and typed else None
     if candidate is not None and resend and not typed:
         to = candidate.email
-    if candidate is None or to is None:
-        await recent_failures(a.services, a.tenant_id, customer_id="", client=None)
-    else:
-        sent = await issue_code(a.services, a.tenant_id, a.session_id, candidate.customer_id,
-                                "email", to, ttl_s=a.policy.code_ttl_s,
+    if candidate is not None and to is not None:
+        in_background(_send_code(a, candidate.customer_id, to))
+    return True  # the same answer whether or not the email is a customer's
+
+
+async def _send_code(a: Attempt, customer_id: str, to: str) -> None:
+    """Issue a code to the email on file, send it and record the attempt (in the background).
+
+    A database that fails here is logged: the customer can ask for a new code.
+    """
+    try:
+        sent = await issue_code(a.services, a.tenant_id, a.session_id, customer_id, "email", to,
+                                ttl_s=a.policy.code_ttl_s,
                                 per_hour=a.policy.codes_per_hour)  # fmt: skip
         if sent:
             await record_attempt(a.services, a.tenant_id, a.session_id, a.channel,
-                                 customer_id=candidate.customer_id, factors=["email"],
-                                 result="code_sent", client=a.client)  # fmt: skip
-    return True  # the same answer whether or not the email is a customer's
+                                 customer_id=customer_id, factors=["email"], result="code_sent",
+                                 client=a.client)  # fmt: skip
+    except (psycopg.Error, PoolTimeout) as exc:
+        logger.warning(
+            "verification_code_not_issued",
+            extra={"tenant_id": a.tenant_id, "error": type(exc).__name__},
+        )
 
 
 async def verify(

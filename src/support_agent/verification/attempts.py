@@ -74,9 +74,15 @@ async def recent_failures(
 
 
 async def attempts_of(
-    services: Services, tenant_id: str, customer_id: str, limit: int = 20
+    services: Services,
+    tenant_id: str,
+    customer_id: str | None,
+    session_id: str | None = None,
+    limit: int = 20,
 ) -> list[dict[str, Any]]:
-    """A customer's latest attempts, newest first (the panel and the export).
+    """The latest attempts against a customer or in a session, newest first.
+
+    Shown on the human agent's panel (``handoff.get_handoff``).
 
     Returns:
         ``[{"at": ISO time, "session_id", "channel", "factors": [...], "result"}]``.
@@ -85,9 +91,10 @@ async def attempts_of(
         rows = await (
             await conn.execute(
                 "SELECT created_at, session_id, channel, factors, result"
-                " FROM verification_attempts WHERE tenant_id = %s AND customer_id = %s"
+                " FROM verification_attempts WHERE tenant_id = %s"
+                " AND (customer_id = %s OR session_id = %s)"
                 " ORDER BY created_at DESC, id DESC LIMIT %s",
-                (tenant_id, customer_id, limit),
+                (tenant_id, customer_id, session_id, limit),
             )
         ).fetchall()
     return [

@@ -23,10 +23,11 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiosmtplib
 
@@ -127,8 +128,19 @@ def _digest(salt: bytes, code: str) -> bytes:
     return hashlib.sha256(salt + code.encode()).digest()
 
 
-#: Background sends in flight (kept referenced until done).
+#: Background work in flight (kept referenced until done): code issues and sends.
 _SENDS: set[asyncio.Task[None]] = set()
+
+
+def in_background(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` in a task of its own, kept until done (:func:`wait_for_sends` awaits it).
+
+    Used for everything that happens only when a contact belongs to a customer, so the reply to
+    an email that is nobody's takes the same time.
+    """
+    task = asyncio.create_task(work)
+    _SENDS.add(task)
+    task.add_done_callback(_SENDS.discard)
 
 
 async def _deliver(
@@ -193,9 +205,7 @@ async def issue_code(
              datetime.now(UTC) + timedelta(seconds=ttl_s)),
         )  # fmt: skip
     name = services.tenants.config(tenant_id).name
-    task = asyncio.create_task(_deliver(sender_for(services.settings), name, channel, to, code))
-    _SENDS.add(task)
-    task.add_done_callback(_SENDS.discard)
+    in_background(_deliver(sender_for(services.settings), name, channel, to, code))
     return True
 
 
@@ -235,6 +245,6 @@ async def check_code(
 
 
 async def wait_for_sends(timeout_s: float = 10.0) -> None:
-    """Wait for the background sends in flight (tests, and a clean shutdown)."""
-    if _SENDS:
+    """Wait for the background work in flight, and what it started (tests, a clean shutdown)."""
+    while _SENDS:
         await asyncio.wait(set(_SENDS), timeout=timeout_s)

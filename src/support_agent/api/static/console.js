@@ -194,6 +194,12 @@
       timeline.appendChild(make("li", null, (t.at || "").slice(0, 16).replace("T", " ") + " · " + t.kind +
         (t.channel ? " (" + t.channel + ")" : "") + ": " + (t.summary || "in progress") + (t.outcome ? " → " + t.outcome : "")));
     });
+    var checks = $("verification"); checks.textContent = "";
+    (h.verification_attempts || []).slice(0, 10).forEach(function (a) {
+      checks.appendChild(make("li", null, (a.at || "").slice(0, 16).replace("T", " ") + " · " + a.result +
+        " (" + (a.factors || []).join(" + ").replace(/_/g, " ") + ", " + a.channel + ")"));
+    });
+    if (!(h.verification_attempts || []).length) checks.appendChild(make("li", "meta", "No verification attempts."));
     var res = $("resolutions"), record = $("record");
     res.textContent = ""; record.length = 1;
     (p.suggested_resolutions || []).forEach(function (s) {
