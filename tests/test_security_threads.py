@@ -383,6 +383,11 @@ async def test_a_flood_from_one_address_leaves_another_visitor_served(
         assert refused.json()["error"]["code"] == "RATE_LIMITED"
         assert 1 <= int(refused.headers["Retry-After"]) <= 60
         assert "client address" in refused.json()["error"]["message"]
+        # a page of a foreign origin with the key is refused (403) and counted all the same
+        async with _http(app, widget, _address(), Origin="https://evil.example") as foreign:
+            codes = [(await foreign.post("/assistants/search", json={})).status_code
+                     for _ in range(7)]  # fmt: skip
+        assert codes == [403] * 5 + [429] * 2, codes
         async with _http(app, widget, _address()) as visitor:
             created = await visitor.post("/threads", json={})
             assert created.status_code == 200, created.text

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -41,8 +40,6 @@ from support_agent.errors import (
 )
 from support_agent.services import Services
 from support_agent.tenancy import Principal, principal_for_key
-
-logger = logging.getLogger(__name__)
 
 
 def get_agent_dep(request: Request) -> Agent:
@@ -120,6 +117,8 @@ async def get_principal_dep(
         if limiter is not None:
             await limiter.auth_failed(address)
         raise
+    if limiter is not None and principal.kind == "widget":  # first: a refusal costs no budget
+        await limiter.hit_visitor(principal.tenant_id, "address", address)
     origin = request.headers.get("origin")
     if (
         principal.kind == "widget"
@@ -128,8 +127,6 @@ async def get_principal_dep(
     ):
         raise ForbiddenError("this widget key may not be used from this origin")
     if limiter is not None:
-        if principal.kind == "widget":
-            await limiter.hit_visitor(principal.tenant_id, "address", address)
         await limiter.hit(principal.tenant_id, principal.key_hash)
     return principal
 
