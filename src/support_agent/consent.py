@@ -97,16 +97,18 @@ _STRONG_YES = re.compile(
     r"\b(yes|yeah|yep|yup|yea|confirm|confirmed|approve|approved|proceed|go ahead|do it|"
     r"please do|go for it)\b"
 )
-#: A refusal.
+#: A refusal. The word boundary is checked once, before the alternatives (each then starts with
+#: a letter the engine compares first): several times faster on a long reply than a boundary
+#: in each alternative. Repeats are bounded (linear on any reply: ``tests/test_redos.py``).
 _REJECT = re.compile(
-    r"(\b(no|nope|nah|n|nooo*|noo)\b|\bdon'?t\b|\bdo not\b|\bnever ?mind\b|"
-    r"\bforget (it|about it)\b|"
-    r"\b(cancel|scratch) that\b|\bchanged? my mind\b|\bnot (now|today|interested|really|at all|"
-    r"correct|right|what i want)\b|\bstop\b|\bleave it\b|\bkeep (it|the)\b|\bi'?ll keep\b|"
-    r"\bdecline\b|\bwrong\b|\bincorrect\b|\b(rather|prefer) not\b|\bno way\b|\bno need\b|"
-    r"\bnot necessary\b|\b(i'?ll )?pass\b|"
-    r"\bleave (it|my \w+|the \w+)( \w+)? alone\b|"
-    r"\b(absolutely|definitely|of course) not\b|👎|❌)"
+    r"\b(?:(no|nope|nah|n|nooo*|noo)\b|don'?t\b|do not\b|never ?mind\b|"
+    r"forget (it|about it)\b|"
+    r"(cancel|scratch) that\b|changed? my mind\b|not (now|today|interested|really|at all|"
+    r"correct|right|what i want)\b|stop\b|leave it\b|keep (it|the)\b|i'?ll keep\b|"
+    r"decline\b|wrong\b|incorrect\b|(rather|prefer) not\b|no way\b|no need\b|"
+    r"not necessary\b|(i'?ll )?pass\b|"
+    r"leave (it|my \w{1,40}|the \w{1,40})( \w{1,40})? alone\b|"
+    r"(absolutely|definitely|of course) not\b)|👎|❌"
 )
 #: Signs of something else the customer wants.
 _REQUEST = re.compile(
@@ -192,7 +194,8 @@ def read_consent(reply: str, action: str, target_id: str | None = None) -> Conse
         return ConsentReading("unclear", f"withheld by {found.group(0)!r}")
     if (found := _CLOSING.search(text)) is not None and not _STRONG_YES.search(text):
         return ConsentReading("reject", f"a closing remark ({found.group(0)!r}): no yes")
-    unknown = [w for w in words if w not in AFFIRMATIVE | NEUTRAL | own and not w.isdigit()
+    known = AFFIRMATIVE | NEUTRAL | own  # once: a reply may have 2,000 words
+    unknown = [w for w in words if w not in known and not w.isdigit()
                and not _ORDER_ID.fullmatch(w)]  # fmt: skip
     affirmed = (
         _affirmed(words)

@@ -24,14 +24,15 @@ from support_agent.settings import Settings
 logger = logging.getLogger(__name__)
 
 #: Facts a draft must keep: order ids and amounts.
-_FACT_RE = re.compile(r"#W\d{7}|\d{1,3}(?:,\d{3})+\.\d{2}|\d+\.\d{2}")
+_FACT_RE = re.compile(r"#W\d{7}|\d{1,3}(?:,\d{3}){1,5}\.\d{2}|\d{1,15}\.\d{2}")
 #: Fact-like spans a rewrite may only repeat, never introduce: order ids, amounts, dates,
-#: tracking and account numbers (6+ digits).
+#: tracking and account numbers (6+ digits). Both patterns run on model and customer text:
+#: every repeat is bounded, so a long run of digits or letters costs linear time.
 _CLAIM_RE = re.compile(
     r"#?W\d{7}"
-    r"|\$\s?\d[\d,]*(?:\.\d{2})?|\d[\d,]*\.\d{2}"
+    r"|\$\s?\d[\d,]{0,20}(?:\.\d{2})?|\d[\d,]{0,20}\.\d{2}"
     r"|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}(?:/\d{2,4})?"
-    r"|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?\b"
+    r"|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]{0,6}\.?\s{1,5}\d{1,2}(?:st|nd|rd|th)?\b"
     r"|\b\d{6,}\b",
     re.IGNORECASE,
 )

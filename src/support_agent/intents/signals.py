@@ -10,6 +10,7 @@ in [−1, 1].
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -104,15 +105,20 @@ CHURN_CUES = [
     r"\bgo(ing)? elsewhere\b",
 ]
 
-EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
-PHONE_RE = re.compile(r"(?<![\w#])\+?\d[\d\s().-]{8,}\d\b")
+# Every pattern below runs on customer text of up to 4,000 characters: repeats are bounded (an
+# e-mail's local part 64, its domain 255) and no two quantifiers can match the same characters,
+# so a search is linear in the text (``tests/test_redos.py`` holds each to 50 ms); a quantifier
+# followed by a character it cannot match is possessive (``{1,64}+@``): nothing to give back.
+EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}+@[A-Za-z0-9.-]{1,255}\.[A-Za-z]{2,63}\b")
+PHONE_RE = re.compile(r"(?<![\w#])\+?\d[\d\s().-]{8,40}\d\b")
 ZIP_RE = re.compile(r"\b\d{5}\b")
 ORDER_RE = re.compile(r"#?\b[Ww](\d{7})\b")
 ACCOUNT_ID_RE = re.compile(
-    r"\b(?:user|account|customer)\s*(?:id|number)?\s*(?:is|:|=)?\s*([a-z][a-z0-9]*_[a-z0-9_]+)\b",
+    r"\b(?:user|account|customer)(?:\s{0,5}(?:id|number))?(?:\s{0,5}(?:is|:|=))?\s{0,5}"
+    r"([a-z][a-z0-9]{0,40}_[a-z0-9_]{1,60})\b",
     re.I,
 )
-UNDERSCORE_ID_RE = re.compile(r"\b([a-z]+_[a-z]+_\d{3,})\b", re.I)
+UNDERSCORE_ID_RE = re.compile(r"\b([a-z]{1,40}_[a-z]{1,40}_\d{3,12})\b", re.I)
 
 
 @dataclass
@@ -209,6 +215,7 @@ def extract_identifiers(text: str) -> dict[str, str]:
     return found
 
 
+_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _INTRODUCTION_WORDS = frozenset(
     "hi hello hey hiya good morning afternoon evening there it's its it is this i'm i am im my "
     "name email e-mail mail address phone mobile cell number no user account customer id "
@@ -228,13 +235,16 @@ def introduction_only(text: str) -> bool:
         return False
     rest = UNDERSCORE_ID_RE.sub(" ", EMAIL_RE.sub(" ", text))
     rest = ZIP_RE.sub(" ", PHONE_RE.sub(" ", rest))
-    for m in re.finditer(r"[A-Za-z][A-Za-z'-]*", rest):
-        word = m.group(0)
-        if word.lower() in _INTRODUCTION_WORDS:
-            continue
-        starts_sentence = re.search(r"(^|[.!?])\s*$", rest[: m.start()]) is not None
-        if not word[0].isupper() or starts_sentence:  # "Cancel my order" is no name
-            return False
+    previous, end = "", 0  # the last non-space character before the word ("" at the start)
+    for m in _WORD_RE.finditer(rest):
+        if gap := rest[end : m.start()].rstrip():
+            previous = gap[-1]
+        word, end = m.group(0), m.end()
+        if word.lower() not in _INTRODUCTION_WORDS:
+            starts_sentence = previous in ("", ".", "!", "?")
+            if not word[0].isupper() or starts_sentence:  # "Cancel my order" is no name
+                return False
+        previous = word[-1]
     return True
 
 
@@ -278,14 +288,33 @@ def cancel_reason(text: str) -> str | None:
     return None
 
 
+#: Street types an address line ends with, as a trie ("st", "street", "ave", "avenue"...), behind
+#: a one-character look-ahead so most positions are ruled out at once.
+_STREET_TYPE = (
+    r"(?=[abcdlprstw])(?:st(?:reet)?|ave(?:nue)?|r(?:oa)?d|l(?:ane|n)|dr(?:ive)?|"
+    r"b(?:oulevard|lvd)|way|c(?:our)?t|p(?:l(?:ace)?|arkway|kwy)|terrace)"
+)
+#: ``<number> <street> [<apt/suite>], <city>, <ST> <zip>``, linear in the text. The street line
+#: is up to six words of up to 20 characters, then a word ending in a street type ("Maple
+#: Drive", "Broadway"); words and the spaces between them are disjoint and taken possessively,
+#: so a line splits into words one way only, and no two quantifiers share a run of spaces (each
+#: part starts with a character the one before it cannot end with). Every repeat is bounded.
 _ADDRESS_RE = re.compile(
-    r"(?P<address1>(?<![\w#])\d{1,6}\s+[A-Za-z0-9 .'-]+?"
-    r"(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|"
-    r"boulevard|blvd|way|court|ct|place|pl|terrace|parkway|pkwy)\.?)"
-    r"(?:,?\s*(?P<address2>(?:apt|apartment|suite|ste|unit|#)\.?\s*[\w-]+))?"
-    r",\s*(?P<city>[A-Za-z .'-]+?),\s*(?P<state>[A-Z]{2})\s+(?P<zip>\d{5})\b",
+    r"(?P<address1>(?<![\w#])\d{1,6}\s{1,10}(?:[A-Za-z0-9.'-]{1,20}+ {1,5}+){0,6}?"
+    rf"[A-Za-z0-9.'-]{{0,20}}?{_STREET_TYPE}\.?)"
+    r"(?:,?\s{0,10}(?P<address2>(?:apt|apartment|suite|ste|unit|#)\.?\s{0,10}[\w-]{1,20}))?"
+    r",\s{0,10}(?P<city>[A-Za-z.'-][A-Za-z .'-]{0,40}?)"
+    r",\s{0,10}(?P<state>[A-Z]{2})\s{1,10}(?P<zip>\d{5})\b",
     re.I,
 )
+#: How every address :data:`_ADDRESS_RE` reads ends (``", IL 62704"``): the cheap test of
+#: whether a message gives an address at all.
+_STATE_ZIP_RE = re.compile(r",\s{0,10}[A-Z]{2}\s{1,10}\d{5}\b", re.I)
+#: The most characters before its ``", ST 12345"`` tail an address :data:`_ADDRESS_RE` reads can
+#: start (number 6 + spaces 10 + six words 150 + street word 30 + apartment 51 + city 52), and
+#: the most tails of one message tried.
+_ADDRESS_SPAN = 300
+_ADDRESS_TRIES = 5
 
 
 def parse_address(text: str) -> dict[str, str] | None:
@@ -293,11 +322,19 @@ def parse_address(text: str) -> dict[str, str] | None:
 
     Accepts ``"<number> <street> [<apt/suite>], <city>, <ST> <zip>"``, the shape of the retail
     data's addresses (tau2-bench retail ``{address1, address2, city, state, zip, country}``).
+    Only a message that has the ``", <ST> <zip>"`` ending is read, and only the 300 characters
+    before each of its first five such endings (the longest address the pattern reads): the
+    cost is bounded whatever the message's length (a few milliseconds at most; nothing for a
+    message without one).
 
     Returns:
         ``{"address1", "address2", "city", "state", "zip", "country": "USA"}``.
     """
-    m = _ADDRESS_RE.search(text)
+    m: re.Match[str] | None = None
+    for tail in itertools.islice(_STATE_ZIP_RE.finditer(text), _ADDRESS_TRIES):
+        window = text[max(0, tail.start() - _ADDRESS_SPAN - 1) : tail.end()]  # 1: look-behind
+        if (m := _ADDRESS_RE.search(window)) is not None:
+            break
     if m is None:
         return None
     return {

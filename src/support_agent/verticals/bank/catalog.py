@@ -32,6 +32,13 @@ from typing import Any
 #: Document-id groups that are not card products.
 _NOT_PRODUCTS = ("credit_card_account", "credit_cards_(general)", "virtual_card", "replacements")
 _MONEY = r"\$?([\d,]+(?:\.\d+)?)"
+#: A percentage, and a cash-back rate. A run of digits and dots is read from its start only (a
+#: tail of the run ends where it does), so the patterns are linear in a document's line.
+_PERCENT = re.compile(r"(?<![\d.])([\d.]{1,20})%")
+_CASH_BACK = re.compile(
+    r"(?<![\d.])([\d.]{1,20})%\s{0,10}cash back|cash back[^%\n]{0,40}?(?<![\d.])([\d.]{1,20})%",
+    re.I,
+)
 
 
 def _num(text: str) -> float:
@@ -52,7 +59,7 @@ def _card_terms(text: str) -> dict[str, Any]:
         float(m)
         for line in text.splitlines()
         if not re.search(r"×|multipl|promo|bonus", line, flags=re.IGNORECASE)
-        for m in re.findall(r"([\d.]+)%\s*cash back|cash back[^%\n]{0,40}?([\d.]+)%", line, re.I)
+        for m in _CASH_BACK.findall(line)
         for m in m
         if m
     ]
@@ -60,7 +67,7 @@ def _card_terms(text: str) -> dict[str, Any]:
         float(m)
         for line in text.splitlines()
         if "APR" in line and not re.search(r"intro|promo|first", line, flags=re.IGNORECASE)
-        for m in re.findall(r"([\d.]+)%", line)
+        for m in _PERCENT.findall(line)
     ]
     score = _first(r"credit score[^\n]*?\$?(\d{3})\b", text)
     return {

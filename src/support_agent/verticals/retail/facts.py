@@ -25,8 +25,8 @@ _QUESTION = re.compile(
 )
 _CATALOG = re.compile(r"\b(how many|cheapest|least expensive|options?|available|prices)\b", re.I)
 _SESSION_REFUND = re.compile(
-    r"\b(total|in total|altogether|overall|all together)\b[^.?!]*\b(refund|back)\b|"
-    r"\bhow much\b[^.?!]*\b(get back|refund(ed)?|back)\b",
+    r"\b(total|in total|altogether|overall|all together)\b[^.?!]{0,200}\b(refund|back)\b|"
+    r"\bhow much\b[^.?!]{0,200}\b(get back|refund(ed)?|back)\b",
     re.I,
 )
 
@@ -245,7 +245,9 @@ def session_money(results: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-_SESSION_PAY = re.compile(r"\b(pay|owe)\b[^.?!]*\btotal\b|\btotal\b[^.?!]*\b(pay|owe)\b", re.I)
+_SESSION_PAY = re.compile(
+    r"\b(pay|owe)\b[^.?!]{0,200}\btotal\b|\btotal\b[^.?!]{0,200}\b(pay|owe)\b", re.I
+)
 
 
 def asks_catalog(text: str) -> bool:

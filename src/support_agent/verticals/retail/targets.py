@@ -159,7 +159,7 @@ def segments(text: str, names: list[str]) -> dict[str, list[str]]:
 
 
 _ALL_EXCEPT = re.compile(
-    r"\b(all|every|everything)\b[^.;?!]*?\b(except(?: for)?|but not|other than|apart from)\b",
+    r"\b(all|every|everything)\b[^.;?!]{0,200}?\b(except(?: for)?|but not|other than|apart from)\b",
     re.I,
 )
 _ALL_OF_THEM = re.compile(r"\b(both|all|two|three|each|every)\b")
