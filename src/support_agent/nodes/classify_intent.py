@@ -9,6 +9,12 @@ never a confirmation. The detail a pending question asked for (the vertical deci
 address, an option) is an answer too; so is a reply to that question that makes no new request
 (the vertical then asks once more or hands over), and a refusal of it. Sub-signals (frustration,
 human request, churn threat) come from ``intents.signals``; entities from the tenant's vertical.
+
+All of it is CPU work on the message (up to 4,000 characters): the lexicons, the vertical's
+entities and the classifier run in a worker thread, never on the event loop, so a long message
+does not hold up other turns or the health checks. A thread is not enough by itself: one regular
+expression call holds the GIL until it returns, so every pattern is also linear and each call
+takes milliseconds (``tests/test_redos.py``); between calls the event loop gets the GIL back.
 """
 
 from __future__ import annotations
@@ -29,10 +35,11 @@ from support_agent.intents.signals import (
     mentions_a_person,
 )
 from support_agent.state import PendingAction, Signals, State
+from support_agent.verticals.protocol import Turn
 
 
 async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Classify the latest message.
+    """Classify the latest message (in a worker thread: see the module docstring).
 
     Returns:
         ``intent``, ``intent_confidence``, ``signals`` (frustration 0..1, human_request,
@@ -40,7 +47,11 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
         ``answers_pending`` when the message supplies the detail a pending proposal asked for)
         and ``entities`` (the vertical's).
     """
-    this = turn_of(state, runtime)
+    return await asyncio.to_thread(_classify, state, turn_of(state, runtime))
+
+
+def _classify(state: State, this: Turn) -> dict[str, Any]:
+    """:func:`classify_intent`'s work, blocking (the message's lexicons, entities, classifier)."""
     config, text = this.deps.config, this.text
     found = detect_signals(text)
     history = state.get("history") or []
@@ -77,11 +88,11 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
     if not text.strip() or nothing_asked:
         predicted, confidence, ranking = "other", 1.0, []  # nothing asked
     else:
-        # loading (or training) the model and reading files stay off the event loop
+        # loading (or training) the model reads files: in this thread too, off the event loop
         model = this.deps.loaded_intent_model()
         if model is None:
-            model = await asyncio.to_thread(this.deps.intent_model)
-        prediction = await asyncio.to_thread(model.predict, text)
+            model = this.deps.intent_model()
+        prediction = model.predict(text)
         predicted, confidence, ranking = (
             prediction.intent, prediction.confidence, prediction.ranking
         )  # fmt: skip
