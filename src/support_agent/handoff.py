@@ -3,7 +3,8 @@
 Escalation triggers, checked in this order (the first that holds is the reason):
 
 1. an explicit request for a human, once the agent has offered its own help the tenant's
-   ``offer_help_before_human`` times in this session (bank policy: offer help first);
+   ``offer_help_before_human`` times in this session (bank policy: offer help first), or at
+   once when the session can no longer verify (too many failed attempts: the agent cannot help);
 2. anger: frustration at or above the tenant's ``frustration_escalation``;
 3. out-of-scope or low-confidence messages twice in one session;
 4. a policy outcome that needs a human (``escalate``), or an action only a human can complete;
@@ -69,6 +70,8 @@ def escalation_reason(this: Turn) -> str | None:
     history = state.get("history") or []
     c360 = state.get("c360") or {}
     if signals.get("human_request"):
+        if (state.get("verification") or {}).get("locked"):  # nothing the agent can do for them
+            return "customer asked for a human agent after verification was locked"
         offered = sum(1 for h in history if h.get("human_request"))
         if offered >= config.handoff.offer_help_before_human:
             return "customer asked for a human agent"
