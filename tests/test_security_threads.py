@@ -31,6 +31,7 @@ from support_agent.api.ratelimit import client_address
 from support_agent.conversation import Agent
 from support_agent.services import Services
 from support_agent.tenancy import create_api_key
+from support_agent.verification.attempts import client_key
 from tests.conftest import WIDGET_SECRET_ENV, customer_with
 
 ASSISTANT = "support_agent"
@@ -547,3 +548,37 @@ async def test_keys_and_tokens_in_the_url_are_not_read(
             headers={"X-Visitor-Token": victim.visitor_token},
         )
         assert r.status_code == 401, r.text  # the verified thread wants the token in the body
+
+
+async def test_the_client_address_behind_the_proxy_reaches_verification(
+    agent: Agent, services: Services, limits: Any
+) -> None:
+    """A failed verification is recorded against the visitor's address (the right-most untrusted
+    ``X-Forwarded-For`` entry behind the trusted proxy), on ``/v1/chat`` and on a graph run."""
+    limits(trusted_proxies=["127.0.0.1/32"])
+    cust = await customer_with(services, "pending")
+    wrong = f"my email is {cust['email']}, zip code 00001"
+    widget = await create_api_key(services, "retail", "widget")
+    visitor = _address()
+    app = create_app(agent=agent)
+    forwarded = {"X-Forwarded-For": f"{_address()}, {visitor}"}
+    async with app.router.lifespan_context(app), _http(app, widget, "127.0.0.1") as proxy:
+        chat = await proxy.post("/v1/chat", json={"message": wrong}, headers=forwarded)
+        assert chat.status_code == 200, chat.text
+        created = (await proxy.post("/threads", json={}, headers=forwarded)).json()
+        run = await proxy.post(
+            f"/threads/{created['thread_id']}/runs/wait",
+            json={"assistant_id": ASSISTANT, "input": _user(wrong)},
+            headers={**forwarded, "X-Visitor-Token": created["visitor_token"]},
+        )
+        assert run.status_code == 200, run.text
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT session_id, client FROM verification_attempts WHERE tenant_id = 'retail'"
+                " AND session_id = ANY(%s)",
+                ([chat.json()["session_id"], created["thread_id"]],),
+            )
+        ).fetchall()
+    assert {r["session_id"] for r in rows} == {chat.json()["session_id"], created["thread_id"]}
+    assert {r["client"] for r in rows} == {client_key("retail", visitor)}

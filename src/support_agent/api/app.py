@@ -48,6 +48,7 @@ from support_agent.api.deps import (
     check_request_edges,
     new_visitor_token,
     owned_session,
+    request_address,
 )
 from support_agent.api.graph_routes import public_router as graph_public_router
 from support_agent.api.graph_routes import router as graph_router
@@ -286,10 +287,10 @@ def create_app(
                     await bind_visitor(conn, tenant_id, session_id, "chat", token)
         identity = body.customer.model_dump(exclude_none=True) if body.customer else None
         headers = {VISITOR_HEADER: token} if token is not None else None
+        client = request_address(request, agent.services)
         if "text/event-stream" in request.headers.get("accept", ""):
-            return EventSourceResponse(
-                chat_events(agent, tenant_id, body, identity, session_id, token), headers=headers
-            )
+            events = chat_events(agent, tenant_id, body, identity, session_id, token, client)
+            return EventSourceResponse(events, headers=headers)
         result = await run_turn(
             agent,
             tenant_id=tenant_id,
@@ -298,6 +299,7 @@ def create_app(
             session_id=session_id,
             identity=identity,
             message_id=body.message_id,
+            client=client,
         )
         response.headers.update(headers or {})
         return chat_response(result, token)

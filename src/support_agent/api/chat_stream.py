@@ -51,6 +51,7 @@ async def chat_events(
     identity: dict[str, str] | None,
     session_id: str | None = None,
     visitor_token: str | None = None,
+    client: str | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """One turn of ``/v1/chat`` as server-sent events (see the module docstring).
 
@@ -61,6 +62,7 @@ async def chat_events(
         identity: identifiers the channel supplies (server keys).
         session_id: the session (default: ``body.session_id``, else a new one).
         visitor_token: a widget's new session's visitor token, sent in ``metadata`` (once).
+        client: the client's address as the API saw it (verification limits per address).
     """
     session_id = session_id or body.session_id or uuid.uuid4().hex
     meta: dict[str, Any] = {"session_id": session_id}
@@ -72,7 +74,7 @@ async def chat_events(
         async for mode, chunk in stream_turn(
             agent, tenant_id=tenant_id, channel=body.channel, session_id=session_id,
             message=body.message, identity=identity, message_id=body.message_id,
-            stream_mode=("updates", "values", "messages"),
+            stream_mode=("updates", "values", "messages"), client=client,
         ):  # fmt: skip
             for node in trace.add(mode, chunk):
                 yield _event("node", {"node": node})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
 import secrets
@@ -27,7 +28,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 
-from support_agent.api.ratelimit import RateLimiter
+from support_agent.api.ratelimit import RateLimiter, client_address
 from support_agent.api.schemas import ErrorBody
 from support_agent.conversation import Agent
 from support_agent.errors import (
@@ -82,6 +83,15 @@ def get_limiter(request: Request) -> RateLimiter | None:
     """The application's rate limiter (``None`` before the lifespan or when turned off)."""
     limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
     return limiter
+
+
+def request_address(request: Request, services: Services) -> str:
+    """The client's address behind ``TRUSTED_PROXIES`` (``api.ratelimit.client_address``)."""
+    limiter = get_limiter(request)
+    if limiter is not None:
+        return limiter.client_address(request)
+    trusted = services.settings.trusted_proxies
+    return client_address(request, [ipaddress.ip_network(str(n), strict=False) for n in trusted])
 
 
 async def get_principal_dep(

@@ -80,6 +80,7 @@ from support_agent.api.deps import (
     forget_visitor,
     new_visitor_token,
     owned_session,
+    request_address,
 )
 from support_agent.api.runs import (
     ASSISTANT_ID,
@@ -539,8 +540,10 @@ def _customer_token(agent: Agent, tenant_id: str, token: str) -> str:
     return str(claims["sub"])
 
 
-def _turn_spec(agent: Agent, principal: Principal, body: RunCreate) -> TurnSpec:
-    """What the run does, from its input, command and context.
+def _turn_spec(
+    agent: Agent, principal: Principal, body: RunCreate, client: str | None = None
+) -> TurnSpec:
+    """What the run does, from its input, command and context (``client``: the caller's address).
 
     Raises:
         InvalidRequestError: no user message and no resume value, or a malformed field.
@@ -563,7 +566,7 @@ def _turn_spec(agent: Agent, principal: Principal, body: RunCreate) -> TurnSpec:
     if body.command is not None:
         if set(body.command) - {"resume"} or "resume" not in body.command:
             raise InvalidRequestError("command supports only resume")
-        return TurnSpec(channel, None, identity, body.command["resume"], verified)
+        return TurnSpec(channel, None, identity, body.command["resume"], verified, client)
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequestError("input.messages must hold the customer's message")
@@ -574,7 +577,7 @@ def _turn_spec(agent: Agent, principal: Principal, body: RunCreate) -> TurnSpec:
     text = _text(users[-1].get("content")) if users else ""
     if not text:
         raise InvalidRequestError("input.messages must hold a user message with text")
-    return TurnSpec(channel, text, identity, verified_customer_id=verified)
+    return TurnSpec(channel, text, identity, verified_customer_id=verified, client=client)
 
 
 def _stream_modes(body: RunCreate) -> list[str]:
@@ -607,7 +610,7 @@ async def _start(
     """
     binding = await _owned(request, agent, principal, thread_id)
     assistant_id = _check_assistant(body.assistant_id)
-    spec = _turn_spec(agent, principal, body)
+    spec = _turn_spec(agent, principal, body, request_address(request, agent.services))
     modes = _stream_modes(body)
     tenant_id = principal.tenant_id
     try:

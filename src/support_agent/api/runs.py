@@ -193,6 +193,8 @@ class TurnSpec:
         identity: identifiers the channel supplies (server keys, or a verified widget token).
         resume: the resume value of ``command.resume``.
         verified_customer_id: the customer of a verified site token.
+        client: the client's address as the API saw it (behind ``TRUSTED_PROXIES``), for the
+            per-address limit on verification attempts.
     """
 
     channel: str
@@ -200,6 +202,7 @@ class TurnSpec:
     identity: dict[str, str] | None
     resume: Any = None
     verified_customer_id: str | None = None
+    client: str | None = None
 
 
 class RunRegistry:
@@ -275,7 +278,7 @@ class RunRegistry:
                 self._agent, tenant_id=run.tenant_id, channel=spec.channel,
                 session_id=run.thread_id, message=spec.message, identity=spec.identity,
                 resume=spec.resume, verified_customer_id=spec.verified_customer_id,
-                stream_mode=graph_modes,
+                stream_mode=graph_modes, client=spec.client,
             ):  # fmt: skip
                 await self._forward(run, mode, chunk, interrupts)
             if interrupts:
