@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -145,6 +146,20 @@ async def say(
     )
 
 
+def proof(cust: dict[str, object]) -> str:
+    """What a retail customer types to verify: the email and the zip code on file (the retail
+    policy's ``email_zip`` way; an email alone only finds the account)."""
+    return f"my email is {cust['email']}, zip code {cust['zip']}"
+
+
+def bank_proof(cust: dict[str, object]) -> str:
+    """What a bank customer types to verify: two facts on file, email and date of birth (the
+    bank's policy: any 2 of date of birth, email, phone, address)."""
+    born = cust["date_of_birth"]
+    assert isinstance(born, date), "select the customer's date_of_birth"
+    return f"my email is {cust['email']} and my date of birth is {born:%m/%d/%Y}"
+
+
 _taken: dict[str, int] = {}
 
 
@@ -244,7 +259,7 @@ async def propose_cancel(client: httpx.AsyncClient, services: Services) -> tuple
     cancel it; the agent proposes the cancellation. Returns ``(session_id, order_id)``."""
     cust = await customer_with(services, "pending")
     order_id = str(cust["order_id"])
-    hello = await client.post("/v1/chat", json={"message": f"hi, my email is {cust['email']}"})
+    hello = await client.post("/v1/chat", json={"message": f"hi, {proof(cust)}"})
     session = str(hello.json()["session_id"])
     cancel = f"please cancel order {order_id}, I ordered it by mistake"
     proposal = await client.post("/v1/chat", json={"session_id": session, "message": cancel})

@@ -51,11 +51,12 @@ async def _one(services: Services, sql: str, *params: object) -> dict[str, Any] 
     return None if row is None else dict(row)
 
 
-async def _email(services: Services, customer_id: str) -> str:
-    row = await _one(services, "SELECT email FROM customers WHERE tenant_id='bank' AND id=%s",
-                     customer_id)  # fmt: skip
-    assert row is not None
-    return str(row["email"])
+async def _proof(services: Services, customer_id: str) -> str:
+    """What a bank customer types to verify: two facts on file (email and date of birth)."""
+    row = await _one(services, "SELECT email, date_of_birth FROM customers"
+                     " WHERE tenant_id='bank' AND id=%s", customer_id)  # fmt: skip
+    assert row is not None and row["date_of_birth"] is not None
+    return f"my email is {row['email']}, date of birth {row['date_of_birth']:%m/%d/%Y}"
 
 
 def test_card_catalog_reads_terms_and_paths_from_the_documents() -> None:
@@ -100,7 +101,7 @@ async def test_offers_are_retrievable_and_expired_promotions_are_not(bank: Agent
 async def test_disputed_fee_is_filed_once_after_confirmation(bank: Agent) -> None:
     cust = await pick_bank_customer(bank.services)
     sid = new_session()
-    await bank_say(bank, sid, f"Hi, my email is {cust['email']}")
+    await bank_say(bank, sid, "Hi, " + await _proof(bank.services, cust["id"]))
     fee = money(float(cust["amount"]))
     proposed = await bank_say(bank, sid, f"Why was I charged a {fee} fee? That's wrong.")
     assert proposed.decision == "confirm"
@@ -112,7 +113,7 @@ async def test_disputed_fee_is_filed_once_after_confirmation(bank: Agent) -> Non
     assert done.decision == "execute"
     assert (await _one(bank.services, sql, cust["transaction_id"]))["n"] == 1  # type: ignore[index]
     # the same fee again: the policy denies it (already disputed), nothing is filed twice
-    again = await bank_say(bank, new_session(), f"my email is {cust['email']}")
+    again = await bank_say(bank, new_session(), await _proof(bank.services, cust["id"]))
     again = await bank_say(bank, again.session_id, f"Why was I charged a {fee} fee?")
     assert again.decision == "deny"
     failed = [r["rule"] for r in again.policy["rules"] if not r["passed"]]
@@ -135,7 +136,7 @@ async def test_lost_card_is_frozen_only_after_yes_and_only_once(bank: Agent) -> 
     )
     assert card is not None
     sid = new_session()
-    await bank_say(bank, sid, f"my email is {await _email(bank.services, card['customer_id'])}")
+    await bank_say(bank, sid, await _proof(bank.services, card['customer_id']))
     asked = await bank_say(bank, sid, f"I lost my debit card ending {card['four']}")
     assert asked.decision == "confirm" and asked.policy["action"] == "freeze_card"
     status = "SELECT status FROM holdings WHERE tenant_id='bank' AND id=%s"
@@ -156,7 +157,7 @@ async def test_several_cards_are_asked_about_not_guessed(bank: Agent) -> None:
     )
     assert row is not None
     sid = new_session()
-    await bank_say(bank, sid, f"my email is {await _email(bank.services, row['customer_id'])}")
+    await bank_say(bank, sid, await _proof(bank.services, row['customer_id']))
     result = await bank_say(bank, sid, "I lost my debit card")
     assert result.policy["outcome"] == "clarify"
     assert "Which card do you mean" in result.reply and "ending" in result.reply
@@ -172,7 +173,7 @@ async def test_replacement_card_is_ordered_on_yes(bank: Agent) -> None:
     )
     assert row is not None
     sid = new_session()
-    await bank_say(bank, sid, f"my email is {await _email(bank.services, row['customer_id'])}")
+    await bank_say(bank, sid, await _proof(bank.services, row['customer_id']))
     asked = await bank_say(
         bank, sid, "My card is damaged and doesn't work anymore, I need a new one"
     )
@@ -194,7 +195,7 @@ async def test_retention_offer_follows_policy_and_is_not_repeated(bank: Agent) -
     )
     assert row is not None
     sid = new_session()
-    await bank_say(bank, sid, f"my email is {await _email(bank.services, row['customer_id'])}")
+    await bank_say(bank, sid, await _proof(bank.services, row['customer_id']))
     offered = await bank_say(
         bank, sid, "Honestly I'd rather close this card, paying the yearly fee makes no sense"
     )
@@ -214,7 +215,7 @@ async def test_retention_offer_follows_policy_and_is_not_repeated(bank: Agent) -
     assert ledger == {"status": "applied"}
     # a new conversation: one retention offer per year, whatever the customer says
     sid2 = new_session()
-    await bank_say(bank, sid2, f"my email is {await _email(bank.services, row['customer_id'])}")
+    await bank_say(bank, sid2, await _proof(bank.services, row['customer_id']))
     again = await bank_say(bank, sid2, "I'm switching to a competitor, so shut my card down please")
     assert again.policy["retention_offer"] is None
     audit = await _one(
@@ -247,7 +248,7 @@ async def test_high_value_billing_dispute_is_a_warm_handoff(bank: Agent) -> None
         if c["tier"] == "gold" and any(t["amount"] < 0 for t in c["transactions"])
     )  # fmt: skip
     sid = new_session()
-    await bank_say(bank, sid, f"my email is {gold['profile']['email']}")
+    await bank_say(bank, sid, await _proof(bank.services, gold["customer_id"]))
     result = await bank_say(bank, sid, "There's a charge on my statement I don't recognise")
     assert result.decision == "escalate"
     panel = result.handoff or {}
@@ -274,7 +275,7 @@ async def test_bank_write_waits_for_a_clear_yes(bank: Agent, answer: str) -> Non
     )
     assert card is not None
     sid = new_session()
-    await bank_say(bank, sid, f"my email is {await _email(bank.services, card['customer_id'])}")
+    await bank_say(bank, sid, await _proof(bank.services, card['customer_id']))
     asked = await bank_say(bank, sid, f"I lost my debit card ending {card['four']}")
     assert asked.decision == "confirm" and asked.approval is not None
     (request,) = asked.approval["action_requests"]
@@ -320,7 +321,7 @@ async def test_a_bank_promise_is_kept_when_the_promised_dispute_is_filed(bank: A
     )
     for answer in (None, "yes"):  # the first conversation ends with the proposal waiting
         sid = new_session()
-        await bank_say(bank, sid, f"Hi, my email is {cust['email']}")
+        await bank_say(bank, sid, "Hi, " + await _proof(bank.services, cust["id"]))
         proposed = await bank_say(bank, sid, f"Why was I charged a {fee} fee? That's wrong.")
         assert proposed.decision == "confirm", proposed.reply
         assert proposed.policy["target"]["id"] == cust["transaction_id"]

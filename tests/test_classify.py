@@ -103,3 +103,10 @@ def test_entities() -> None:
     assert extract_identifiers("call +1 (555) 010-2030")["phone"] == "+1 (555) 010-2030"
     assert cancel_reason("I ordered it by mistake") == "ordered by mistake"
     assert cancel_reason("just cancel it") is None
+
+
+def test_an_introduction_with_the_banks_verification_facts_is_still_only_one() -> None:
+    """The bank verifies with two facts: "my email is …, date of birth …" only introduces."""
+    assert introduction_only("Hi, my email is mia@example.com and my date of birth is 03/15/1992")
+    assert introduction_only("I was born on 03/15/1992, I live at 742 Maple Street, Austin, TX")
+    assert not introduction_only("my date of birth is 03/15/1992, freeze my card")

@@ -18,7 +18,7 @@ from support_agent.errors import TurnInProgressError
 from support_agent.infra.locks import ThreadLocks
 from support_agent.services import Services
 from support_agent.threads import thread_id
-from tests.conftest import customer_with, order_actions, order_status, propose_cancel
+from tests.conftest import customer_with, order_actions, order_status, proof, propose_cancel
 
 QUESTIONS = [
     "where is my order?",
@@ -52,7 +52,7 @@ async def test_five_messages_at_once_on_one_session_none_lost(
 ) -> None:
     cust = await customer_with(services, "pending")  # its own: 20 sessions change its history
     for trial in range(20):
-        hello = await client.post("/v1/chat", json={"message": f"hi, my email is {cust['email']}"})
+        hello = await client.post("/v1/chat", json={"message": f"hi, {proof(cust)}"})
         assert hello.status_code == 200, hello.text
         session = hello.json()["session_id"]
         sent = [f"{q} ({trial}.{i})" for i, q in enumerate(QUESTIONS)]

@@ -19,7 +19,7 @@ from support_agent.consent import evaluate, read_labelled
 from support_agent.conversation import Agent
 from support_agent.services import Services
 from support_agent.threads import thread_id
-from tests.conftest import customer_said, customer_with
+from tests.conftest import customer_said, customer_with, proof
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ async def _propose_cancel(
     """A verified customer with a pending order, and the agent's proposal to cancel it."""
     cust = await customer_with(services, "pending")
     order_id = str(cust["order_id"])
-    hello = await _chat(client, message=f"hi, my email is {cust['email']}")
+    hello = await _chat(client, message=f"hi, {proof(cust)}")
     proposal = await _chat(
         client,
         session_id=hello["session_id"],
@@ -143,7 +143,7 @@ async def test_a_message_resent_with_its_id_is_answered_once(
     cust = await customer_with(services, "pending")
     order_id = str(cust["order_id"])
     session = f"client-{uuid.uuid4().hex}"  # the client's own session id
-    first = {"session_id": session, "message": f"hi, my email is {cust['email']}"}
+    first = {"session_id": session, "message": f"hi, {proof(cust)}"}
     await _chat(client, **first, message_id="m1")
     ask = {
         "session_id": session,
@@ -232,7 +232,7 @@ async def test_two_different_changes_to_one_order_both_land(
 ) -> None:
     cust = await customer_with(services, "pending")
     order_id = str(cust["order_id"])
-    session = (await _chat(client, message=f"my email is {cust['email']}"))["session_id"]
+    session = (await _chat(client, message=proof(cust)))["session_id"]
     first = await _change_address(client, session, order_id, "12 Main Street")
     assert first["decision"] == "execute" and "12 Main Street" in first["reply"]
     assert (await _order(services, order_id))["address"]["address1"] == "12 Main Street"
@@ -255,7 +255,7 @@ async def test_default_address_updated_twice_both_land(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     cust = await customer_with(services, "delivered")
-    session = (await _chat(client, message=f"my email is {cust['email']}"))["session_id"]
+    session = (await _chat(client, message=proof(cust)))["session_id"]
     for street in ("7 Elm Road", "9 Birch Lane"):
         proposal = await _chat(
             client,

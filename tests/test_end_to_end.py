@@ -12,7 +12,7 @@ import pytest
 
 from support_agent.conversation import Agent
 from support_agent.services import Services
-from tests.conftest import customer_with, end_and_remember, new_session, say
+from tests.conftest import customer_with, end_and_remember, new_session, proof, say
 
 
 async def test_two_sessions_two_channels(services: Services, agent: Agent) -> None:
@@ -73,7 +73,7 @@ async def test_session_resumes_after_a_process_restart(
         "REDIS_URL": str(services.embedded.redis_url),
         "LOG_LEVEL": "WARNING",
     }
-    first = _cli(["chat", f"my email is {cust['email']}", "--session-id", session], env)
+    first = _cli(["chat", proof(cust), "--session-id", session], env)
     assert first["customer_id"] == cust["id"]
     # A new process continues the same thread: no need to identify again.
     second = _cli(["chat", f"where is order {cust['order_id']}?", "--session-id", session], env)

@@ -16,6 +16,7 @@ from support_agent.conversation import Agent
 from support_agent.memory_store.hot import refresh_features
 from support_agent.services import Services
 from support_agent.verticals.retail.loader import load_retail
+from tests.conftest import proof
 from tests.traces import scan_postgres, scan_redis
 
 TRIALS = 50
@@ -43,7 +44,7 @@ async def test_end_message_and_erasure_at_once_leave_no_trace(
     try:
         for cust in customers:
             hello = await client.post(
-                "/v1/chat", json={"message": f"hi, my email is {cust['email']}"}
+                "/v1/chat", json={"message": f"hi, {proof(cust)}"}
             )
             assert hello.status_code == 200, hello.text
             session = hello.json()["session_id"]

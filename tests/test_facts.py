@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from support_agent.services import Services
-from tests.conftest import customer_with, order_status
+from tests.conftest import customer_with, order_status, proof
 
 
 async def _chat(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -22,8 +22,8 @@ async def _chat(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
     return dict(r.json())
 
 
-async def _verified(client: httpx.AsyncClient, email: object) -> str:
-    hello = await _chat(client, message=f"hi, my email is {email}")
+async def _verified(client: httpx.AsyncClient, cust: dict[str, Any]) -> str:
+    hello = await _chat(client, message=f"hi, {proof(cust)}")
     assert "verified" in hello["reply"]
     return str(hello["session_id"])
 
@@ -43,7 +43,7 @@ async def test_tracking_number_is_shown_to_its_verified_owner(
         " tenant_id = 'retail' AND order_id = %s AND line_no = 0",
         cust["order_id"],
     )
-    session = await _verified(client, cust["email"])
+    session = await _verified(client, cust)
     answer = await _chat(
         client,
         session_id=session,
@@ -62,7 +62,7 @@ async def test_catalog_count_comes_from_the_catalog(
         " v.tenant_id = 'retail' AND p.name = 'T-Shirt' AND v.available",
     )
     cust = await customer_with(services, "delivered", fresh=False)
-    session = await _verified(client, cust["email"])
+    session = await _verified(client, cust)
     answer = await _chat(
         client,
         session_id=session,
@@ -77,13 +77,14 @@ async def test_single_item_cannot_be_cancelled_and_nothing_changes(
     (order,) = await _rows(
         services,
         """
-        SELECT o.id, c.email, min(i.name) AS item FROM orders o
+        SELECT o.id, c.email, c.zip, min(i.name) AS item FROM orders o
         JOIN customers c ON c.tenant_id = o.tenant_id AND c.id = o.customer_id
         JOIN order_items i ON i.tenant_id = o.tenant_id AND i.order_id = o.id
         WHERE o.tenant_id = 'retail' AND o.status = 'pending'
-        GROUP BY o.id, c.email HAVING count(DISTINCT i.name) >= 2 ORDER BY o.id DESC LIMIT 1""",
+        GROUP BY o.id, c.email, c.zip HAVING count(DISTINCT i.name) >= 2
+        ORDER BY o.id DESC LIMIT 1""",
     )
-    session = await _verified(client, order["email"])
+    session = await _verified(client, order)
     answer = await _chat(
         client,
         session_id=session,
@@ -98,7 +99,7 @@ async def test_single_item_cannot_be_cancelled_and_nothing_changes(
 
 async def test_refusal_in_customer_terms(client: httpx.AsyncClient, services: Services) -> None:
     cust = await customer_with(services, "delivered", fresh=False)
-    session = await _verified(client, cust["email"])
+    session = await _verified(client, cust)
     answer = await _chat(
         client,
         session_id=session,
@@ -114,7 +115,7 @@ async def test_no_greeting_once_the_conversation_has_started(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     cust = await customer_with(services, "delivered", fresh=False)
-    session = await _verified(client, cust["email"])
+    session = await _verified(client, cust)
     answer = await _chat(client, session_id=session, message="hmm")
     assert "Hello" not in answer["reply"] and "another way" in answer["reply"], answer["reply"]
 
@@ -140,7 +141,7 @@ async def test_refund_total_of_the_conversation(
     client: httpx.AsyncClient, services: Services
 ) -> None:
     cust = await customer_with(services, "pending")
-    session = await _verified(client, cust["email"])
+    session = await _verified(client, cust)
     await _chat(
         client,
         session_id=session,

@@ -25,7 +25,7 @@ from support_agent.memory_store.hot import sync_hot_tier
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 from support_agent.tenancy import create_api_key
-from tests.conftest import customer_with, job_status, new_session, propose_cancel, say
+from tests.conftest import customer_with, job_status, new_session, proof, propose_cancel, say
 
 
 async def _until(check: Any, timeout_s: float, what: str) -> float:
@@ -53,13 +53,13 @@ async def test_redis_killed_mid_conversation_is_restarted_and_no_job_is_lost(
     assert services.embedded.managed, "the tests run on embedded servers"
     earlier = await customer_with(services, "delivered")  # a job already on the stream
     before = new_session()
-    await say(agent, before, f"my email is {earlier['email']}")
+    await say(agent, before, f"my email is {earlier['email']}, zip code {earlier['zip']}")
     assert (await end_session(agent, tenant_id="retail", session_id=before))["memory_job"] == (
         "enqueued"
     )
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
 
     os.kill(services.embedded._redis.pid, signal.SIGKILL)  # noqa: SLF001 - no save, no warning
     await _until(lambda: not services.embedded.redis_alive(), 5, "Redis still answers")
@@ -83,7 +83,7 @@ async def test_postgres_killed_answers_503_fast_then_recovers_and_the_session_re
     client: httpx.AsyncClient, services: Services
 ) -> None:
     cust = await customer_with(services, "delivered")
-    hello = await client.post("/v1/chat", json={"message": f"hi, my email is {cust['email']}"})
+    hello = await client.post("/v1/chat", json={"message": f"hi, {proof(cust)}"})
     assert hello.status_code == 200, hello.text
     session = hello.json()["session_id"]
 
@@ -217,7 +217,7 @@ async def test_ending_a_session_is_all_or_nothing(
     with its job (before, the session was marked ended and its memory never written)."""
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
 
     async def broken(*_: Any, **__: Any) -> bool:
         raise RuntimeError("the job insert failed")

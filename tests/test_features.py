@@ -13,7 +13,7 @@ from support_agent.memory_store.context import load_customer_memory
 from support_agent.memory_store.hot import features_key
 from support_agent.ranking import reference_clv
 from support_agent.services import Services
-from tests.conftest import PACKS, customer_with, new_session, say
+from tests.conftest import PACKS, customer_with, new_session, proof, say
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 
@@ -65,7 +65,7 @@ async def test_sync_job_fills_the_store_and_turns_read_it(services: Services) ->
 async def test_escalation_urgency_uses_clv_from_the_store(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     await say(agent, session, "I am really annoyed and frustrated with this")
     state = (await agent.graph.aget_state(
         {"configurable": {"thread_id": f"retail:{session}"}})).values  # fmt: skip

@@ -16,7 +16,7 @@ from support_agent.handoff import PRIOR_STRENGTH
 from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.services import Services
 from support_agent.tenancy import create_api_key
-from tests.conftest import PACKS, customer_with, end_and_remember, new_session, say
+from tests.conftest import PACKS, customer_with, end_and_remember, new_session, proof, say
 
 PANEL_FIELDS = {"handoff_id", "reason", "header", "summary", "current_issue", "tried",
                 "timeline", "suggested_resolutions", "quick_actions", "transcript"}  # fmt: skip
@@ -38,7 +38,7 @@ def assert_full_panel(result: TurnResult, reason: str) -> dict[str, Any]:
 
 
 async def _report_problem(agent: Agent, cust: dict[str, object], session: str) -> None:
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     await say(agent, session, f"the {cust['item']} I got arrived broken")
 
 
@@ -98,7 +98,7 @@ async def test_taking_up_the_offer_of_a_person_connects_one_over_the_api(
 async def test_anger_escalates(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     result = await say(agent, session, "This is RIDICULOUS, unacceptable, I am furious!!")
     panel = assert_full_panel(result, "frustration")
     assert panel["header"]["sentiment"] < 0
@@ -125,7 +125,7 @@ async def test_unclear_twice_escalates(services: Services, agent: Agent) -> None
 async def test_action_only_a_human_can_complete_escalates(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     proposal = await say(agent, session, f"can I exchange the {cust['item']} for another size")
     assert proposal.policy["action"] == "exchange_items" and "Which option" in proposal.reply
     # the answer names no available option: a colleague helps choose (asked once already)
@@ -140,12 +140,12 @@ async def test_third_contact_about_the_same_issue_escalates(
     await _report_problem(agent, cust, first)
     await end_and_remember(agent, first)
     second = new_session()
-    await say(agent, second, f"my email is {cust['email']}")
+    await say(agent, second, proof(cust))
     again = await say(agent, second, "any update?")
     assert again.decision == "respond"  # second contact: answered from memory
     await end_and_remember(agent, second)
     third = new_session()
-    await say(agent, third, f"my email is {cust['email']}")
+    await say(agent, third, proof(cust))
     result = await say(agent, third, "any update?")
     panel = assert_full_panel(result, "third contact")
     assert panel["current_issue"]["order_id"] == cust["order_id"]
@@ -157,16 +157,17 @@ async def test_high_value_billing_dispute_escalates(services: Services, agent: A
     async with services.pool.connection() as conn:
         row = await (
             await conn.execute(
-                "SELECT c.id, c.email FROM customers c JOIN orders o ON o.tenant_id = c.tenant_id"
+                "SELECT c.id, c.email, c.zip FROM customers c JOIN orders o"
+                " ON o.tenant_id = c.tenant_id"
                 " AND o.customer_id = c.id JOIN payments p ON p.tenant_id = o.tenant_id"
-                " AND p.order_id = o.id WHERE c.tenant_id = 'retail' GROUP BY c.id, c.email"
+                " AND p.order_id = o.id WHERE c.tenant_id = 'retail' GROUP BY c.id, c.email, c.zip"
                 " HAVING sum(CASE WHEN p.kind = 'payment' THEN p.amount ELSE -p.amount END)"
                 " >= 5000 ORDER BY c.id DESC LIMIT 1"
             )
         ).fetchone()
     assert row is not None
     session = new_session()
-    await say(agent, session, f"my email is {row['email']}")
+    await say(agent, session, f"my email is {row['email']}, zip code {row['zip']}")
     result = await say(agent, session, "where is my refund? I still haven't got my money back")
     panel = assert_full_panel(result, "billing dispute")
     assert panel["header"]["tier"] == "gold" and panel["header"]["vip"] is True

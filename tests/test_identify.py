@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from support_agent.conversation import Agent
 from support_agent.services import Services
-from tests.conftest import customer_with, new_session, say
+from tests.conftest import customer_with, new_session, proof, say
 
 
-async def test_email_in_text_authenticates(services: Services, agent: Agent) -> None:
+async def test_email_and_zip_in_text_authenticate(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered", fresh=False)
-    result = await say(agent, new_session(), f"hi, my email is {str(cust['email']).upper()}")
+    message = f"hi, my email is {str(cust['email']).upper()} and my zip is {cust['zip']}"
+    result = await say(agent, new_session(), message)
     assert result.customer_id == cust["id"]
     assert result.decision != "ask_identification"
+
+
+async def test_email_alone_does_not_authenticate(services: Services, agent: Agent) -> None:
+    cust = await customer_with(services, "delivered", fresh=False)
+    result = await say(agent, new_session(), f"hi, my email is {cust['email']}, where's my order?")
+    assert result.customer_id is None and result.decision == "ask_identification"
+    assert str(cust["first_name"]) not in result.reply
+    assert str(cust["order_id"]) not in result.reply
 
 
 async def test_name_and_zip_in_text_authenticates(services: Services, agent: Agent) -> None:
@@ -44,11 +53,11 @@ async def test_account_id_alone_identifies_but_does_not_authenticate(
     assert str(cust["order_id"]) not in result.reply
 
 
-async def test_unknown_email_asks_again(services: Services, agent: Agent) -> None:
-    result = await say(agent, new_session(), "my email is nobody@nowhere.example")
+async def test_unknown_email_and_zip_fail_to_verify(services: Services, agent: Agent) -> None:
+    result = await say(agent, new_session(), "my email is nobody@nowhere.example, zip 12345")
     assert result.decision == "ask_identification"
     assert result.customer_id is None
-    assert "couldn't find" in result.reply
+    assert "couldn't verify" in result.reply
 
 
 async def test_missing_identity_asks(services: Services, agent: Agent) -> None:
@@ -71,9 +80,26 @@ async def test_second_customer_in_one_conversation_is_denied(
     a = await customer_with(services, "delivered", fresh=False)
     b = await customer_with(services, "delivered")
     session = new_session()
-    first = await say(agent, session, f"my email is {a['email']}")
+    first = await say(agent, session, proof(a))
     assert first.customer_id == a["id"]
-    second = await say(agent, session, f"now check orders for {b['email']}")
+    second = await say(agent, session, f"now check orders for {b['email']}, zip {b['zip']}")
     assert second.decision == "deny"
     assert second.customer_id == a["id"]
     assert str(b["order_id"]) not in second.reply
+
+
+async def test_another_customers_email_alone_is_no_conflict_and_reveals_nothing(
+    services: Services, agent: Agent
+) -> None:
+    """A verified customer typing someone else's email gets the same answer as for an email that
+    belongs to nobody: the conflict check is no oracle of which emails are customers."""
+    a = await customer_with(services, "delivered", fresh=False)
+    b = await customer_with(services, "delivered")
+    replies = []
+    for other in (str(b["email"]), "nobody@nowhere.example"):
+        session = new_session()
+        await say(agent, session, proof(a))
+        result = await say(agent, session, f"can you check the orders of {other}?")
+        assert result.customer_id == a["id"]
+        replies.append(result.reply)
+    assert replies[0] == replies[1]

@@ -26,7 +26,7 @@ from support_agent.conversation import Agent
 from support_agent.llm import fence, grounded
 from support_agent.services import Services
 from support_agent.threads import thread_id
-from tests.conftest import customer_with, order_status, propose_cancel
+from tests.conftest import customer_with, order_status, proof, propose_cancel
 from tests.test_respond import ScriptedChatModel
 
 FAULTS: dict[str, tuple[int, str, str]] = {
@@ -152,7 +152,7 @@ async def test_a_rejected_rewrite_never_reaches_a_messages_stream(
     streamed: list[str] = []
     try:
         async for chunk, _meta in agent.graph.astream(
-            {"messages": [HumanMessage(f"hi, my email is {cust['email']}")],
+            {"messages": [HumanMessage(f"hi, {proof(cust)}")],
              "identity": {}, "event": "message", "consent": None},
             config, context=context, stream_mode="messages",
         ):  # fmt: skip

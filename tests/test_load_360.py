@@ -11,7 +11,7 @@ from support_agent.conversation import Agent
 from support_agent.errors import NotFoundError
 from support_agent.memory_store.hot import c360_key, get_hot_360
 from support_agent.services import Services
-from tests.conftest import customer_with, new_session, say
+from tests.conftest import customer_with, new_session, proof, say
 
 
 async def test_hot_hit_comes_from_redis(services: Services) -> None:
@@ -49,7 +49,7 @@ async def test_turn_succeeds_from_postgres_when_redis_is_down(
         c360, source = await get_hot_360(services, "retail", str(cust["id"]))
         assert source == "postgres-redis-down"
         assert c360 is not None and c360["customer_id"] == cust["id"]
-        result = await say(agent, new_session(), f"my email is {cust['email']}")
+        result = await say(agent, new_session(), proof(cust))
         assert result.customer_id == cust["id"]
         assert result.memory["source"] == "postgres-redis-down"
     finally:

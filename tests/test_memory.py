@@ -12,7 +12,7 @@ from support_agent.errors import NotFoundError, SessionEndedError
 from support_agent.memory_store.episodes import episodes_namespace
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
-from tests.conftest import customer_with, new_session, say
+from tests.conftest import customer_with, new_session, proof, say
 
 
 async def _episodes(services: Services, customer_id: str) -> list[str]:
@@ -23,7 +23,7 @@ async def _episodes(services: Services, customer_id: str) -> list[str]:
 async def test_turns_are_recorded_in_the_crm(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     await say(agent, session, f"the {cust['item']} I got arrived broken")
     async with services.pool.connection() as conn:
         inter = await (
@@ -53,7 +53,7 @@ async def test_session_end_writes_one_searchable_episode(services: Services, age
     cust = await customer_with(services, "delivered")
     other = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     await say(agent, session, f"the {cust['item']} I got arrived broken")
     out = await end_session(agent, tenant_id="retail", session_id=session)
     assert out["memory_job"] == "enqueued"
@@ -100,14 +100,14 @@ async def test_session_end_writes_one_searchable_episode(services: Services, age
 async def test_idle_sessions_are_ended_by_the_sweep(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session, bystander = new_session(), new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     await say(agent, bystander, "hello")
     # A sweep limited to some sessions (the demo's simulated clock) ends no one else's.
     far = datetime.now(UTC) + timedelta(days=1)
     assert await sweep_idle_sessions(agent, now=far, only=[session]) == [session]
     assert bystander not in await sweep_idle_sessions(agent, now=far, only=["t-none"])
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     async with services.pool.connection() as conn:
         await conn.execute(
             "UPDATE interactions SET last_activity_at = now() - interval '2 hours'"

@@ -13,7 +13,7 @@ from support_agent.conversation import Agent, end_session
 from support_agent.memory_store.pipeline import DEAD_LETTER, STREAM, MemoryWorker
 from support_agent.services import Services
 from support_agent.tenancy import create_api_key
-from tests.conftest import add_acme_twin, customer_with, end_and_remember, new_session, say
+from tests.conftest import add_acme_twin, customer_with, end_and_remember, new_session, proof, say
 from tests.traces import scan_postgres, scan_redis
 
 
@@ -107,7 +107,7 @@ async def test_profile_has_four_layers_and_export_has_everything(
     client, key, _ = api
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     await say(agent, session, f"the {cust['item']} I got arrived broken")
     await say(agent, session, "I prefer email for updates")
     await end_and_remember(agent, session)
@@ -201,7 +201,7 @@ async def test_merge_keeps_every_layers_history(
     gone = await customer_with(services, "delivered")
     for cust in (keep, gone):
         session = new_session()
-        await say(agent, session, f"my email is {cust['email']}")
+        await say(agent, session, proof(cust))
         await say(agent, session, f"the {cust['item']} I got arrived broken")
         await end_and_remember(agent, session)
     r = await client.post(
@@ -220,7 +220,7 @@ async def test_merge_keeps_every_layers_history(
     r = await client.get(f"/api/tenants/me/customers/{gone['id']}", headers=auth(key))
     assert r.status_code == 404
     # The merged customer's email now finds the surviving customer.
-    turn = await say(agent, new_session(), f"my email is {gone['email']}")
+    turn = await say(agent, new_session(), f"my email is {gone['email']}, zip code {keep['zip']}")
     assert turn.customer_id == keep["id"]
 
 
@@ -231,7 +231,7 @@ async def test_tenant_isolation_on_every_endpoint(
     cust = await customer_with(services, "delivered")
     await add_acme_twin(services, str(cust["id"]))
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     # acme sees its own twin, never the retail customer's data
     r = await client.get(f"/api/tenants/me/customers/{cust['id']}", headers=auth(acme_key))
     assert r.status_code == 200 and r.json()["email"] == "zed.twin@acme.example"
@@ -273,12 +273,12 @@ async def test_erasure_leaves_nothing_anywhere(
     cid, email = str(cust["id"]), str(cust["email"])
     await add_acme_twin(services, cid)  # same id in another tenant: must survive
     done = new_session()
-    await say(agent, done, f"my email is {email}")
+    await say(agent, done, f"my email is {email}, zip code {cust['zip']}")
     await say(agent, done, f"cancel order {cust['order_id']}, I ordered it by mistake")
     await say(agent, done, "yes")
     await end_and_remember(agent, done)
     queued = new_session()  # a second conversation whose memory job is still queued
-    await say(agent, queued, f"my email is {email}")
+    await say(agent, queued, f"my email is {email}, zip code {cust['zip']}")
     await say(agent, queued, "where is my refund?")
     await end_session(agent, tenant_id="retail", session_id=queued)
     await services.redis.xadd(

@@ -20,7 +20,7 @@ from support_agent.memory_store.pipeline import (
     replay,
 )
 from support_agent.services import Services, redis_client
-from tests.conftest import customer_with, job_status, new_session, say
+from tests.conftest import customer_with, job_status, new_session, proof, say
 
 
 async def _total_conversations(services: Services, customer_id: object) -> int:
@@ -43,7 +43,7 @@ async def _episode_keys(services: Services, customer_id: object) -> list[str]:
 async def _conversation(agent: Agent) -> tuple[dict[str, object], str]:
     cust = await customer_with(agent.services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     await say(agent, session, f"the {cust['item']} I got arrived broken")
     return cust, session
 
@@ -108,7 +108,7 @@ async def test_redis_stopped_mid_run_loses_no_job(
     try:
         cust = await customer_with(services, "delivered")
         session = new_session()
-        first = await say(agent, session, f"my email is {cust['email']}")
+        first = await say(agent, session, proof(cust))
         assert first.customer_id == cust["id"]
         server.shutdown(nosave=True)  # Redis goes down mid-conversation
         turn = await say(agent, session, f"the {cust['item']} I got arrived broken")
@@ -163,7 +163,7 @@ async def test_a_repeated_pending_promise_is_one_promise(services: Services, age
     cust = await customer_with(services, "delivered")
     for _ in range(2):  # two conversations each leave the same proposal unconfirmed
         session = new_session()
-        await say(agent, session, f"my email is {cust['email']}")
+        await say(agent, session, proof(cust))
         await say(agent, session, f"the {cust['item']} I got arrived broken")
         await end_session(agent, tenant_id="retail", session_id=session)
         await MemoryWorker(services, backoff_base_s=0.0).drain()

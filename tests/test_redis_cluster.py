@@ -15,7 +15,7 @@ from support_agent.memory_store.hot import customer_keys, sync_hot_tier
 from support_agent.memory_store.pipeline import MemoryWorker
 from support_agent.services import Services
 from support_agent.settings import Settings
-from tests.conftest import customer_with, job_status, new_session, redis_cluster
+from tests.conftest import customer_with, job_status, new_session, proof, redis_cluster
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ async def test_turns_hot_tier_pipeline_and_erasure_on_a_redis_cluster(
 
     session = new_session()
     hello = await run_turn(cluster_agent, tenant_id="retail", channel="chat",
-                           message=f"my email is {cust['email']}", session_id=session)  # fmt: skip
+                           message=proof(cust), session_id=session)  # fmt: skip
     assert hello.customer_id == cid
     asked = await run_turn(cluster_agent, tenant_id="retail", channel="chat",
                            message="where is my order?", session_id=session)  # fmt: skip

@@ -13,7 +13,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from support_agent.conversation import Agent
 from support_agent.llm import grounded
 from support_agent.services import Services
-from tests.conftest import customer_with, new_session, say
+from tests.conftest import customer_with, new_session, proof, say
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -58,7 +58,7 @@ async def test_human_request_is_a_warm_handoff_with_context(
 ) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     await say(agent, session, f"the {cust['item']} I got arrived broken")
     result = await say(agent, session, "I want to talk to a real person")
     assert result.decision == "escalate"
@@ -76,7 +76,7 @@ async def test_human_request_is_a_warm_handoff_with_context(
 async def test_frustration_escalates(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     result = await say(
         agent, session, "This is RIDICULOUS and unacceptable, I am furious, worst service ever!!"
     )
@@ -115,7 +115,7 @@ async def test_llm_rewrite_is_used_when_grounded(services: Services, agent: Agen
     swap = _swap_model(services, model)
     next(swap)
     try:
-        first = await say(agent, session, f"my email is {cust['email']}")
+        first = await say(agent, session, proof(cust))
         assert first.reply == "Lovely to hear from you! What can I do for you today?"
         second = await say(agent, session, f"the {cust['item']} I got arrived broken")
         assert second.reply.startswith("So sorry!")
@@ -133,7 +133,7 @@ async def test_llm_rewrite_dropping_the_order_id_is_rejected(
     swap = _swap_model(services, model)
     next(swap)
     try:
-        await say(agent, session, f"my email is {cust['email']}")
+        await say(agent, session, proof(cust))
         result = await say(agent, session, f"the {cust['item']} I got arrived broken")
         assert str(cust["order_id"]) in result.reply
         assert "999.99" not in result.reply

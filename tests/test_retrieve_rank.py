@@ -11,7 +11,7 @@ from support_agent.ranking import score_candidate as ranking_score
 from support_agent.retrieval.hybrid import hybrid_search
 from support_agent.services import Services
 from support_agent.tenants import RankingConfig
-from tests.conftest import PACKS, customer_with, new_session, say
+from tests.conftest import PACKS, customer_with, new_session, proof, say
 
 RETAIL = PACKS.config("retail").ranking
 BANK = PACKS.config("bank").ranking
@@ -110,7 +110,7 @@ def test_escalation_urgency_grows_with_value() -> None:
 async def test_ranked_candidates_are_explained_and_sorted(services: Services, agent: Agent) -> None:
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     await say(agent, session, f"the {cust['item']} I got arrived broken")
     state = (
         await agent.graph.aget_state({"configurable": {"thread_id": f"retail:{session}"}})
@@ -148,7 +148,7 @@ async def test_an_introduction_or_a_goodbye_searches_nothing(
     cust = await customer_with(services, "delivered")
     session = new_session()
     config: Any = {"configurable": {"thread_id": f"retail:{session}"}}
-    hello = await say(agent, session, f"Hi, my email is {cust['email']}")
+    hello = await say(agent, session, f"Hi, {proof(cust)}")
     assert hello.intent == "other" and hello.signals["nothing_asked"]
     assert (await agent.graph.aget_state(config)).values["resolutions"] == []
     asked = await say(agent, session, "how long does shipping usually take")

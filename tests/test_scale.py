@@ -32,6 +32,7 @@ from tests.conftest import (
     new_session,
     order_actions,
     order_status,
+    proof,
     say,
 )
 
@@ -72,7 +73,7 @@ async def test_only_the_lease_holder_relays_the_outbox(services: Services, agent
     by the one worker holding the background lease, not by every worker."""
     cust = await customer_with(services, "delivered")
     session = new_session()
-    await say(agent, session, f"my email is {cust['email']}")
+    await say(agent, session, proof(cust))
     await say(agent, session, "where is my order?")
     await end_session(agent, tenant_id="retail", session_id=session)
     await MemoryWorker(services, backoff_base_s=0.0).drain()
@@ -168,7 +169,7 @@ async def test_a_session_moves_between_api_processes_mid_conversation(
             for url, _ in procs
         )
         async with a, b:
-            hello = await a.post("/v1/chat", json={"message": f"hi, my email is {cust['email']}"})
+            hello = await a.post("/v1/chat", json={"message": f"hi, {proof(cust)}"})
             assert hello.status_code == 200, hello.text
             session = hello.json()["session_id"]
 
@@ -204,7 +205,7 @@ async def test_a_session_moves_between_api_processes_mid_conversation(
     episodes = await services.store.asearch(episodes_namespace("retail", str(cust["id"])))
     assert [e.key for e in episodes] == [session]
     said = await customer_said(agent, session)
-    assert said == [f"hi, my email is {cust['email']}", cancel, "yes", "yes"]
+    assert said == [f"hi, {proof(cust)}", cancel, "yes", "yes"]
 
 
 async def test_a_yes_whose_answer_was_lost_is_reported_done_when_resent(
@@ -217,7 +218,7 @@ async def test_a_yes_whose_answer_was_lost_is_reported_done_when_resent(
     cust = await customer_with(services, "pending")
     order_id = str(cust["order_id"])
     session = new_session()
-    hello = f"hi, my email is {cust['email']}"
+    hello = f"hi, {proof(cust)}"
     cancel = f"please cancel order {order_id}, I ordered it by mistake"
     for i, message in enumerate((hello, cancel)):
         body = {"session_id": session, "message": message, "message_id": f"m{i}"}

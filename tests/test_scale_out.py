@@ -37,6 +37,7 @@ from tests.conftest import (
     job_status,
     order_actions,
     order_status,
+    proof,
     redis_cluster,
 )
 from tests.test_scale import _api_processes, _environment
@@ -216,7 +217,7 @@ async def test_turns_and_jobs_survive_losing_an_api_process_and_a_worker(
         async def converse(n: int, cust: dict[str, Any]) -> None:
             session = f"scale-{n}-{os.urandom(4).hex()}"
             script = [
-                f"hi, my email is {cust['email']}",
+                f"hi, {proof(cust)}",
                 f"please cancel order {cust['order_id']}, I ordered it by mistake",
                 "yes",
                 "thanks, is there anything else on my account?",
@@ -258,7 +259,7 @@ async def test_turns_and_jobs_survive_losing_an_api_process_and_a_worker(
         assert replies[3]["decision"] != "execute" and "Done" not in replies[3]["reply"]
         said = await customer_said(agent, session)
         assert said == [
-            f"hi, my email is {cust['email']}",
+            f"hi, {proof(cust)}",
             f"please cancel order {cust['order_id']}, I ordered it by mistake",
             "yes",
             "thanks, is there anything else on my account?",

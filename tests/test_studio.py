@@ -20,7 +20,7 @@ import pytest
 from langgraph_sdk import get_client
 
 from support_agent.services import Services
-from tests.conftest import customer_with
+from tests.conftest import customer_with, proof
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGGRAPH = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "langgraph"
@@ -88,7 +88,7 @@ async def test_two_threads_without_context_are_two_conversations(
         thread = await client.threads.create()
         out = await client.runs.wait(
             thread["thread_id"], "support_agent",
-            input={"messages": [{"role": "user", "content": f"hi, my email is {cust['email']}"}]},
+            input={"messages": [{"role": "user", "content": f"hi, {proof(cust)}"}]},
         )  # fmt: skip
         assert isinstance(out, dict) and out.get("decision") == "respond", out
         assert str(cust["first_name"]) in out["reply"]  # greeted by name: identified
@@ -156,7 +156,7 @@ async def _to_the_interrupt(client: Any, services: Services) -> tuple[str, dict[
     """A thread whose run stopped at the consent interrupt for cancelling a pending order."""
     cust = await customer_with(services, "pending")
     thread = (await client.threads.create())["thread_id"]
-    for text in (f"my email is {cust['email']}",
+    for text in (proof(cust),
                  f"cancel order {cust['order_id']}, I no longer need it"):  # fmt: skip
         await client.runs.wait(
             thread, "support_agent", input={"messages": [{"role": "user", "content": text}]}

@@ -220,7 +220,7 @@ _INTRODUCTION_WORDS = frozenset(
     "hi hello hey hiya good morning afternoon evening there it's its it is this i'm i am im my "
     "name email e-mail mail address phone mobile cell number no user account customer id "
     "zip zipcode postal code and here's here your you yes sure ok okay please thanks thank "
-    "the a me".split()
+    "the a me date of birth born dob was on i live at home verification".split()
 )
 
 
