@@ -277,3 +277,26 @@ async def test_a_verified_customer_sees_their_account(services: Services, agent:
     assert verified.customer_id == cust["id"]
     result = await say(agent, session, "where is my order?")
     assert str(cust["order_id"]) in result.reply
+
+
+def test_a_scope_accepts_only_its_ways(agent: Agent) -> None:
+    """A pack may ask more for changes than for reading: a customer verified by name + zip may
+    read their account, but a write's policy facts say not verified until a stronger way."""
+    from support_agent.nodes.policy_check import facts_for
+    from support_agent.verticals.protocol import Turn
+
+    policy = VerificationPolicy(
+        source="test", ways={"name_zip": ("name", "zip"), "email_code": ("email", "one_time_code")},
+        scopes={"writes": ("email_code",)}, code_to=("email",),
+    )  # fmt: skip
+    assert policy.scopes_met({"name", "zip"}) == ["account_data", "memory"]
+    assert policy.scopes_met({"email", "one_time_code"}) == ["account_data", "writes", "memory"]
+    deps = agent.deps("retail")
+    cancel, status = deps.policy.actions["cancel_order"], deps.policy.actions["order_status"]
+    candidate: Any = {"action": "cancel_order", "target": {"id": "#W1", "status": "pending"}}
+    for verified_for, can_write in ((policy.scopes_met({"name", "zip"}), False),
+                                    (policy.scopes_met({"email", "one_time_code"}), True)):  # fmt: skip
+        state: Any = {"authenticated": True, "verified_for": verified_for}
+        turn = Turn(state=state, deps=deps, tenant_id="retail", session_id="s", channel="chat")
+        assert facts_for(candidate, cancel, turn).authenticated is can_write
+        assert facts_for(candidate, status, turn).authenticated is True

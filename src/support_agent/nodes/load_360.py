@@ -4,18 +4,19 @@ One call (``memory_store.context.load_customer_memory``): the 360 and L1/L2/L4 f
 tier (PostgreSQL on a miss, re-warming Redis; PostgreSQL alone when Redis is down), the L3 episodes
 relevant to the message and the latest episode with an open issue or pending promise, within the
 tenant's context budget. The open issue to pick up is the newest open CRM issue, joined with the
-episode that recorded it. Nothing is loaded before the customer is authenticated.
+episode that recorded it. Nothing is loaded before the customer is authenticated, and no episode
+of earlier conversations unless the tenant's verification policy verified them for ``memory``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from langgraph.runtime import Runtime
 
 from support_agent.context import Context, turn_of
 from support_agent.memory_store.context import load_customer_memory
-from support_agent.state import Issue, State
+from support_agent.state import Issue, Memory, State
 
 
 async def load_360(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -33,6 +34,9 @@ async def load_360(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     c360, memory = await load_customer_memory(
         this.deps.services, runtime.store, this.tenant_id, customer_id, this.text
     )
+    if "memory" not in (state.get("verified_for") or ["memory"]):  # not verified for memory
+        memory = cast(Memory, {k: v for k, v in memory.items()
+                               if k not in ("episodes", "open_episode")})  # fmt: skip
     known = {e["id"]: e for e in memory.get("episodes", [])}
     open_episode = memory.get("open_episode")
     if open_episode is not None:

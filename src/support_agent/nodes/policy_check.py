@@ -49,8 +49,11 @@ def facts_for(candidate: Candidate, rule: ActionRule, this: Turn) -> PolicyFacts
         and (pending.get("target") or {}).get("id") == target.get("id")
         and this.signals.get("confirmation") == "yes"
     )
+    # a write needs the customer verified for writes (the tenant's verification scopes)
+    scope = "writes" if rule.kind == "write" else "account_data"
     return PolicyFacts(
-        authenticated=bool(this.state.get("authenticated")),
+        authenticated=bool(this.state.get("authenticated"))
+        and scope in (this.state.get("verified_for") or [scope]),
         identity_conflict=(this.state.get("identification") or {}).get("status") == "conflict",
         has_target=target.get("id") is not None,
         has_items=bool((target.get("args") or {}).get("item_ids")) and not target.get("candidates"),
