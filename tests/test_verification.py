@@ -294,8 +294,8 @@ def test_a_scope_accepts_only_its_ways(agent: Agent) -> None:
     deps = agent.deps("retail")
     cancel, status = deps.policy.actions["cancel_order"], deps.policy.actions["order_status"]
     candidate: Any = {"action": "cancel_order", "target": {"id": "#W1", "status": "pending"}}
-    for verified_for, can_write in ((policy.scopes_met({"name", "zip"}), False),
-                                    (policy.scopes_met({"email", "one_time_code"}), True)):  # fmt: skip
+    weak, strong = policy.scopes_met({"name", "zip"}), policy.scopes_met({"email", "one_time_code"})
+    for verified_for, can_write in ((weak, False), (strong, True)):
         state: Any = {"authenticated": True, "verified_for": verified_for}
         turn = Turn(state=state, deps=deps, tenant_id="retail", session_id="s", channel="chat")
         assert facts_for(candidate, cancel, turn).authenticated is can_write
