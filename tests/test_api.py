@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from support_agent.services import Services
-from tests.conftest import customer_with
+from tests.conftest import customer_with, proof
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -91,7 +91,7 @@ async def test_nul_and_lone_surrogates_are_refused_and_nothing_is_written(
 ) -> None:
     """Text PostgreSQL cannot store gets a 422 naming the field, before any turn runs."""
     cust = await customer_with(services, "delivered")
-    hello = await client.post("/v1/chat", json={"message": f"my email is {cust['email']}"})
+    hello = await client.post("/v1/chat", json={"message": proof(cust)})
     session = hello.json()["session_id"]
     cases = [
         ("post", "/v1/chat", {"session_id": session, "message": "where is my order\u0000"},

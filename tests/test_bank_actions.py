@@ -136,7 +136,7 @@ async def test_lost_card_is_frozen_only_after_yes_and_only_once(bank: Agent) -> 
     )
     assert card is not None
     sid = new_session()
-    await bank_say(bank, sid, await _proof(bank.services, card['customer_id']))
+    await bank_say(bank, sid, await _proof(bank.services, card["customer_id"]))
     asked = await bank_say(bank, sid, f"I lost my debit card ending {card['four']}")
     assert asked.decision == "confirm" and asked.policy["action"] == "freeze_card"
     status = "SELECT status FROM holdings WHERE tenant_id='bank' AND id=%s"
@@ -157,7 +157,7 @@ async def test_several_cards_are_asked_about_not_guessed(bank: Agent) -> None:
     )
     assert row is not None
     sid = new_session()
-    await bank_say(bank, sid, await _proof(bank.services, row['customer_id']))
+    await bank_say(bank, sid, await _proof(bank.services, row["customer_id"]))
     result = await bank_say(bank, sid, "I lost my debit card")
     assert result.policy["outcome"] == "clarify"
     assert "Which card do you mean" in result.reply and "ending" in result.reply
@@ -173,7 +173,7 @@ async def test_replacement_card_is_ordered_on_yes(bank: Agent) -> None:
     )
     assert row is not None
     sid = new_session()
-    await bank_say(bank, sid, await _proof(bank.services, row['customer_id']))
+    await bank_say(bank, sid, await _proof(bank.services, row["customer_id"]))
     asked = await bank_say(
         bank, sid, "My card is damaged and doesn't work anymore, I need a new one"
     )
@@ -195,7 +195,7 @@ async def test_retention_offer_follows_policy_and_is_not_repeated(bank: Agent) -
     )
     assert row is not None
     sid = new_session()
-    await bank_say(bank, sid, await _proof(bank.services, row['customer_id']))
+    await bank_say(bank, sid, await _proof(bank.services, row["customer_id"]))
     offered = await bank_say(
         bank, sid, "Honestly I'd rather close this card, paying the yearly fee makes no sense"
     )
@@ -215,7 +215,7 @@ async def test_retention_offer_follows_policy_and_is_not_repeated(bank: Agent) -
     assert ledger == {"status": "applied"}
     # a new conversation: one retention offer per year, whatever the customer says
     sid2 = new_session()
-    await bank_say(bank, sid2, await _proof(bank.services, row['customer_id']))
+    await bank_say(bank, sid2, await _proof(bank.services, row["customer_id"]))
     again = await bank_say(bank, sid2, "I'm switching to a competitor, so shut my card down please")
     assert again.policy["retention_offer"] is None
     audit = await _one(
@@ -275,7 +275,7 @@ async def test_bank_write_waits_for_a_clear_yes(bank: Agent, answer: str) -> Non
     )
     assert card is not None
     sid = new_session()
-    await bank_say(bank, sid, await _proof(bank.services, card['customer_id']))
+    await bank_say(bank, sid, await _proof(bank.services, card["customer_id"]))
     asked = await bank_say(bank, sid, f"I lost my debit card ending {card['four']}")
     assert asked.decision == "confirm" and asked.approval is not None
     (request,) = asked.approval["action_requests"]

@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from support_agent.services import Services
 from support_agent.tenancy import create_api_key
-from tests.conftest import WIDGET_ORIGIN, WIDGET_SECRET_ENV, customer_with, order_status
+from tests.conftest import WIDGET_ORIGIN, WIDGET_SECRET_ENV, customer_with, order_status, proof
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: ``make test`` installs chromium; a machine that cannot may skip these tests only explicitly.
@@ -127,9 +127,7 @@ async def test_widget_to_console_to_next_session(
         base_url=api, headers={"Authorization": f"Bearer {secret}"}, timeout=60
     ) as http:
         for words in ("thanks, that is great, you are very helpful", "this is annoying and slow"):
-            first = await http.post(
-                "/v1/chat", json={"message": f"hi, my email is {cust['email']}"}
-            )
+            first = await http.post("/v1/chat", json={"message": f"hi, {proof(cust)}"})
             session = first.json()["session_id"]
             await http.post("/v1/chat", json={"session_id": session, "message": words})
             assert (await http.post(f"/v1/sessions/{session}/end")).status_code == 200

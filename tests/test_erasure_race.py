@@ -29,8 +29,8 @@ async def _customers(services: Services, n: int) -> list[dict[str, str]]:
     async with services.pool.connection() as conn:
         rows = await (
             await conn.execute(
-                "SELECT id, email FROM customers WHERE tenant_id = 'retail' AND email IS NOT NULL"
-                " ORDER BY id DESC LIMIT %s",
+                "SELECT id, email, zip FROM customers WHERE tenant_id = 'retail'"
+                " AND email IS NOT NULL ORDER BY id DESC LIMIT %s",
                 (n,),
             )
         ).fetchall()
@@ -43,9 +43,7 @@ async def test_end_message_and_erasure_at_once_leave_no_trace(
     customers = await _customers(services, TRIALS)
     try:
         for cust in customers:
-            hello = await client.post(
-                "/v1/chat", json={"message": f"hi, {proof(cust)}"}
-            )
+            hello = await client.post("/v1/chat", json={"message": f"hi, {proof(cust)}"})
             assert hello.status_code == 200, hello.text
             session = hello.json()["session_id"]
             ask = await client.post(

@@ -24,7 +24,7 @@ from support_agent.infra.locks import ThreadLocks
 from support_agent.services import Services
 from support_agent.tenancy import create_api_key
 from support_agent.threads import thread_id as checkpoint_thread
-from tests.conftest import WIDGET_ORIGIN, WIDGET_SECRET_ENV, customer_with, order_status
+from tests.conftest import WIDGET_ORIGIN, WIDGET_SECRET_ENV, customer_with, order_status, proof
 
 ALL_MODES = ["values", "updates", "messages-tuple", "custom"]
 
@@ -60,9 +60,7 @@ async def test_python_sdk_conversation_interrupt_and_cancel(
     assert thread["status"] == "idle" and thread["values"] == {}
 
     # Turn 1: the customer identifies by email; every event kind the client asked for arrives.
-    events = await _stream(
-        client, tid, input=_user(f"hi, my email is {cust['email']}"), stream_mode=ALL_MODES
-    )
+    events = await _stream(client, tid, input=_user(f"hi, {proof(cust)}"), stream_mode=ALL_MODES)
     kinds = [e for e, _ in events]
     assert kinds[0] == "metadata" and kinds[-1] == "end", kinds
     run_id = events[0][1]["run_id"]
@@ -335,7 +333,7 @@ async def test_v1_chat_streams_with_event_stream(
 ) -> None:
     """``/v1/chat`` answers JSON, and server-sent events when asked for them."""
     cust = await customer_with(services, "delivered", fresh=False)
-    body = {"message": f"hi, my email is {cust['email']}"}
+    body = {"message": f"hi, {proof(cust)}"}
     plain = await client.post("/v1/chat", json=body)
     assert plain.headers["content-type"].startswith("application/json")
     r = await client.post("/v1/chat", json=body, headers={"Accept": "text/event-stream"})
@@ -352,7 +350,7 @@ async def test_a_run_that_fails_answers_500_and_changes_nothing(
     says ``error`` then ``end{status: error}``, and the thread keeps its awaited proposal."""
     tid = (await client.post("/threads", json={})).json()["thread_id"]
     cust = await customer_with(services, "pending")
-    run = {"assistant_id": "support_agent", "input": _user(f"my email is {cust['email']}")}
+    run = {"assistant_id": "support_agent", "input": _user(proof(cust))}
     assert (await client.post(f"/threads/{tid}/runs/wait", json=run)).status_code == 200
     cancel = _user(f"please cancel order {cust['order_id']}, I ordered it by mistake")
     proposed = await client.post(f"/threads/{tid}/runs/wait",

@@ -65,6 +65,7 @@ async def test_official_js_sdk(served: tuple[str, Any], services: Services) -> N
         )
     assert bank_key  # the bank thread belongs to a tenant with its own keys
     env = {**os.environ, "API_URL": base, "API_KEY": key, "EMAIL": str(cust["email"]),
+           "ZIP": str(cust["zip"]),
            "ORDER_ID": order_id, "BLOCKED_THREAD": blocked,
            "OTHER_TENANT_THREAD": bank_thread, "WIDGET_KEY": widget_key}  # fmt: skip
     env.pop("LANGSMITH_API_KEY", None)

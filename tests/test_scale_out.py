@@ -164,10 +164,10 @@ async def _pending_orders(agent: Agent) -> list[dict[str, Any]]:
     async with agent.services.pool.connection() as conn:
         rows = await (
             await conn.execute(
-                "SELECT c.id, c.email, min(o.id) AS order_id FROM customers c JOIN orders o"
+                "SELECT c.id, c.email, c.zip, min(o.id) AS order_id FROM customers c JOIN orders o"
                 " ON o.tenant_id = c.tenant_id AND o.customer_id = c.id"
                 " WHERE c.tenant_id = 'retail' AND o.status = 'pending'"
-                " GROUP BY c.id, c.email ORDER BY c.id"
+                " GROUP BY c.id, c.email, c.zip ORDER BY c.id"
             )
         ).fetchall()
     return [dict(r) for r in rows]

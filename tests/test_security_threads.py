@@ -46,9 +46,10 @@ def _address() -> str:
     return f"10.{random.randint(0, 255)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
 
 
-def _token(customer_id: str, *, life_s: float = 600, **claims: Any) -> str:
-    """A customer token signed with retail's identity secret (``iat`` now unless overridden)."""
-    now = time.time()
+def _token(customer_id: str, *, life_s: float = 600, issued_in_s: float = 0, **claims: Any) -> str:
+    """A customer token signed with retail's identity secret (``iat`` now, or ``issued_in_s``
+    seconds from now, unless overridden)."""
+    now = time.time() + issued_in_s
     payload = {"sub": customer_id, "aud": "retail", "iat": int(now), "exp": int(now + life_s)}
     payload.update(claims)
     claims = {k: v for k, v in payload.items() if v is not None}
@@ -505,7 +506,7 @@ async def test_invalid_keys_are_limited_per_address_before_the_lookup(
         ({"iat": None}, False),  # no iat
         ({"life_s": 7200}, False),  # longer than an hour
         ({"exp": 4102444800}, False),  # exp in 2100
-        ({"iat": int(time.time()) + 600, "exp": int(time.time()) + 900}, False),  # future iat
+        ({"issued_in_s": 600, "life_s": 300}, False),  # iat in the future (at run time)
         ({"life_s": 3600}, True),  # exactly the maximum
     ],
     ids=["valid", "no-iat", "two-hours", "exp-2100", "future-iat", "one-hour"],

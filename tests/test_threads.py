@@ -19,6 +19,7 @@ from support_agent.services import Services
 from support_agent.templates import money
 from support_agent.tenancy import create_api_key
 from support_agent.verticals.bank.loader import load_bank
+from tests.conftest import bank_proof, proof
 
 
 async def _chat(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -77,7 +78,7 @@ async def test_two_open_issues_are_both_carried_to_the_next_session(
             cust[key],
         )
         items[key] = row["name"]
-    first = await _chat(client, channel="chat", message=f"hi, my email is {cust['email']}")
+    first = await _chat(client, channel="chat", message=f"hi, {proof(cust)}")
     session = first["session_id"]
     one = await _chat(
         client,
@@ -118,7 +119,7 @@ async def test_bank_dispute_follow_up_on_another_channel(
 ) -> None:
     cust = await _fresh_bank_customer(agent)
     fee = money(float(cust["amount"]))
-    hello = await _chat(bank_client, channel="chat", message=f"Hi, my email is {cust['email']}")
+    hello = await _chat(bank_client, channel="chat", message=f"Hi, {bank_proof(cust)}")
     session = hello["session_id"]
     proposed = await _chat(
         bank_client, session_id=session, message=f"I want to dispute the {fee} fee, it's wrong"
@@ -130,7 +131,10 @@ async def test_bank_dispute_follow_up_on_another_channel(
     (phone,) = await _rows(
         services, "SELECT phone FROM customers WHERE tenant_id = 'bank' AND id = %s", cust["id"]
     )
-    again = await _chat(bank_client, channel="phone", message=f"hi, my phone is {phone['phone']}")
+    born = f"{cust['date_of_birth']:%m/%d/%Y}"  # the bank's policy: a second fact on file
+    again = await _chat(
+        bank_client, channel="phone", message=f"hi, my phone is {phone['phone']}, born {born}"
+    )
     assert "verified" in again["reply"], again["reply"]
     follow = await _chat(
         bank_client, session_id=again["session_id"], message="Any news on the dispute I opened?"
@@ -157,7 +161,7 @@ async def test_handoff_outcome_is_carried_to_the_next_session(
                AND c2.zip = c.zip) = 1
         GROUP BY c.tenant_id, c.id ORDER BY c.id LIMIT 1""",
     )
-    hello = await _chat(client, channel="email", message=f"hello, my email is {cust['email']}")
+    hello = await _chat(client, channel="email", message=f"hello, {proof(cust)}")
     session = hello["session_id"]
     human = await _chat(client, session_id=session, message="I want to talk to a real person")
     assert human["decision"] == "escalate" and human["handoff"], human["reply"]
@@ -181,7 +185,7 @@ async def test_handoff_outcome_is_carried_to_the_next_session(
     opening = again["reply"]  # the next session opens with the colleague's outcome, once
     assert "Last time my colleague" in opening and "shipped a free replacement" in opening
     await _end(client, again["session_id"])
-    third = await _chat(client, channel="email", message=f"hello, my email is {cust['email']}")
+    third = await _chat(client, channel="email", message=f"hello, {proof(cust)}")
     assert "you're verified" in third["reply"] and "Last time" not in third["reply"]
 
 
@@ -193,13 +197,13 @@ async def _verified_with_pending_order(
     (cust,) = await _rows(
         services,
         """
-        SELECT c.email, min(o.id) AS order_id FROM customers c JOIN orders o
+        SELECT c.email, c.zip, min(o.id) AS order_id FROM customers c JOIN orders o
         ON o.tenant_id = c.tenant_id AND o.customer_id = c.id
         WHERE c.tenant_id = 'retail' AND o.status = 'pending'
         GROUP BY c.tenant_id, c.id ORDER BY c.id DESC OFFSET %s LIMIT 1""",
         offset,
     )
-    hello = await _chat(client, message=f"hi, my email is {cust['email']}")
+    hello = await _chat(client, message=f"hi, {proof(cust)}")
     return cust, str(hello["session_id"])
 
 
@@ -240,7 +244,7 @@ async def test_a_message_that_identifies_and_asks_gets_both(
     (cust,) = await _rows(
         services,
         """
-        SELECT c.email, c.id, o.id AS order_id, min(i.name) AS item FROM customers c
+        SELECT c.email, c.zip, c.id, o.id AS order_id, min(i.name) AS item FROM customers c
         JOIN orders o ON o.tenant_id = c.tenant_id AND o.customer_id = c.id
         JOIN order_items i ON i.tenant_id = o.tenant_id AND i.order_id = o.id
         WHERE c.tenant_id = 'retail' AND o.status = 'delivered'
@@ -248,7 +252,7 @@ async def test_a_message_that_identifies_and_asks_gets_both(
                AND o2.customer_id = c.id) = 1
         GROUP BY c.tenant_id, c.id, o.id ORDER BY c.id DESC LIMIT 1""",
     )
-    hello = await _chat(client, message=f"hi, my email is {cust['email']}")
+    hello = await _chat(client, message=f"hi, {proof(cust)}")
     session = hello["session_id"]
     proposal = await _chat(
         client,
@@ -260,7 +264,9 @@ async def test_a_message_that_identifies_and_asks_gets_both(
     assert done["decision"] == "execute", done["reply"]
     await _end(client, session)
     both = await _chat(
-        client, channel="email", message=f"Hi, it's {cust['email']}, did my return go through?"
+        client,
+        channel="email",
+        message=f"Hi, it's {cust['email']}, zip {cust['zip']}, did my return go through?",
     )
     reply = both["reply"]
     assert "verified" in reply and cust["order_id"] in reply and "return" in reply, reply
@@ -280,7 +286,7 @@ async def test_history_questions_are_answered_from_memory(
                AND c2.zip = c.zip) = 1
         ORDER BY c.id LIMIT 1 OFFSET 7""",
     )
-    first = await _chat(client, channel="email", message=f"hi, my email is {cust['email']}")
+    first = await _chat(client, channel="email", message=f"hi, {proof(cust)}")
     ask = await _chat(
         client, session_id=first["session_id"], message="when did I last contact you?"
     )
@@ -367,7 +373,7 @@ async def test_bank_introduction_request_and_ending_in_the_customers_words(
         ORDER BY occurred_on DESC, id LIMIT 1""",
         cust["id"],
     )
-    hello = await _chat(bank_client, message=f"hi, my email is {cust['email']}")
+    hello = await _chat(bank_client, message=f"hi, {bank_proof(cust)}")
     assert hello["reply"].endswith("How can I help you today?"), hello["reply"]
     assert hello["intent"] == "other"
     session = hello["session_id"]

@@ -26,7 +26,7 @@ out.thread_id = id;
 
 // turn 1: identify; every stream mode asked for arrives
 const first = await collect(id, {
-  input: user(`hi, my email is ${env.EMAIL}`),
+  input: user(`hi, my email is ${env.EMAIL}, zip code ${env.ZIP}`),
   streamMode: ["values", "updates", "messages-tuple"],
 });
 out.first_events = [...new Set(first.map((e) => e.event))];
