@@ -41,6 +41,7 @@ from support_agent.tenants.verification import VerificationPolicy
 
 PACKS_DIR = Path(__file__).resolve().parent
 
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
