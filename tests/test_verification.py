@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import date
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from support_agent.services import Services
 from support_agent.settings import Settings
 from support_agent.tenants.verification import VerificationPolicy
 from support_agent.verification.codes import SmtpSender, sender_for, wait_for_sends
+from support_agent.verification.facts import Record, address_words, given_in, matching
 from support_agent.verticals.bank.loader import load_bank
 from tests.conftest import bank_proof, customer_with, free_port, new_session, proof, say
 
@@ -184,13 +186,36 @@ async def test_a_client_address_over_its_failures_is_locked_in_new_sessions(
     for _ in range(policy.client_max_failures):
         await bank_say(bank, new_session(), f"my email is {INVENTED}, born 01/01/1901",
                        client="10.7.7.7")  # fmt: skip
-    fresh = new_session()
-    await bank_say(bank, fresh, f"my email is {INVENTED}, born 01/01/1902", client="10.7.7.7")
-    locked = await bank_say(bank, fresh, bank_proof(cust), client="10.7.7.7")
-    assert locked.customer_id is None
-    assert "can't verify" in locked.reply
+    # even the first attempt of a new session, with the right facts, is refused (the probe got
+    # one guess per new session past the limit)
+    first = await bank_say(bank, new_session(), bank_proof(cust), client="10.7.7.7")
+    assert first.customer_id is None and "can't verify" in first.reply
     elsewhere = await bank_say(bank, new_session(), bank_proof(cust), client="10.8.8.8")
     assert elsewhere.customer_id == cust["id"]
+
+
+async def test_failures_with_another_customers_facts_count_against_the_target(
+    services: Services, bank: Agent
+) -> None:
+    """Pairing the target's email with other customers' dates of birth still counts every
+    failure against the target: after the per-customer limit, the right facts are refused."""
+    target, decoy = await _bank_customer(services, offset=3), await _bank_customer(services, 4)
+    policy = bank.services.tenants.config("bank").verification
+    decoy_dob = f"{decoy['date_of_birth']:%m/%d/%Y}"
+    for n in range(policy.customer_max_failures):
+        await bank_say(bank, new_session(), f"my email is {target['email']}, born {decoy_dob}",
+                       client=f"10.6.{n}.1")  # fmt: skip
+    async with services.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM verification_attempts WHERE tenant_id = 'bank'"
+                " AND customer_id = %s AND result = 'failed'",
+                (target["id"],),
+            )
+        ).fetchone()
+    assert row is not None and row["n"] == policy.customer_max_failures
+    right = await bank_say(bank, new_session(), bank_proof(target), client="10.6.99.1")
+    assert right.customer_id is None
 
 
 async def test_a_staff_added_email_proves_nothing(services: Services, agent: Agent) -> None:
@@ -300,3 +325,47 @@ def test_a_scope_accepts_only_its_ways(agent: Agent) -> None:
         turn = Turn(state=state, deps=deps, tenant_id="retail", session_id="s", channel="chat")
         assert facts_for(candidate, cancel, turn).authenticated is can_write
         assert facts_for(candidate, status, turn).authenticated is True
+
+
+_RECORD = Record(
+    customer_id="c1", first_name="Yara", last_name="Li", emails=frozenset({"yara@example.org"}),
+    phones=frozenset({"5125550147"}), zip="75255", email="yara@example.org",
+    date_of_birth=date(1992, 3, 15),
+    address_words=address_words("742 Maple Street, Austin, TX 75255"),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("message", "proven"),
+    [
+        ("Hi, I'm Yara Li, zip code 75255.", {"name", "zip"}),
+        ("Hi, Yara Li, zip 75255", {"name", "zip"}),
+        ("my email is yara@example.org, date of birth 03/15/1992", {"email", "date_of_birth"}),
+        ("born March 15, 1992, I live at 742 Maple St, Austin TX", {"date_of_birth", "address"}),
+        ("my phone is (512) 555-0147, born 1992-03-15", {"phone", "date_of_birth"}),
+    ],
+)  # fmt: skip
+def test_facts_a_customer_types_are_proven(message: str, proven: set[str]) -> None:
+    assert matching(_RECORD, given_in(message)) == (proven, set())
+
+
+def test_one_attempt_is_one_guess_of_each_fact() -> None:
+    """A message listing many dates of birth, names or addresses proves none of them: each
+    attempt is one guess (the probe verified a customer with 85 dates in one message)."""
+    many_dates = "my email is yara@example.org, dob " + " ".join(
+        f"03/{day:02d}/1992" for day in range(1, 29)
+    )
+    proven, wrong = matching(_RECORD, given_in(many_dates))
+    assert "date_of_birth" not in proven and "date_of_birth" in wrong
+    names = "zip 75255. I might be any of: Aarav Sanchez, Amelia Sanchez, Yara Li, Omar Khan"
+    proven, wrong = matching(_RECORD, given_in(names))
+    assert "name" not in proven and "name" in wrong
+    lower = "zip 75255 aarav sanchez or yara li or omar khan"
+    assert "name" not in matching(_RECORD, given_in(lower))[0]
+    scattered = "Li Wei and Yara Smith, zip 75255"  # both words, never as the name
+    assert "name" not in matching(_RECORD, given_in(scattered))[0]
+    addresses = "I live at 742 Maple Street or 12 Oak Street or 9 Elm Street, Austin"
+    assert "address" not in matching(_RECORD, given_in(addresses))[0]
+    # another date in the message that cannot be a birth date does not make it ambiguous
+    one = "born 03/15/1992, the charge was on 11/19/2026"
+    assert matching(_RECORD, given_in(one))[0] == {"date_of_birth"}

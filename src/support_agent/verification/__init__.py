@@ -54,16 +54,6 @@ Status = Literal["authenticated", "partial", "failed", "locked", "missing"]
 #: Customers checked at most per message (a date of birth may be shared by a few).
 MAX_CANDIDATES = 8
 
-_NAME_HINT = re.compile(
-    r"\b(?:i'?m|i am|my name is|name is|name:|this is|it's|its)\s+[A-Za-z][a-z'-]{1,30}"
-    r"\s+[A-Za-z][a-z'-]{1,30}",
-    re.I,
-)
-_ADDRESS_HINT = re.compile(
-    r"\b\d{1,6}\s(?:[A-Za-z]{1,20}\s){1,4}(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|"
-    r"boulevard|blvd|way|court|ct|place|pl|terrace|parkway|pkwy|highway|hwy|circle|cir)\b",
-    re.I,
-)
 _RESEND = re.compile(
     r"\b(?:resend|re-send|new code|another code|send (?:it|the code|a code) again|"
     r"didn'?t (?:get|receive) (?:the|a|any) code|no code)\b",
@@ -106,20 +96,6 @@ class Attempt:
     channel: str
     policy: VerificationPolicy
     client: str | None = None
-
-
-def given_kinds(given: Given, text: str) -> set[str]:
-    """The kinds of fact a message gives, names and addresses included.
-
-    A name or an address counts as given when the message looks like it holds one; whether it is
-    right is known only against a record.
-    """
-    kinds = given.kinds()
-    if _NAME_HINT.search(text[:SCAN_CHARS]):
-        kinds.add("name")
-    if _ADDRESS_HINT.search(text[:SCAN_CHARS]):
-        kinds.add("address")
-    return kinds
 
 
 async def load_record(services: Services, tenant_id: str, customer_id: str) -> Record | None:
@@ -266,7 +242,7 @@ async def verify(
         if customer_id and policy.way_for({fact}) is not None:
             return await _verified(a, customer_id, {fact}, [fact], prior)
     given = given_in(text, request)
-    kinds = given_kinds(given, text)
+    kinds = given.kinds()
     if prior.get("locked"):
         return Verdict("locked", fresh=bool(kinds), progress=prior)
     code_offered = bool(prior.get("code_offered"))
@@ -288,26 +264,30 @@ async def verify(
     before = set(prior.get("proven") or [])
     best: tuple[int, Record | None, set[str]] = (0, None, set())
     satisfied: list[tuple[Record, set[str]]] = []
+    pointed: list[str] = []  # every customer some fact of this attempt was true of
     for record in records:
         proven, wrong = matching(record, given)
         if code_owner == record.customer_id:
             proven |= code_proves
         if record.customer_id == candidate_id:
             proven |= before - wrong
+        if proven:
+            pointed.append(record.customer_id)
         if policy.way_for(proven) is not None and not wrong:
             satisfied.append((record, proven))
         if not wrong and len(proven) > best[0]:
             best = (len(proven), record, proven)
     every_given = set(prior.get("given") or []) | kinds
-    if len(satisfied) == 1:
-        record, proven = satisfied[0]
-        by_customer, _ = await recent_failures(
-            a.services, a.tenant_id, customer_id=record.customer_id, client=None
+    whole = policy.complete_attempt(every_given) or "one_time_code" in kinds
+    if whole or satisfied:
+        target = satisfied[0][0].customer_id if len(satisfied) == 1 else None
+        by_customer, by_client = await recent_failures(
+            a.services, a.tenant_id, customer_id=target, client=a.client
         )
-        if by_customer < policy.customer_max_failures:
-            return await _verified(a, record.customer_id, proven, sorted(every_given), prior)
-    if policy.complete_attempt(every_given) or "one_time_code" in kinds:
-        pointed = records[0].customer_id if len(records) == 1 else None
+        if a.client is not None and by_client >= policy.client_max_failures:
+            return await _locked(a, prior, sorted(every_given), pointed)
+        if target is not None and by_customer < policy.customer_max_failures:
+            return await _verified(a, target, satisfied[0][1], sorted(every_given), prior)
         return await _failed(a, prior, sorted(every_given), pointed)
     if not every_given:
         return Verdict("missing", progress=prior)
@@ -336,27 +316,42 @@ async def _verified(
 
 
 async def _failed(
-    a: Attempt, prior: dict[str, Any], factors: list[str], pointed: str | None
+    a: Attempt, prior: dict[str, Any], factors: list[str], pointed: list[str]
 ) -> Verdict:
-    """A whole attempt that verified nobody: counted, recorded, and maybe the lock."""
+    """A whole attempt that verified nobody: counted, recorded, and maybe the lock.
+
+    The failure is recorded against every customer some of its facts were true of (an attempt
+    pairing one customer's email with another's date of birth counts against both), so the
+    per-customer limit holds however the wrong facts are chosen.
+    """
     failures = int(prior.get("failures") or 0) + 1
-    await record_attempt(a.services, a.tenant_id, a.session_id, a.channel, customer_id=pointed,
-                         factors=factors, result="failed", client=a.client)  # fmt: skip
-    _, by_client = await recent_failures(a.services, a.tenant_id, customer_id=None,
-                                         client=a.client)  # fmt: skip
-    locked = failures >= a.policy.max_failures or (
-        a.client is not None and by_client >= a.policy.client_max_failures
-    )
+    for customer_id in pointed or [""]:
+        await record_attempt(a.services, a.tenant_id, a.session_id, a.channel,
+                             customer_id=customer_id or None, factors=factors, result="failed",
+                             client=a.client)  # fmt: skip
+    if failures >= a.policy.max_failures:
+        return await _locked(a, {**prior, "failures": failures}, factors, pointed)
     # a new attempt starts from nothing; a code already sent stays usable (its tries are counted)
-    progress: dict[str, Any] = {"failures": failures, "locked": locked, "candidate": None,
+    progress: dict[str, Any] = {"failures": failures, "locked": False, "candidate": None,
                                 "proven": [], "given": [],
                                 "code_offered": bool(prior.get("code_offered"))}  # fmt: skip
-    if locked:
-        await record_attempt(a.services, a.tenant_id, a.session_id, a.channel,
-                             customer_id=pointed, factors=factors, result="locked",
-                             client=a.client)  # fmt: skip
-        return Verdict("locked", fresh=True, progress=progress)
     return Verdict("failed", asks=a.policy.missing_for(set()), fresh=True, progress=progress)
+
+
+async def _locked(
+    a: Attempt, prior: dict[str, Any], factors: list[str], pointed: list[str]
+) -> Verdict:
+    """The session can no longer verify: its own or its client address's failures reached the limit.
+
+    Recorded once; the right facts are refused from now on, and a person is offered.
+    """
+    await record_attempt(a.services, a.tenant_id, a.session_id, a.channel,
+                         customer_id=pointed[0] if len(pointed) == 1 else None, factors=factors,
+                         result="locked", client=a.client)  # fmt: skip
+    progress: dict[str, Any] = {"failures": int(prior.get("failures") or 0), "locked": True,
+                                "candidate": None,
+                "proven": [], "given": [], "code_offered": False}  # fmt: skip
+    return Verdict("locked", fresh=True, progress=progress)
 
 
 async def verifies_other(a: Attempt, text: str, current: str) -> bool:
@@ -366,7 +361,7 @@ async def verifies_other(a: Attempt, text: str, current: str) -> bool:
     do not count: answering differently for them would tell which emails are customers.
     """
     given = given_in(text)
-    if not given_kinds(given, text):
+    if not given.kinds():
         return False
     for cid in await _candidates(a, given, None):
         record = None if cid == current else await load_record(a.services, a.tenant_id, cid)

@@ -30,7 +30,30 @@ _MONTH_D_Y = re.compile(rf"\b{_MONTH_WORD} (\d{{1,2}})(?:st|nd|rd|th)?,? (\d{{4}
 _D_MONTH_Y = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)? (?:of )?{_MONTH_WORD},? (\d{{4}})\b", re.I)
 #: A one-time code: six digits standing alone.
 _CODE = re.compile(r"(?<![\d-])(\d{6})(?![\d-])")
-_WORD = re.compile(r"[a-z0-9]{1,40}")
+#: A word: letters (any script) or digits, at most 40 of them.
+_WORD = re.compile(r"[^\W_]{1,40}")
+#: Where a message introduces a name ("I'm Ana Ruiz", "my name is …").
+NAME_HINT = re.compile(
+    r"\b(?:i'?m|i am|my name is|name is|name:|this is|it's|its)\s+[A-Za-z][a-z'-]{1,30}"
+    r"\s+[A-Za-z][a-z'-]{1,30}",
+    re.I,
+)
+#: A street address: a house number, up to four words and a street type.
+ADDRESS_HINT = re.compile(
+    r"\b\d{1,6}\s(?:[A-Za-z]{1,20}\s){1,4}(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|"
+    r"boulevard|blvd|way|court|ct|place|pl|terrace|parkway|pkwy|highway|hwy|circle|cir)\b",
+    re.I,
+)
+#: Where a list of names or facts splits: punctuation, "or", "and", a colon.
+_CHUNK = re.compile(r"[,;.!?:\n/|]+|\s(?:or|and|&)\s", re.I)
+#: Words that open an introduction or are no part of a name.
+_NOT_NAME = frozenset(
+    "hi hello hey there good morning afternoon evening i im i'm am my name is this it's its it "
+    "here thanks thank you please yes no ok okay sure the a an me call zip code email phone "
+    "number user id account date birth born dob live at from in on of".split()
+)
+#: The years a date of birth may fall in: 1900 to ten years ago.
+_OLDEST_BIRTH_YEAR = 1900
 
 
 def _month(word: str) -> int | None:
@@ -72,11 +95,19 @@ def code_in(text: str) -> str | None:
 class Given:
     """The facts one message (and the request) gives, by kind.
 
+    A fact proves something only when the message gives one value of it: a message listing
+    several dates of birth, several names or several addresses proves none of them (one attempt,
+    one guess).
+
     Attributes:
         email, phone, customer_id, zip: as typed (:func:`extract_identifiers`), or ``None``.
         dates: the dates written (a date of birth is one of them).
         code: a 6-digit one-time code, or ``None``.
-        words: the message's lower-cased words (names and addresses are matched on them).
+        words: the message's lower-cased words (addresses are matched on them).
+        sequence: the same words in order (a name is matched as consecutive words).
+        names: how many name-like phrases the message holds (two or three words that are no
+            common word, between punctuation, "and" or "or").
+        addresses: how many street addresses the message holds.
         text: the message (its first :data:`SCAN_CHARS` characters).
     """
 
@@ -87,7 +118,16 @@ class Given:
     dates: tuple[date, ...] = ()
     code: str | None = None
     words: frozenset[str] = frozenset()
+    sequence: tuple[str, ...] = ()
+    names: int = 0
+    addresses: int = 0
     text: str = ""
+
+    @property
+    def birth_dates(self) -> set[date]:
+        """The dates that could be a date of birth (1900 to ten years ago)."""
+        latest = date.today().year - 10
+        return {d for d in self.dates if _OLDEST_BIRTH_YEAR <= d.year <= latest}
 
     def kinds(self) -> set[str]:
         """The kinds of fact given (``date_of_birth`` for any date).
@@ -95,8 +135,12 @@ class Given:
         Names and addresses are known only against a record.
         """
         out = {k for k in ("email", "phone", "customer_id", "zip") if getattr(self, k)}
-        if self.dates:
+        if self.birth_dates:
             out.add("date_of_birth")
+        if self.names or NAME_HINT.search(self.text):
+            out.add("name")
+        if self.addresses:
+            out.add("address")
         if self.code:
             out.add("one_time_code")
         return out
@@ -115,6 +159,7 @@ def given_in(text: str, request: dict[str, str] | None = None) -> Given:
     if "name" in found:
         text = f"{text} {found['name']}"
     code = code_in(text)
+    sequence = tuple(_WORD.findall(text.lower()))
     return Given(
         email=found.get("email"),
         phone=found.get("phone"),
@@ -122,9 +167,34 @@ def given_in(text: str, request: dict[str, str] | None = None) -> Given:
         zip=found.get("zip"),
         dates=tuple(dates_in(text)),
         code=code,
-        words=frozenset(_WORD.findall(text.lower())),
+        words=frozenset(sequence),
+        sequence=sequence,
+        names=name_phrases(text),
+        addresses=len(ADDRESS_HINT.findall(text)),
         text=text,
     )
+
+
+def name_phrases(text: str) -> int:
+    """How many name-like phrases a message holds.
+
+    The message is cut at punctuation, "and" and "or"; a piece counts when, after the words
+    that open an introduction ("hi", "I'm", "my name is"), two to four words are left and none
+    is a common word. "Hi, I'm Ana Ruiz, zip 12345" holds one; a list of names holds many.
+    """
+    count = 0
+    for piece in _CHUNK.split(text[:SCAN_CHARS]):
+        words = _WORD.findall(piece.lower())
+        while words and words[0] in _NOT_NAME:
+            words.pop(0)
+        if 2 <= len(words) <= 4 and not any(w in _NOT_NAME or w.isdigit() for w in words):
+            count += 1
+    return count
+
+
+def _consecutive(needle: list[str], hay: tuple[str, ...]) -> bool:
+    n = len(needle)
+    return n > 0 and any(list(hay[i : i + n]) == needle for i in range(len(hay) - n + 1))
 
 
 @dataclass(frozen=True)
@@ -178,7 +248,7 @@ def address_matches(record_words: tuple[str, ...], given: frozenset[str]) -> boo
     if not record_words or not record_words[0].isdigit():
         return False
     words = _canon(given)
-    number, rest = record_words[0], list(_canon(record_words[1:]))
+    number, rest = record_words[0], [_STREET_TYPES.get(w, w) for w in record_words[1:]]
     street: list[str] = []
     for word in rest:
         street.append(word)
@@ -216,13 +286,14 @@ def matching(record: Record, given: Given) -> tuple[set[str], set[str]]:
         check("customer_id", given.customer_id.strip().lower() == record.customer_id.lower())
     if given.zip:
         check("zip", record.zip is not None and given.zip.strip() == record.zip)
-    if given.dates:
-        check("date_of_birth", record.date_of_birth in given.dates)
-    first, last = record.first_name.lower().split(), record.last_name.lower().split()
-    if first and last and set(first + last) <= given.words:
-        proven.add("name")
+    births = given.birth_dates
+    if births:  # several dates of birth in one message prove none
+        check("date_of_birth", len(births) == 1 and record.date_of_birth in births)
+    name = _WORD.findall(f"{record.first_name} {record.last_name}".lower())
+    if len(name) >= 2 and _consecutive(name, given.sequence):
+        check("name", given.names <= 1)
     if address_matches(record.address_words, given.words):
-        proven.add("address")
+        check("address", given.addresses <= 1)
     return proven, wrong
 
 
