@@ -24,6 +24,13 @@ Resolution records then carry their effectiveness: their fused score is multipli
 ``0.5 + 0.5 · success_rate`` so that, between equally relevant records, the one that resolved more
 cases ranks first. The fused list is cut to ``limit`` (or to per-kind quotas).
 
+Bounded keyword queries: PostgreSQL's text parser takes time quadratic in some inputs' length
+(``"a_" * 2000``, a 4,000-character message, cost ~250 ms of database time per keyword list and a
+turn runs three; ``"1_" * 2000`` ~360 ms), so the text reaches it only through
+:func:`keyword_text`: its words (runs of letters and digits; underscores and punctuation separate
+them), none longer than 40 characters, at most 64 of them and 500 characters. Any message then
+costs a keyword list about a millisecond.
+
 Cost: the ranked lists carry ids and scores only; the returned columns (a document's text, an
 offer's terms) are read afterwards for the few hits kept. The semantic and keyword lists of every
 source go out in one pipeline on one connection: one round trip (two pipelines on two pooled
@@ -32,6 +39,7 @@ connections cost the bank's search 5.5 ms of CPU against 3.2).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,6 +50,47 @@ Mode = Literal["hybrid", "semantic", "keyword"]
 RRF_K = 60
 #: Query length (words) up to which a keyword list weighs as much as a semantic one.
 KEYWORD_FULL_WEIGHT_WORDS = 12
+
+
+#: Longest word passed to full-text search (characters): longer ones are dropped, not cut.
+KEYWORD_MAX_WORD = 40
+#: Most words passed to full-text search (the first ones of the query).
+KEYWORD_MAX_WORDS = 64
+#: Most characters passed to full-text search (the words joined by spaces).
+KEYWORD_MAX_CHARS = 500
+#: A word for full-text search: letters and digits of any script; ``_`` and punctuation split.
+_WORD = re.compile(r"[^\W_]+")
+
+
+def keyword_text(query: str) -> str:
+    """The words of ``query`` that full-text search gets, bounded whatever the query.
+
+    Linear in ``len(query)``: one scan for runs of letters and digits (every other character,
+    ``_`` included, separates words), dropping words over :data:`KEYWORD_MAX_WORD` characters,
+    stopping after :data:`KEYWORD_MAX_WORDS` words or :data:`KEYWORD_MAX_CHARS` characters.
+    PostgreSQL's parser is quadratic on some shapes (``"a_" * 2000``: ~250 ms); on this output
+    it has at most 500 characters of plain words.
+
+    Args:
+        query: the customer's text, any length.
+
+    Returns:
+        The kept words joined by single spaces (``""`` when none is left), e.g.
+        ``"card_stolen!! what now?"`` → ``"card stolen what now"``.
+    """
+    words: list[str] = []
+    size = -1  # the first word adds no separator
+    for match in _WORD.finditer(query):
+        word = match.group()
+        if len(word) > KEYWORD_MAX_WORD:
+            continue
+        size += len(word) + 1
+        if size > KEYWORD_MAX_CHARS:
+            break
+        words.append(word)
+        if len(words) == KEYWORD_MAX_WORDS:
+            break
+    return " ".join(words)
 
 
 def keyword_weight(query: str) -> float:
@@ -132,7 +181,7 @@ def _ranking(source: Source, name: str, tenant_id: str, query: str, vec: str, n:
         f" SELECT id, NULL::float AS similarity, {weight} AS weight FROM {table}, q"
         f" WHERE tenant_id = %s AND q.tsq IS NOT NULL AND tsv @@ q.tsq{extra}"
         " ORDER BY ts_rank(tsv, q.tsq) DESC, id LIMIT %s",
-        (query, tenant_id, n),
+        (keyword_text(query), tenant_id, n),
     )
 
 
