@@ -9,7 +9,10 @@ against ``api_keys`` (nothing is cached, the SDK keeps no session: ``stateless_h
 revoked key is refused (401) on its next call; answers are single JSON bodies
 (``json_response``), so no tool result is ever delivered on a long-lived stream, and the
 standalone server-to-client stream (``GET /mcp/``), which a stateless server never uses, is
-refused with 405 (as the MCP transport allows), so no stream can outlive its key.
+refused with 405 (as the MCP transport allows), so no stream can outlive its key. The API mounts
+this app inside ``api.ratelimit.AuthFailureGuard``: every 401 counts against the client
+address's failed authentications (``AUTH_FAILURE_RATE_LIMIT``, one budget with the other
+routes) and an address over it gets 429 before :class:`ApiKeyVerifier` looks its key up.
 
 Tools (typed arguments; results trimmed and paginated: ``{"items", "total", "next_offset"}``
 for lists, ``next_offset`` ``None`` on the last page):

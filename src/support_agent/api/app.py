@@ -54,7 +54,7 @@ from support_agent.api.graph_routes import public_router as graph_public_router
 from support_agent.api.graph_routes import router as graph_router
 from support_agent.api.handoff_routes import router as handoff_router
 from support_agent.api.memory_routes import router as memory_router
-from support_agent.api.ratelimit import RateLimiter
+from support_agent.api.ratelimit import AuthFailureGuard, RateLimiter
 from support_agent.api.runs import RunRegistry
 from support_agent.api.schemas import ChatRequest, ChatResponse, EndSessionResponse, ErrorBody
 from support_agent.conversation import Agent, end_session, run_turn, sweep_idle_sessions
@@ -169,8 +169,9 @@ def create_app(
     app.add_middleware(TenantCORSMiddleware, state=app.state)
     tools = CustomerTools()
     mcp = build_mcp(tools, http=True)
-    #: MCP over streamable HTTP (bearer API keys checked by the SDK's own middleware)
-    app.mount("/mcp", mcp.streamable_http_app())
+    #: MCP over streamable HTTP (bearer API keys checked by the SDK's own middleware; its 401s
+    #: count against the address's failed authentications, as on every other route)
+    app.mount("/mcp", AuthFailureGuard(mcp.streamable_http_app(), app.state))
 
     @app.exception_handler(SupportAgentError)
     async def _domain_error(_: Request, exc: SupportAgentError) -> JSONResponse:

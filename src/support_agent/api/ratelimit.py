@@ -14,7 +14,9 @@ deployment:
   known, the session and the verified customer (``SESSION_RATE_LIMIT``, each apart);
 - **failed authentication** per client address (``AUTH_FAILURE_RATE_LIMIT``): a request with no
   valid key counts once it failed, and an address over the limit is refused before its key is
-  looked up in PostgreSQL.
+  looked up in PostgreSQL. The API's routes count in ``api.deps.get_principal_dep``; a mounted
+  app that checks keys itself (``/mcp``, the MCP SDK's bearer middleware) is wrapped in
+  :class:`AuthFailureGuard`, which counts its 401s in the same counter: one budget per address.
 
 The client address is the socket peer, unless the peer is one of ``TRUSTED_PROXIES``: then it is
 the right-most address of ``X-Forwarded-For`` that is not a trusted proxy (:func:`client_address`;
@@ -34,7 +36,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisClusterStorage, RedisStorage
@@ -42,6 +44,8 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from redis.exceptions import RedisError
 from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from support_agent.errors import RateLimitedError
 from support_agent.services import Services
@@ -233,3 +237,47 @@ class RateLimiter:
             except (RedisError, StorageError) as exc:
                 logger.warning("rate_limit_unavailable", extra={"error": type(exc).__name__})
                 return
+
+
+class AuthFailureGuard:
+    """ASGI wrapper of a mounted app that authenticates by itself: failed keys count per address.
+
+    The MCP server (``/mcp``) checks bearer keys in the SDK's own middleware, out of reach of
+    ``api.deps.get_principal_dep``. Wrapped in this, it follows the same rule as the other routes:
+    an address over ``AUTH_FAILURE_RATE_LIMIT`` gets 429 ``RATE_LIMITED`` (with ``Retry-After``)
+    before the app runs, so before any key lookup; every 401 the app answers (no key, an unknown
+    or revoked one) counts one failure of the address, in the counter the other routes use,
+    before the 401 reaches the client. The address is resolved as everywhere else
+    (:meth:`RateLimiter.client_address`, behind ``TRUSTED_PROXIES``).
+
+    Args:
+        app: the wrapped ASGI app.
+        state: the FastAPI app's ``state``; its ``limiter`` (set by the lifespan) is read on each
+            request, and nothing is limited while it is absent.
+    """
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app = app
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse an address over the limit (429), else run the app, counting its 401s."""
+        limiter: RateLimiter | None = getattr(self._state, "limiter", None)
+        if scope["type"] != "http" or limiter is None:
+            await self.app(scope, receive, send)
+            return
+        address = limiter.client_address(Request(scope))
+        try:
+            await limiter.check_auth_failures(address)
+        except RateLimitedError as exc:
+            body = {"error": {"code": exc.code, "message": exc.message}}
+            headers = {"Retry-After": str(exc.retry_after_s)}
+            await JSONResponse(body, status_code=exc.status, headers=headers)(scope, receive, send)
+            return
+
+        async def counting(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                await limiter.auth_failed(address)
+            await send(message)
+
+        await self.app(scope, receive, counting)
