@@ -30,6 +30,7 @@ from support_agent.api.app import create_app
 from support_agent.api.streams import until_revoked
 from support_agent.cli import log_config
 from support_agent.conversation import Agent
+from support_agent.infra.locks import ThreadLocks
 from support_agent.memory_store.consolidation import apply_batch, prepare
 from support_agent.memory_store.extract import MAX_CLAIMS, claims_on_file, contact_details
 from support_agent.memory_store.hot import refresh_hot_memory
@@ -37,6 +38,7 @@ from support_agent.memory_store.identity import find_authenticating_owner
 from support_agent.services import Services
 from support_agent.settings import Settings
 from support_agent.tenancy import PREFIX_LEN, create_api_key, hash_key
+from support_agent.threads import thread_id as checkpoint_thread
 from tests.conftest import customer_with, new_session, say
 
 API = "/api/tenants/me"
@@ -324,6 +326,43 @@ async def test_a_revoked_keys_open_console_streams_end_within_5_s(
         finally:
             for s in streams:
                 await s.aclose()
+
+
+async def test_a_revoked_keys_open_run_stream_ends_within_5_s(
+    served: tuple[str, FastAPI], services: Services
+) -> None:
+    """A graph run held waiting (its session is busy in another process) is streamed to a
+    client; its key is revoked: the stream ends with an error event within 5 s."""
+    base, _ = served
+    key = await create_api_key(services, "retail", "agent")
+    blocked = f"rv-{uuid.uuid4().hex}"
+    other = ThreadLocks(services.locks._conninfo, wait_s=30)  # noqa: SLF001 - another process
+    async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30)) as http:
+        created = await http.post("/threads", json={"thread_id": blocked}, headers=auth(key))
+        assert created.status_code == 200, created.text
+        try:
+            async with other.hold(checkpoint_thread("retail", blocked)):  # the run must wait
+                body = {"assistant_id": "support_agent",
+                        "input": {"messages": [{"role": "user", "content": "hello"}]}}  # fmt: skip
+                request = http.build_request(
+                    "POST", f"/threads/{blocked}/runs/stream", json=body, headers=auth(key)
+                )
+                stream = await http.send(request, stream=True)
+                try:
+                    assert stream.status_code == 200
+                    events: list[str] = []
+                    reader = asyncio.create_task(_read_until_end(stream, events))
+                    await asyncio.sleep(2.5)
+                    assert not reader.done(), events  # the run still waits for its session
+                    await _revoke_by_hand(services, key)
+                    revoked_at = time.monotonic()
+                    await asyncio.wait_for(reader, timeout=5.0)
+                    assert time.monotonic() - revoked_at < 5.0
+                    assert events[-1] == "error", events
+                finally:
+                    await stream.aclose()
+        finally:
+            await other.close()
 
 
 async def test_the_mcp_mount_refuses_a_revoked_key(

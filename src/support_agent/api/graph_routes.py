@@ -93,6 +93,7 @@ from support_agent.api.runs import (
     to_jsonable,
 )
 from support_agent.api.schemas import ErrorBody
+from support_agent.api.streams import revoked_event, until_revoked
 from support_agent.conversation import Agent, end_session
 from support_agent.crm.repository import get_interaction
 from support_agent.errors import (
@@ -641,10 +642,12 @@ def _events(run: Run, full: bool, after: int = 0) -> AsyncIterator[ServerSentEve
     return gen()
 
 
-def _sse(run: Run, full: bool, after: int = 0) -> EventSourceResponse:
+def _sse(agent: Agent, principal: Principal, run: Run, after: int = 0) -> EventSourceResponse:
+    """A run's events as a response that ends within seconds of its key's revocation."""
     path = f"/threads/{run.thread_id}/runs/{run.run_id}"
+    events = _events(run, principal.kind != "widget", after)
     return EventSourceResponse(
-        _events(run, full, after),
+        until_revoked(agent.services, principal.key_hash, events, last=revoked_event()),
         headers={"Content-Location": path, "Location": f"{path}/stream"},
     )
 
@@ -660,7 +663,7 @@ async def stream_run(
 ) -> EventSourceResponse:
     """Start a run and stream its events (``metadata`` … ``end``)."""
     run = await _start(request, agent, principal, thread_id, body)
-    return _sse(run, principal.kind != "widget")
+    return _sse(agent, principal, run)
 
 
 @router.post("/threads/{thread_id}/runs", responses=BUSY, response_model=None)
@@ -802,7 +805,7 @@ async def join_stream(
     if not isinstance(found, Run):
         raise NotFoundError("the run's events are no longer kept; read the thread's state")
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
-    return _sse(found, principal.kind != "widget", after)
+    return _sse(agent, principal, found, after)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join", responses=BUSY)
