@@ -46,7 +46,7 @@ def ask_identification(status: str, ask: str, more: str = "", code_offered: bool
             "you: just ask for a person."
         )
     if status == "failed":
-        return f"I couldn't verify those details. Please check them and try again: {ask}."
+        return f"I couldn't verify those details. Please check them and try again with {ask}."
     if status == "partial" and code_offered:
         other = f", or tell me {more}" if more else ""
         return (
