@@ -34,7 +34,7 @@ async def _customers(services: Services, n: int) -> list[dict[str, str]]:
                 (n,),
             )
         ).fetchall()
-    return [{"id": str(r["id"]), "email": str(r["email"])} for r in rows]
+    return [{"id": str(r["id"]), "email": str(r["email"]), "zip": str(r["zip"])} for r in rows]
 
 
 async def test_end_message_and_erasure_at_once_leave_no_trace(

@@ -369,3 +369,31 @@ def test_one_attempt_is_one_guess_of_each_fact() -> None:
     # another date in the message that cannot be a birth date does not make it ambiguous
     one = "born 03/15/1992, the charge was on 11/19/2026"
     assert matching(_RECORD, given_in(one))[0] == {"date_of_birth"}
+
+
+async def test_the_same_question_with_a_real_or_an_invented_email_gets_the_same_reply(
+    services: Services, bank: Agent
+) -> None:
+    """What is asked is read without the identifiers, so no classifier or search sees whose
+    email came with it. The probe's shape: every bank customer, their name and email with a
+    question, against the same email with the last letter before the @ changed (it found 2 of
+    24 such pairs answered differently)."""
+    async with services.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT first_name, last_name, email FROM customers WHERE tenant_id = 'bank'"
+                " ORDER BY id"
+            )
+        ).fetchall()
+    differ = []
+    for row in rows:
+        real = str(row["email"])
+        local, _, domain = real.partition("@")
+        fake = f"{local[:-1]}{'q' if local[-1] != 'q' else 'x'}@{domain}"
+        name = f"{row['first_name']} {row['last_name']}"
+        ask = "I'm {n}, my email is {e}. what's my balance?"
+        one = await bank_say(bank, new_session(), ask.format(n=name, e=real))
+        two = await bank_say(bank, new_session(), ask.format(n=name, e=fake))
+        if (one.reply, one.decision) != (two.reply, two.decision):
+            differ.append(name)
+    assert differ == []

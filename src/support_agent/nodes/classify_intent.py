@@ -33,6 +33,7 @@ from support_agent.intents.signals import (
     introduction_only,
     is_closing,
     mentions_a_person,
+    without_identifiers,
 )
 from support_agent.state import PendingAction, Signals, State
 from support_agent.verticals.protocol import Turn
@@ -53,7 +54,8 @@ async def classify_intent(state: State, runtime: Runtime[Context]) -> dict[str, 
 def _classify(state: State, this: Turn) -> dict[str, Any]:
     """:func:`classify_intent`'s work, blocking (the message's lexicons, entities, classifier)."""
     config, text = this.deps.config, this.text
-    found = detect_signals(text)
+    plain = without_identifiers(text)  # what is asked, the same whoever's identifiers came with it
+    found = detect_signals(plain)
     history = state.get("history") or []
     offered = (
         bool(history)
@@ -63,13 +65,13 @@ def _classify(state: State, this: Turn) -> dict[str, Any]:
     if (
         offered
         and not found.human_request
-        and (mentions_a_person(text) or read_consent(text, "transfer").verdict == "approve")
+        and (mentions_a_person(plain) or read_consent(plain, "transfer").verdict == "approve")
     ):
         # the last reply offered a person ("just say so and I'll connect you"): this says so
         found.human_request = True
         found.cues.append("human_request:accepts_offer")
-    cued = config.cued_intent(text)
-    closing = cued is None and is_closing(text)  # read once; respond_or_escalate uses it too
+    cued = config.cued_intent(plain)
+    closing = cued is None and is_closing(plain)  # read once; respond_or_escalate uses it too
     # a yes or no is read against the proposal by the consent reader, never from the words alone
     signals: Signals = {**found.__dict__, "confirmation": None,  # type: ignore[typeddict-item]
                         "closing": closing}  # fmt: skip
@@ -80,7 +82,7 @@ def _classify(state: State, this: Turn) -> dict[str, Any]:
     asked = pending if pending and pending.get("awaiting") else None
     if asked is not None:  # the agent asked for a detail (a new address, an option)
         supplies = this.deps.vertical.answers_pending(this, entities)
-        refused = not supplies and read_consent(text, asked["action"]).verdict == "reject"
+        refused = not supplies and read_consent(plain, asked["action"]).verdict == "reject"
         if supplies or refused:
             return _answer(asked, signals, entities, supplies=supplies, refused=refused)
     introduction = bool(extract_identifiers(text)) and introduction_only(text)
@@ -92,7 +94,7 @@ def _classify(state: State, this: Turn) -> dict[str, Any]:
         model = this.deps.loaded_intent_model()
         if model is None:
             model = this.deps.intent_model()
-        prediction = model.predict(text)
+        prediction = model.predict(plain)
         predicted, confidence, ranking = (
             prediction.intent, prediction.confidence, prediction.ranking
         )  # fmt: skip

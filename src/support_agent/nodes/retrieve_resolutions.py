@@ -15,6 +15,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from support_agent.context import Context, turn_of
+from support_agent.intents.signals import without_identifiers
 from support_agent.retrieval.hybrid import hybrid_search
 from support_agent.state import State
 
@@ -38,6 +39,7 @@ async def retrieve_resolutions(state: State, runtime: Runtime[Context]) -> dict[
     if not this.text.strip() or this.signals.get("nothing_asked"):
         return {"resolutions": []}  # an introduction or a goodbye: nothing to search for
     services = this.deps.services
-    vector = await asyncio.to_thread(services.embeddings.embed_query, this.text)
-    hits = await hybrid_search(services, this.tenant_id, this.text, vector, per_kind=QUOTA)
+    query = without_identifiers(this.text)  # the same search whoever's email came with it
+    vector = await asyncio.to_thread(services.embeddings.embed_query, query)
+    hits = await hybrid_search(services, this.tenant_id, query, vector, per_kind=QUOTA)
     return {"resolutions": [hit.as_dict() for hit in hits]}
