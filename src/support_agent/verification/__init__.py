@@ -33,6 +33,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg_pool import PoolTimeout
 
+from support_agent.crm.loader import normalize_phone
 from support_agent.crm.repository import find_customer_by_identity, find_customers_by_name_zip
 from support_agent.services import Services
 from support_agent.tenants.verification import SCOPES, VerificationPolicy
@@ -125,17 +126,13 @@ async def load_record(services: Services, tenant_id: str, customer_id: str) -> R
         last_name=str(row["last_name"] or ""),
         emails=frozenset(e for e in [row["email"], *(row["emails"] or [])] if e),
         phones=frozenset(
-            d for p in [row["phone"], *(row["phones"] or [])] if (d := _digits(p or ""))
+            d for p in [row["phone"], *(row["phones"] or [])] if (d := normalize_phone(p or ""))
         ),
         zip=row["zip"],
         email=row["email"],
         date_of_birth=row["date_of_birth"],
         address_words=address_words(line),
     )
-
-
-def _digits(phone: str) -> str:
-    return "".join(ch for ch in phone if ch.isdigit())
 
 
 async def _by_birth_date(services: Services, tenant_id: str, dates: tuple[date, ...]) -> list[str]:

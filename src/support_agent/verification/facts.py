@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from support_agent.crm.loader import normalize_phone
 from support_agent.intents.signals import extract_identifiers
 
 #: Characters of a message read for facts: identifiers sit at the start of what people type.
@@ -280,7 +281,7 @@ def matching(record: Record, given: Given) -> tuple[set[str], set[str]]:
     if given.email:
         check("email", given.email.strip().lower() in record.emails)
     if given.phone:
-        digits = re.sub(r"\D", "", given.phone)[-10:]
+        digits = normalize_phone(given.phone)[-10:]
         check("phone", len(digits) == 10 and any(p[-10:] == digits for p in record.phones))
     if given.customer_id:
         check("customer_id", given.customer_id.strip().lower() == record.customer_id.lower())
