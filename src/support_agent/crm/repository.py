@@ -40,23 +40,36 @@ def normalize_identity(kind: str, value: str) -> str:
 
 
 async def find_customer_by_identity(
-    services: Services, tenant_id: str, kind: str, value: str
+    services: Services,
+    tenant_id: str,
+    kind: str,
+    value: str,
+    sources: tuple[str, ...] | None = None,
 ) -> str | None:
     """Resolve an identity (``email``, ``phone``, ``customer_id`` or ``handle``) to a customer id.
 
     Values are normalised the way they were stored (:func:`normalize_identity`). Returns ``None``
     when no customer has that identity (or the value normalises to nothing).
+
+    Args:
+        services: open services.
+        tenant_id: the tenant.
+        kind: the identity's kind.
+        value: the identifier as given.
+        sources: only identities of these sources (``record``, ``staff``); ``None``: any.
     """
     try:
         value = normalize_identity(kind, value)
     except InvalidRequestError:
         return None
+    only = None if sources is None else list(sources)
     async with services.pool.connection() as conn:
         row = await (
             await conn.execute(
                 "SELECT customer_id FROM customer_identities"
-                " WHERE tenant_id = %s AND kind = %s AND value = %s",
-                (tenant_id, kind, value),
+                " WHERE tenant_id = %s AND kind = %s AND value = %s"
+                " AND (%s::text[] IS NULL OR source = ANY(%s::text[]))",
+                (tenant_id, kind, value, only, only),
             )
         ).fetchone()
     return None if row is None else str(row["customer_id"])

@@ -29,7 +29,7 @@ import logging
 from typing import Any
 
 from support_agent.crm.customer360 import iso
-from support_agent.crm.repository import normalize_identity
+from support_agent.crm.repository import find_customer_by_identity, normalize_identity
 from support_agent.errors import ConflictError, InvalidRequestError, NotFoundError
 from support_agent.memory_store import hot, layers
 from support_agent.memory_store.episodes import episodes_namespace
@@ -64,19 +64,8 @@ async def find_authenticating_owner(
         The customer id, or ``None`` (no such identity, only a staff-added one, or a value that
         normalises to nothing).
     """
-    try:
-        value = normalize_identity(kind, value)
-    except InvalidRequestError:
-        return None
-    async with services.pool.connection() as conn:
-        row = await (
-            await conn.execute(
-                "SELECT customer_id FROM customer_identities WHERE tenant_id = %s AND kind = %s"
-                " AND value = %s AND source = ANY(%s)",
-                (tenant_id, kind, value, list(AUTHENTICATING_SOURCES)),
-            )
-        ).fetchone()
-    return None if row is None else str(row["customer_id"])
+    return await find_customer_by_identity(services, tenant_id, kind, value,
+                                           AUTHENTICATING_SOURCES)  # fmt: skip
 
 
 async def _customer_exists(conn: AsyncConnection, tenant_id: str, customer_id: str) -> None:
