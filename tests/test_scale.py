@@ -271,3 +271,25 @@ async def test_the_workers_serve_spawns_log_in_the_service_format(
     assert all(" INFO support_agent." in line and " tenant_id=retail" in line for line in decided)
     started = [line for line in log.splitlines() if "Application startup complete" in line]
     assert len(started) == 2 and all(" INFO uvicorn.error " in line for line in started), started
+
+
+async def test_serve_counts_a_visitor_under_its_socket_address_whatever_it_forwards(
+    settings: Settings, services: Services, tmp_path: Path
+) -> None:
+    """Behind no trusted proxy, ``serve`` counts a widget visitor under the address it connects
+    from: an X-Forwarded-For made up anew on every request does not escape the visitor limit
+    (uvicorn's own proxy-header handling trusted it from 127.0.0.1)."""
+    widget = await create_api_key(services, "retail", "widget")
+    with _api_processes(settings, 1, tmp_path) as [(url, _)]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            statuses = []
+            for n in range(40):  # VISITOR_RATE_LIMIT: 30 a minute
+                r = await http.post(
+                    "/threads",
+                    json={},
+                    headers={"Authorization": f"Bearer {widget}",
+                             "X-Forwarded-For": f"203.0.113.{n}"},
+                )  # fmt: skip
+                statuses.append(r.status_code)
+    assert statuses[:30] == [200] * 30
+    assert set(statuses[30:]) == {429}

@@ -447,6 +447,10 @@ def _serve(args: argparse.Namespace) -> int:
             workers=workers,
             log_level=settings.log_level.lower(),
             log_config=log_config(settings.log_level),  # the spawned workers log like the CLI
+            # the API resolves the client address itself, behind TRUSTED_PROXIES only
+            # (api.ratelimit.client_address): uvicorn's own X-Forwarded-For handling would let a
+            # client connecting from 127.0.0.1 choose the address its limits are counted under
+            proxy_headers=False,
         )
     finally:
         if embedded is not None:
